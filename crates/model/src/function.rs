@@ -1,0 +1,185 @@
+//! A function's configuration as the platform keeps it (not the wire shape: that
+//! lives in `api-types` and is converted at the edge).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::arn::{FunctionArn, Scope};
+use crate::names::{FunctionName, Qualifier};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum PackageType {
+    #[default]
+    Zip,
+    Image,
+}
+
+impl PackageType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Zip => "Zip",
+            Self::Image => "Image",
+        }
+    }
+}
+
+/// A function's lifecycle state (`State` on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum FunctionState {
+    Pending,
+    #[default]
+    Active,
+    Inactive,
+    Failed,
+}
+
+impl FunctionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Active => "Active",
+            Self::Inactive => "Inactive",
+            Self::Failed => "Failed",
+        }
+    }
+}
+
+/// The outcome of the last create or update (`LastUpdateStatus` on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum UpdateStatus {
+    #[default]
+    Successful,
+    Failed,
+    InProgress,
+}
+
+impl UpdateStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Successful => "Successful",
+            Self::Failed => "Failed",
+            Self::InProgress => "InProgress",
+        }
+    }
+}
+
+/// A deployment package, stored once by content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeInfo {
+    /// Base64 of the SHA-256 of the zip, as `CodeSha256` reports it.
+    pub sha256_b64: String,
+    /// Hex SHA-256: the key in the blob store.
+    pub digest_hex: String,
+    /// Size of the zip in bytes (`CodeSize`).
+    pub size: u64,
+    /// Size of the package once unzipped, counted against the 250 MB limit.
+    pub unzipped_size: u64,
+}
+
+/// A layer version a function uses, resolved when the function is configured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRef {
+    pub arn: String,
+    pub code: CodeInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct VpcSettings {
+    pub subnet_ids: Vec<String>,
+    pub security_group_ids: Vec<String>,
+    pub ipv6_allowed_for_dual_stack: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggingSettings {
+    /// `Text` or `JSON`.
+    pub log_format: String,
+    pub application_log_level: Option<String>,
+    pub system_log_level: Option<String>,
+    pub log_group: String,
+}
+
+impl LoggingSettings {
+    pub fn default_for(name: &FunctionName) -> Self {
+        Self {
+            log_format: "Text".into(),
+            application_log_level: None,
+            system_log_level: None,
+            log_group: format!("/aws/lambda/{name}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSystemSetting {
+    pub arn: String,
+    pub local_mount_path: String,
+}
+
+/// One version of a function (`$LATEST` or a published number): everything an
+/// execution environment is built from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionConfig {
+    pub name: FunctionName,
+    /// `$LATEST` or a published version number.
+    pub version: String,
+    pub package_type: PackageType,
+    pub runtime: Option<String>,
+    pub handler: Option<String>,
+    pub role: String,
+    pub description: String,
+    pub timeout_s: u32,
+    pub memory_mb: u32,
+    pub ephemeral_mb: u32,
+    /// `None` when the function never had an `Environment`.
+    pub environment: Option<BTreeMap<String, String>>,
+    pub architectures: Vec<String>,
+    pub code: CodeInfo,
+    pub layers: Vec<LayerRef>,
+    pub tracing_mode: String,
+    pub dead_letter_target: Option<String>,
+    pub kms_key_arn: Option<String>,
+    pub vpc: Option<VpcSettings>,
+    pub logging: LoggingSettings,
+    pub file_systems: Vec<FileSystemSetting>,
+    pub last_modified_ms: i64,
+    pub revision_id: String,
+    pub state: FunctionState,
+    pub last_update_status: UpdateStatus,
+}
+
+impl FunctionConfig {
+    pub fn qualifier(&self) -> Qualifier {
+        match self.version.parse::<u64>() {
+            Ok(n) => Qualifier::Version(n),
+            Err(_) => Qualifier::Latest,
+        }
+    }
+
+    /// The unqualified function ARN.
+    pub fn arn(&self, scope: &Scope) -> FunctionArn {
+        scope.function_arn(&self.name)
+    }
+
+    /// The ARN of this version (`...:function:name:$LATEST` or `...:name:3`).
+    pub fn version_arn(&self, scope: &Scope) -> FunctionArn {
+        self.arn(scope).qualified(self.qualifier())
+    }
+
+    /// Total size of the code and every layer once unpacked.
+    pub fn unzipped_size(&self) -> u64 {
+        self.code.unzipped_size + self.layers.iter().map(|l| l.code.unzipped_size).sum::<u64>()
+    }
+}
+
+/// A function as the store keeps it: its `$LATEST` configuration plus the
+/// function-level settings that are not versioned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionRecord {
+    pub latest: FunctionConfig,
+    pub tags: BTreeMap<String, String>,
+    /// Reserved concurrency; `None` when the function uses the unreserved pool.
+    pub reserved_concurrency: Option<u32>,
+    pub created_ms: i64,
+}

@@ -1,0 +1,15 @@
+//! Lambent's domain model: the vocabulary every other crate speaks.
+//!
+//! Nothing here does I/O or knows HTTP or SQL. Types parse and validate at the
+//! edge (`FunctionName::parse`, `FunctionRef::parse`, ...) so that the rest of the
+//! code holds values that are known to be well formed.
+
+pub mod arn;
+pub mod function;
+pub mod limits;
+pub mod names;
+pub mod time_fmt;
+
+pub use arn::{FunctionArn, Scope};
+pub use function::{FunctionConfig, FunctionRecord, PackageType};
+pub use names::{AccountId, FunctionName, FunctionRef, NameError, Qualifier, Region};
