@@ -1,0 +1,380 @@
+//! [`Store`] on an embedded SQLite database in WAL mode.
+//!
+//! Records are kept as JSON documents keyed by (account, region, name); a side
+//! table of blob references lets the blob store collect unused code safely. All
+//! SQLite work runs on tokio's blocking pool behind one connection mutex: the
+//! control plane is not a hot path (the invoke path caches what it reads).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use model::{FunctionName, FunctionRecord, Scope};
+use rusqlite::{Connection, OptionalExtension, params};
+use store::{Page, Store, StoreError, Stored};
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS functions (
+    account TEXT NOT NULL,
+    region  TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    etag    INTEGER NOT NULL,
+    record  TEXT NOT NULL,
+    PRIMARY KEY (account, region, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blob_refs (
+    account TEXT NOT NULL,
+    region  TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    version TEXT NOT NULL,
+    digest  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blob_refs_owner ON blob_refs (account, region, name, version);
+CREATE INDEX IF NOT EXISTS blob_refs_digest ON blob_refs (digest);
+";
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn backend(op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| StoreError::Backend {
+        op,
+        detail: e.to_string(),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, in WAL mode with full
+    /// synchronous commits.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(|e| StoreError::Backend {
+            op: "open",
+            detail: format!("{}: {e}", path.display()),
+        })?;
+        Self::init(conn)
+    }
+
+    /// A private in-memory database (tests).
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory().map_err(backend("open"))?;
+        Self::init(conn)
+    }
+
+    fn init(conn: Connection) -> Result<Self, StoreError> {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend("set journal_mode"))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(backend("set synchronous"))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(backend("set foreign_keys"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend("set busy_timeout"))?;
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(backend("read schema version"))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Backend {
+                op: "open",
+                detail: format!(
+                    "database schema version {version} is newer than this build understands ({SCHEMA_VERSION})"
+                ),
+            });
+        }
+        conn.execute_batch(SCHEMA).map_err(backend("create schema"))?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(backend("write schema version"))?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().map_err(|_| StoreError::Backend {
+                op,
+                detail: "connection mutex poisoned".into(),
+            })?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Backend {
+            op,
+            detail: e.to_string(),
+        })?
+    }
+}
+
+fn encode(record: &FunctionRecord) -> Result<String, StoreError> {
+    serde_json::to_string(record).map_err(|e| StoreError::Backend {
+        op: "encode record",
+        detail: e.to_string(),
+    })
+}
+
+fn decode(json: &str) -> Result<FunctionRecord, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Backend {
+        op: "decode record",
+        detail: e.to_string(),
+    })
+}
+
+fn function_what(scope: &Scope, name: &str) -> String {
+    format!("function {name} in account {} {}", scope.account, scope.region)
+}
+
+/// Rewrites the blob references of one function version.
+fn write_refs(
+    tx: &rusqlite::Transaction<'_>,
+    scope: &Scope,
+    record: &FunctionRecord,
+) -> Result<(), StoreError> {
+    let cfg = &record.latest;
+    let name = cfg.name.as_str();
+    tx.execute(
+        "DELETE FROM blob_refs WHERE account = ?1 AND region = ?2 AND name = ?3 AND version = ?4",
+        params![scope.account.as_str(), scope.region.as_str(), name, cfg.version],
+    )
+    .map_err(backend("clear blob refs"))?;
+    let digests = std::iter::once(&cfg.code.digest_hex).chain(cfg.layers.iter().map(|l| &l.code.digest_hex));
+    for digest in digests {
+        tx.execute(
+            "INSERT INTO blob_refs (account, region, name, version, digest) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![scope.account.as_str(), scope.region.as_str(), name, cfg.version, digest],
+        )
+        .map_err(backend("write blob ref"))?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_function(&self, scope: &Scope, record: &FunctionRecord) -> Result<u64, StoreError> {
+        let scope = scope.clone();
+        let json = encode(record)?;
+        let record = record.clone();
+        self.with("create function", move |conn| {
+            let tx = conn.transaction().map_err(backend("begin"))?;
+            let name = record.latest.name.as_str();
+            let inserted = tx
+                .execute(
+                    "INSERT INTO functions (account, region, name, etag, record) VALUES (?1, ?2, ?3, 1, ?4)
+                     ON CONFLICT DO NOTHING",
+                    params![scope.account.as_str(), scope.region.as_str(), name, json],
+                )
+                .map_err(backend("insert function"))?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists {
+                    what: function_what(&scope, name),
+                });
+            }
+            write_refs(&tx, &scope, &record)?;
+            tx.commit().map_err(backend("commit"))?;
+            Ok(1)
+        })
+        .await
+    }
+
+    async fn get_function(
+        &self,
+        scope: &Scope,
+        name: &FunctionName,
+    ) -> Result<Option<Stored<FunctionRecord>>, StoreError> {
+        let scope = scope.clone();
+        let name = name.clone();
+        self.with("get function", move |conn| {
+            let row: Option<(i64, String)> = conn
+                .query_row(
+                    "SELECT etag, record FROM functions WHERE account = ?1 AND region = ?2 AND name = ?3",
+                    params![scope.account.as_str(), scope.region.as_str(), name.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend("get function"))?;
+            row.map(|(etag, json)| {
+                Ok(Stored {
+                    value: decode(&json)?,
+                    etag: etag as u64,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn list_functions(
+        &self,
+        scope: &Scope,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<FunctionRecord>, StoreError> {
+        let scope = scope.clone();
+        let after = after.unwrap_or("").to_owned();
+        let limit = limit.max(1);
+        self.with("list functions", move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT record FROM functions WHERE account = ?1 AND region = ?2 AND name > ?3
+                     ORDER BY name LIMIT ?4",
+                )
+                .map_err(backend("prepare list"))?;
+            let rows = stmt
+                .query_map(
+                    params![scope.account.as_str(), scope.region.as_str(), after, (limit + 1) as i64],
+                    |r| r.get::<_, String>(0),
+                )
+                .map_err(backend("list functions"))?;
+            let mut items = Vec::with_capacity(limit);
+            let mut more = false;
+            for row in rows {
+                let json = row.map_err(backend("read row"))?;
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                items.push(decode(&json)?);
+            }
+            let next = if more {
+                items.last().map(|r: &FunctionRecord| r.latest.name.to_string())
+            } else {
+                None
+            };
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn update_function(
+        &self,
+        scope: &Scope,
+        record: &FunctionRecord,
+        etag: u64,
+    ) -> Result<u64, StoreError> {
+        let scope = scope.clone();
+        let json = encode(record)?;
+        let record = record.clone();
+        self.with("update function", move |conn| {
+            let tx = conn.transaction().map_err(backend("begin"))?;
+            let name = record.latest.name.as_str();
+            let current: Option<i64> = tx
+                .query_row(
+                    "SELECT etag FROM functions WHERE account = ?1 AND region = ?2 AND name = ?3",
+                    params![scope.account.as_str(), scope.region.as_str(), name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend("read etag"))?;
+            match current {
+                None => {
+                    return Err(StoreError::NotFound {
+                        what: function_what(&scope, name),
+                    });
+                }
+                Some(cur) if cur as u64 != etag => {
+                    return Err(StoreError::Conflict {
+                        what: function_what(&scope, name),
+                    });
+                }
+                Some(_) => {}
+            }
+            let next = etag + 1;
+            tx.execute(
+                "UPDATE functions SET etag = ?4, record = ?5 WHERE account = ?1 AND region = ?2 AND name = ?3",
+                params![scope.account.as_str(), scope.region.as_str(), name, next as i64, json],
+            )
+            .map_err(backend("update function"))?;
+            write_refs(&tx, &scope, &record)?;
+            tx.commit().map_err(backend("commit"))?;
+            Ok(next)
+        })
+        .await
+    }
+
+    async fn delete_function(&self, scope: &Scope, name: &FunctionName) -> Result<(), StoreError> {
+        let scope = scope.clone();
+        let name = name.clone();
+        self.with("delete function", move |conn| {
+            let tx = conn.transaction().map_err(backend("begin"))?;
+            let keys = params![scope.account.as_str(), scope.region.as_str(), name.as_str()];
+            let n = tx
+                .execute(
+                    "DELETE FROM functions WHERE account = ?1 AND region = ?2 AND name = ?3",
+                    keys,
+                )
+                .map_err(backend("delete function"))?;
+            if n == 0 {
+                return Err(StoreError::NotFound {
+                    what: function_what(&scope, name.as_str()),
+                });
+            }
+            tx.execute(
+                "DELETE FROM blob_refs WHERE account = ?1 AND region = ?2 AND name = ?3",
+                keys,
+            )
+            .map_err(backend("delete blob refs"))?;
+            tx.commit().map_err(backend("commit"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn count_functions(&self, scope: &Scope) -> Result<u64, StoreError> {
+        let scope = scope.clone();
+        self.with("count functions", move |conn| {
+            let n: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM functions WHERE account = ?1 AND region = ?2",
+                    params![scope.account.as_str(), scope.region.as_str()],
+                    |r| r.get(0),
+                )
+                .map_err(backend("count functions"))?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn blob_in_use(&self, digest_hex: &str) -> Result<bool, StoreError> {
+        let digest = digest_hex.to_owned();
+        self.with("query blob refs", move |conn| {
+            conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM blob_refs WHERE digest = ?1)",
+                params![digest],
+                |r| r.get(0),
+            )
+            .map_err(backend("query blob refs"))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    store::conformance_tests!(Arc::new(SqliteStore::open_in_memory().expect("open")));
+
+    #[tokio::test]
+    async fn survives_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("meta.db");
+        let s = store::conformance::scope("111111111111", "us-east-1");
+        {
+            let db = SqliteStore::open(&path).expect("open");
+            db.create_function(&s, &store::conformance::sample_record("f", "aa"))
+                .await
+                .expect("create");
+        }
+        let db = SqliteStore::open(&path).expect("reopen");
+        let name = FunctionName::parse("f").expect("name");
+        assert!(db.get_function(&s, &name).await.expect("get").is_some());
+    }
+}

@@ -1,0 +1,181 @@
+//! The behaviour every [`Store`] backend must show. A backend runs it with
+//! [`conformance_tests!`](crate::conformance_tests), which expands to one test per
+//! check, each given a fresh, empty store.
+
+use std::collections::BTreeMap;
+
+use model::function::{CodeInfo, FunctionState, LoggingSettings, UpdateStatus};
+use model::{AccountId, FunctionConfig, FunctionName, FunctionRecord, PackageType, Region, Scope};
+
+use crate::{Store, StoreError};
+
+pub fn scope(account: &str, region: &str) -> Scope {
+    Scope::new(
+        AccountId::parse(account).expect("valid account"),
+        Region::parse(region).expect("valid region"),
+    )
+}
+
+/// A minimal, valid function record for tests.
+pub fn sample_record(name: &str, digest: &str) -> FunctionRecord {
+    let name = FunctionName::parse(name).expect("valid name");
+    FunctionRecord {
+        latest: FunctionConfig {
+            logging: LoggingSettings::default_for(&name),
+            name,
+            version: "$LATEST".into(),
+            package_type: PackageType::Zip,
+            runtime: Some("provided.al2023".into()),
+            handler: Some("bootstrap".into()),
+            role: "arn:aws:iam::123456789012:role/r".into(),
+            description: String::new(),
+            timeout_s: 3,
+            memory_mb: 128,
+            ephemeral_mb: 512,
+            environment: None,
+            architectures: vec!["x86_64".into()],
+            code: CodeInfo {
+                sha256_b64: "c2hh".into(),
+                digest_hex: digest.into(),
+                size: 10,
+                unzipped_size: 20,
+            },
+            layers: vec![],
+            tracing_mode: "PassThrough".into(),
+            dead_letter_target: None,
+            kms_key_arn: None,
+            vpc: None,
+            file_systems: vec![],
+            last_modified_ms: 1_700_000_000_000,
+            revision_id: "00000000-0000-4000-8000-000000000000".into(),
+            state: FunctionState::Active,
+            last_update_status: UpdateStatus::Successful,
+        },
+        tags: BTreeMap::new(),
+        reserved_concurrency: None,
+        created_ms: 1_700_000_000_000,
+    }
+}
+
+fn name(s: &str) -> FunctionName {
+    FunctionName::parse(s).expect("valid name")
+}
+
+pub async fn create_then_get(store: &dyn Store) {
+    let s = scope("111111111111", "us-east-1");
+    let mut rec = sample_record("f", "aa");
+    rec.tags.insert("team".into(), "a".into());
+    rec.latest.environment = Some(BTreeMap::from([("K".into(), "V".into())]));
+    store.create_function(&s, &rec).await.expect("create");
+    let got = store.get_function(&s, &name("f")).await.expect("get").expect("exists");
+    assert_eq!(got.value, rec);
+    assert!(store.get_function(&s, &name("g")).await.expect("get").is_none());
+}
+
+pub async fn duplicate_create_fails(store: &dyn Store) {
+    let s = scope("111111111111", "us-east-1");
+    store.create_function(&s, &sample_record("f", "aa")).await.expect("create");
+    let err = store.create_function(&s, &sample_record("f", "bb")).await.unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err:?}");
+    let got = store.get_function(&s, &name("f")).await.expect("get").expect("exists");
+    assert_eq!(got.value.latest.code.digest_hex, "aa", "the failed create changed nothing");
+}
+
+pub async fn scopes_are_isolated(store: &dyn Store) {
+    let a = scope("111111111111", "us-east-1");
+    let b = scope("222222222222", "us-east-1");
+    let a2 = scope("111111111111", "eu-west-1");
+    store.create_function(&a, &sample_record("f", "aa")).await.expect("create a");
+    store.create_function(&b, &sample_record("f", "bb")).await.expect("same name in b");
+    assert!(store.get_function(&a2, &name("f")).await.expect("get").is_none());
+    assert_eq!(store.list_functions(&b, None, 50).await.expect("list").items.len(), 1);
+    assert_eq!(store.count_functions(&a2).await.expect("count"), 0);
+    store.delete_function(&b, &name("f")).await.expect("delete b");
+    assert!(store.get_function(&a, &name("f")).await.expect("get").is_some());
+}
+
+pub async fn list_pages_in_name_order(store: &dyn Store) {
+    let s = scope("111111111111", "us-east-1");
+    let names = ["delta", "alpha", "charlie", "bravo", "echo"];
+    for n in names {
+        store.create_function(&s, &sample_record(n, "aa")).await.expect("create");
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store.list_functions(&s, after.as_deref(), 2).await.expect("list");
+        pages += 1;
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.iter().map(|r| r.latest.name.to_string()));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["alpha", "bravo", "charlie", "delta", "echo"]);
+    assert_eq!(pages, 3);
+    assert_eq!(store.count_functions(&s).await.expect("count"), 5);
+    let exact = store.list_functions(&s, None, 5).await.expect("list");
+    assert_eq!(exact.items.len(), 5);
+    assert_eq!(exact.next, None, "a full last page has no next marker");
+}
+
+pub async fn update_uses_etag(store: &dyn Store) {
+    let s = scope("111111111111", "us-east-1");
+    let etag = store.create_function(&s, &sample_record("f", "aa")).await.expect("create");
+    let mut rec = store.get_function(&s, &name("f")).await.expect("get").expect("exists");
+    assert_eq!(rec.etag, etag);
+    rec.value.latest.memory_mb = 256;
+    let etag2 = store.update_function(&s, &rec.value, rec.etag).await.expect("update");
+    assert_ne!(etag2, etag);
+    rec.value.latest.memory_mb = 512;
+    let err = store.update_function(&s, &rec.value, etag).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    let got = store.get_function(&s, &name("f")).await.expect("get").expect("exists");
+    assert_eq!(got.value.latest.memory_mb, 256);
+    assert_eq!(got.etag, etag2);
+    let missing = sample_record("nope", "aa");
+    let err = store.update_function(&s, &missing, 1).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+}
+
+pub async fn delete_removes(store: &dyn Store) {
+    let s = scope("111111111111", "us-east-1");
+    store.create_function(&s, &sample_record("f", "aa")).await.expect("create");
+    store.delete_function(&s, &name("f")).await.expect("delete");
+    assert!(store.get_function(&s, &name("f")).await.expect("get").is_none());
+    let err = store.delete_function(&s, &name("f")).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    store.create_function(&s, &sample_record("f", "bb")).await.expect("re-create after delete");
+}
+
+pub async fn blob_references(store: &dyn Store) {
+    let s = scope("111111111111", "us-east-1");
+    assert!(!store.blob_in_use("aa").await.expect("query"));
+    store.create_function(&s, &sample_record("f", "aa")).await.expect("create");
+    assert!(store.blob_in_use("aa").await.expect("query"));
+    assert!(!store.blob_in_use("bb").await.expect("query"));
+    store.delete_function(&s, &name("f")).await.expect("delete");
+    assert!(!store.blob_in_use("aa").await.expect("query"));
+}
+
+/// Expands to one `#[tokio::test]` per conformance check. `$make` is an async
+/// expression that yields a fresh store (anything that derefs to `dyn Store`).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@each $make;
+            create_then_get, duplicate_create_fails, scopes_are_isolated,
+            list_pages_in_name_order, update_uses_etag, delete_removes, blob_references);
+    };
+    (@each $make:expr; $($check:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let store = $make;
+                $crate::conformance::$check(&*store).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,81 @@
+//! The metadata store: what functions exist, their configuration and settings.
+//!
+//! Backends (`store-sqlite`, later `store-postgres`) implement [`Store`] and run
+//! the same [`conformance`] suite. The store knows nothing of AWS semantics such as
+//! `RevisionId`: it offers optimistic concurrency through a per-record `etag`, and
+//! the control plane builds Lambda's rules on top.
+
+use async_trait::async_trait;
+use model::{FunctionName, FunctionRecord, Scope};
+
+pub mod conformance;
+
+/// What a store operation failed on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} already exists")]
+    AlreadyExists { what: String },
+    #[error("{what} does not exist")]
+    NotFound { what: String },
+    /// The record changed since it was read (its etag moved on).
+    #[error("{what} was changed concurrently")]
+    Conflict { what: String },
+    /// The backend itself failed (I/O, corruption, connection).
+    #[error("store backend failed during {op}: {detail}")]
+    Backend { op: &'static str, detail: String },
+}
+
+/// A function as stored, with the etag that guards concurrent updates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored<T> {
+    pub value: T,
+    /// Changes on every write; pass it back to `update_*` to detect lost updates.
+    pub etag: u64,
+}
+
+/// One page of a listing, in name order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `after` to get the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a function; fails with `AlreadyExists` when the name is taken in
+    /// this scope.
+    async fn create_function(&self, scope: &Scope, record: &FunctionRecord) -> Result<u64, StoreError>;
+
+    async fn get_function(
+        &self,
+        scope: &Scope,
+        name: &FunctionName,
+    ) -> Result<Option<Stored<FunctionRecord>>, StoreError>;
+
+    /// Functions of one scope in name order, starting after `after`.
+    async fn list_functions(
+        &self,
+        scope: &Scope,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<FunctionRecord>, StoreError>;
+
+    /// Replaces a function's record if its etag is still `etag`; returns the new etag.
+    async fn update_function(
+        &self,
+        scope: &Scope,
+        record: &FunctionRecord,
+        etag: u64,
+    ) -> Result<u64, StoreError>;
+
+    /// Deletes a function and everything stored under it; `NotFound` if absent.
+    async fn delete_function(&self, scope: &Scope, name: &FunctionName) -> Result<(), StoreError>;
+
+    /// Number of functions in a scope (for `GetAccountSettings`).
+    async fn count_functions(&self, scope: &Scope) -> Result<u64, StoreError>;
+
+    /// Whether any stored configuration still references the code blob `digest_hex`
+    /// (so that blob garbage collection never removes live code).
+    async fn blob_in_use(&self, digest_hex: &str) -> Result<bool, StoreError>;
+}
