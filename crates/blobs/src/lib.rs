@@ -1,0 +1,374 @@
+//! Deployment packages on local disk.
+//!
+//! * [`BlobStore`] keeps each zip once, named by its SHA-256
+//!   (`<root>/blobs/sha256/<2 hex>/<64 hex>`), and unpacks it once into
+//!   `<root>/code/<64 hex>/`, which execution environments mount read-only.
+//! * [`inspect_and_unpack`] is the only way a zip reaches the disk: it rejects
+//!   archives that are not zips, entries escaping the root (`../`, absolute paths,
+//!   links pointing outside) and packages that grow past the unzipped limit while
+//!   being decompressed (so a zip bomb stops at the limit, whatever its headers say).
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Component, Path, PathBuf};
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+/// Why a package was refused or could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum PackageError {
+    #[error("Could not unzip uploaded file. Please check your file, then try to upload again.")]
+    NotAZip,
+    #[error("Could not unzip uploaded file: the entry '{entry}' {reason}.")]
+    UnsafeEntry { entry: String, reason: &'static str },
+    #[error("Zipped size must be smaller than {limit} bytes")]
+    ZippedTooLarge { limit: u64 },
+    #[error("Unzipped size must be smaller than {limit} bytes")]
+    UnzippedTooLarge { limit: u64 },
+    #[error("blob store I/O failed at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> PackageError + '_ {
+    move |source| PackageError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Identity of a stored package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digest256 {
+    pub hex: String,
+    pub base64: String,
+}
+
+impl Digest256 {
+    pub fn of(bytes: &[u8]) -> Self {
+        let d = Sha256::digest(bytes);
+        Self {
+            hex: hex::encode(d),
+            base64: base64::engine::general_purpose::STANDARD.encode(d),
+        }
+    }
+}
+
+/// What a valid package contains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageInfo {
+    pub digest: Digest256,
+    pub zipped_size: u64,
+    pub unzipped_size: u64,
+}
+
+/// Blobs and unpacked code under one root directory.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    root: PathBuf,
+}
+
+impl BlobStore {
+    pub fn open(root: &Path) -> Result<Self, PackageError> {
+        for sub in ["blobs/sha256", "code", "tmp"] {
+            let p = root.join(sub);
+            fs::create_dir_all(&p).map_err(io_at(&p))?;
+        }
+        // Leftovers of interrupted writes.
+        let tmp = root.join("tmp");
+        if let Ok(entries) = fs::read_dir(&tmp) {
+            for e in entries.flatten() {
+                let p = e.path();
+                let _ = fs::remove_dir_all(&p).or_else(|_| fs::remove_file(&p));
+            }
+        }
+        Ok(Self {
+            root: root.to_owned(),
+        })
+    }
+
+    fn blob_path(&self, hex: &str) -> PathBuf {
+        let shard = hex.get(..2).unwrap_or("00");
+        self.root.join("blobs/sha256").join(shard).join(hex)
+    }
+
+    /// The directory a package is unpacked into.
+    pub fn code_dir(&self, hex: &str) -> PathBuf {
+        self.root.join("code").join(hex)
+    }
+
+    fn tmp_path(&self) -> PathBuf {
+        self.root.join("tmp").join(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// Validates a zip, unpacks it, and stores it. Nothing is left on disk when
+    /// the package is refused. Storing the same bytes twice stores them once.
+    pub fn put_package(
+        &self,
+        zip: &[u8],
+        unzipped_limit: u64,
+    ) -> Result<PackageInfo, PackageError> {
+        if zip.len() as u64 > model::limits::ZIP_MAX_BYTES {
+            return Err(PackageError::ZippedTooLarge {
+                limit: model::limits::ZIP_MAX_BYTES,
+            });
+        }
+        let digest = Digest256::of(zip);
+        let code_dir = self.code_dir(&digest.hex);
+        let staging = self.tmp_path();
+        let unzipped_size = match inspect_and_unpack(zip, &staging, unzipped_limit) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&staging);
+                return Err(e);
+            }
+        };
+        let blob = self.blob_path(&digest.hex);
+        if !blob.exists() {
+            if let Some(parent) = blob.parent() {
+                fs::create_dir_all(parent).map_err(io_at(parent))?;
+            }
+            let tmp = self.tmp_path();
+            write_synced(&tmp, zip)?;
+            fs::rename(&tmp, &blob).map_err(io_at(&blob))?;
+        }
+        if code_dir.exists() {
+            let _ = fs::remove_dir_all(&staging);
+        } else {
+            seal_read_only(&staging)?;
+            if let Err(e) = fs::rename(&staging, &code_dir) {
+                let _ = make_writable(&staging);
+                let _ = fs::remove_dir_all(&staging);
+                if !code_dir.exists() {
+                    return Err(PackageError::Io {
+                        path: code_dir,
+                        source: e,
+                    });
+                }
+            }
+        }
+        Ok(PackageInfo {
+            digest,
+            zipped_size: zip.len() as u64,
+            unzipped_size,
+        })
+    }
+
+    /// The stored zip bytes.
+    pub fn read(&self, hex: &str) -> Result<Vec<u8>, PackageError> {
+        let p = self.blob_path(hex);
+        fs::read(&p).map_err(io_at(&p))
+    }
+
+    /// Makes sure the unpacked code of a stored blob exists (it may have been
+    /// removed to save space) and returns its directory.
+    pub fn ensure_unpacked(&self, hex: &str) -> Result<PathBuf, PackageError> {
+        let dir = self.code_dir(hex);
+        if dir.exists() {
+            return Ok(dir);
+        }
+        let zip = self.read(hex)?;
+        self.put_package(&zip, u64::MAX)?;
+        Ok(dir)
+    }
+
+    /// Removes a blob and its unpacked code. Callers check that nothing uses it.
+    pub fn delete(&self, hex: &str) -> Result<(), PackageError> {
+        let blob = self.blob_path(hex);
+        match fs::remove_file(&blob) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(PackageError::Io { path: blob, source: e }),
+        }
+        let dir = self.code_dir(hex);
+        if dir.exists() {
+            // Move aside first so a half-deleted tree is never visible as code.
+            let trash = self.tmp_path();
+            fs::rename(&dir, &trash).map_err(io_at(&dir))?;
+            make_writable(&trash)?;
+            fs::remove_dir_all(&trash).map_err(io_at(&trash))?;
+        }
+        Ok(())
+    }
+}
+
+fn write_synced(path: &Path, data: &[u8]) -> Result<(), PackageError> {
+    let mut f = fs::File::create(path).map_err(io_at(path))?;
+    f.write_all(data).map_err(io_at(path))?;
+    f.sync_all().map_err(io_at(path))
+}
+
+/// Clears write permission on everything below `path` (symlinks untouched).
+fn seal_read_only(path: &Path) -> Result<(), PackageError> {
+    fn go(p: &Path) -> io::Result<()> {
+        let meta = fs::symlink_metadata(p)?;
+        if meta.file_type().is_symlink() {
+            return Ok(());
+        }
+        if meta.is_dir() {
+            for entry in fs::read_dir(p)? {
+                go(&entry?.path())?;
+            }
+        }
+        fs::set_permissions(p, fs::Permissions::from_mode(meta.permissions().mode() & !0o222))
+    }
+    go(path).map_err(io_at(path))
+}
+
+/// Restores owner write permission below `path`, so that the tree can be removed.
+fn make_writable(path: &Path) -> Result<(), PackageError> {
+    fn go(p: &Path) -> io::Result<()> {
+        let meta = fs::symlink_metadata(p)?;
+        if meta.file_type().is_symlink() {
+            return Ok(());
+        }
+        fs::set_permissions(p, fs::Permissions::from_mode(meta.permissions().mode() | 0o700))?;
+        if meta.is_dir() {
+            for entry in fs::read_dir(p)? {
+                go(&entry?.path())?;
+            }
+        }
+        Ok(())
+    }
+    go(path).map_err(io_at(path))
+}
+
+/// The safe, normalised relative path of an entry, or why it is unsafe.
+fn entry_path(name: &str) -> Result<PathBuf, &'static str> {
+    if name.starts_with('/') || name.starts_with('\\') {
+        return Err("has an absolute path");
+    }
+    if name.contains('\0') {
+        return Err("has a NUL byte in its name");
+    }
+    let mut out = PathBuf::new();
+    for comp in Path::new(name).components() {
+        match comp {
+            Component::Normal(c) => out.push(c),
+            Component::CurDir => {}
+            Component::ParentDir => return Err("escapes the package root"),
+            Component::RootDir | Component::Prefix(_) => return Err("has an absolute path"),
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a symlink at `link` (relative to the root) pointing at `target`
+/// stays inside the root.
+fn link_stays_inside(link: &Path, target: &str) -> bool {
+    if target.starts_with('/') {
+        return false;
+    }
+    let mut depth: i64 = link.components().count() as i64 - 1;
+    for comp in Path::new(target).components() {
+        match comp {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+/// Checks every entry of `zip` and unpacks it into `dest` (which must not
+/// exist). Returns the unzipped size. Sizes are counted as bytes are actually
+/// decompressed, so lying headers do not help a zip bomb.
+pub fn inspect_and_unpack(zip: &[u8], dest: &Path, unzipped_limit: u64) -> Result<u64, PackageError> {
+    let mut archive =
+        zip::ZipArchive::new(io::Cursor::new(zip)).map_err(|_| PackageError::NotAZip)?;
+    fs::create_dir_all(dest).map_err(io_at(dest))?;
+    let mut total: u64 = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(|_| PackageError::NotAZip)?;
+        let raw_name = entry.name().map_err(|_| PackageError::NotAZip)?.into_owned();
+        let rel = entry_path(&raw_name).map_err(|reason| PackageError::UnsafeEntry {
+            entry: raw_name.clone(),
+            reason,
+        })?;
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let out = dest.join(&rel);
+        // Refuse to write through a symlink an earlier entry created.
+        for anc in rel.ancestors().skip(1) {
+            if anc.as_os_str().is_empty() {
+                break;
+            }
+            if let Ok(m) = fs::symlink_metadata(dest.join(anc))
+                && m.file_type().is_symlink()
+            {
+                return Err(PackageError::UnsafeEntry {
+                    entry: raw_name,
+                    reason: "is inside a symbolic link",
+                });
+            }
+        }
+        if entry.is_dir() {
+            fs::create_dir_all(&out).map_err(io_at(&out))?;
+            continue;
+        }
+        if let Some(parent) = out.parent() {
+            fs::create_dir_all(parent).map_err(io_at(parent))?;
+        }
+        if fs::symlink_metadata(&out).is_ok() {
+            return Err(PackageError::UnsafeEntry {
+                entry: raw_name,
+                reason: "appears twice in the archive",
+            });
+        }
+        let mode = entry.unix_mode().unwrap_or(0o644);
+        if mode & 0o170000 == 0o120000 {
+            let mut target = Vec::new();
+            (&mut entry)
+                .take(4096)
+                .read_to_end(&mut target)
+                .map_err(|_| PackageError::NotAZip)?;
+            let target = String::from_utf8(target).map_err(|_| PackageError::UnsafeEntry {
+                entry: raw_name.clone(),
+                reason: "is a link whose target is not valid text",
+            })?;
+            if !link_stays_inside(&rel, &target) {
+                return Err(PackageError::UnsafeEntry {
+                    entry: raw_name,
+                    reason: "is a link pointing outside the package root",
+                });
+            }
+            total += target.len() as u64;
+            symlink(&target, &out).map_err(io_at(&out))?;
+            continue;
+        }
+        let mut f = fs::File::create(&out).map_err(io_at(&out))?;
+        loop {
+            let n = entry.read(&mut buf).map_err(|_| PackageError::NotAZip)?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            if total > unzipped_limit {
+                return Err(PackageError::UnzippedTooLarge {
+                    limit: unzipped_limit,
+                });
+            }
+            f.write_all(&buf[..n]).map_err(io_at(&out))?;
+        }
+        // Keep the execute bits; never setuid, setgid or sticky; always readable.
+        let perm = (mode & 0o755) | 0o444;
+        fs::set_permissions(&out, fs::Permissions::from_mode(perm)).map_err(io_at(&out))?;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,143 @@
+use std::io::Write as _;
+
+use super::*;
+use zip::write::SimpleFileOptions;
+
+enum Entry<'a> {
+    File(&'a str, &'a [u8], u32),
+    Dir(&'a str),
+    Link(&'a str, &'a str),
+}
+
+fn make_zip(entries: &[Entry<'_>]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+    for e in entries {
+        match e {
+            Entry::File(name, data, mode) => {
+                let opts = SimpleFileOptions::default().unix_permissions(*mode);
+                w.start_file(*name, opts).unwrap();
+                w.write_all(data).unwrap();
+            }
+            Entry::Dir(name) => {
+                w.add_directory(*name, SimpleFileOptions::default()).unwrap();
+            }
+            Entry::Link(name, target) => {
+                w.add_symlink(*name, *target, SimpleFileOptions::default()).unwrap();
+            }
+        }
+    }
+    w.finish().unwrap().into_inner()
+}
+
+fn store() -> (tempfile::TempDir, BlobStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = BlobStore::open(dir.path()).unwrap();
+    (dir, s)
+}
+
+fn nothing_left(dir: &Path) {
+    let code: Vec<_> = fs::read_dir(dir.join("code")).unwrap().collect();
+    let tmp: Vec<_> = fs::read_dir(dir.join("tmp")).unwrap().collect();
+    assert!(code.is_empty() && tmp.is_empty(), "code: {code:?} tmp: {tmp:?}");
+}
+
+#[test]
+fn unpacks_valid_package_read_only_with_exec_bits() {
+    let (dir, s) = store();
+    let zip = make_zip(&[
+        Entry::File("bootstrap", b"#!/bin/sh\necho hi\n", 0o755),
+        Entry::Dir("lib/"),
+        Entry::File("lib/data.txt", b"data", 0o4777),
+        Entry::Link("current", "lib/data.txt"),
+    ]);
+    let info = s.put_package(&zip, model::limits::UNZIPPED_MAX_BYTES).unwrap();
+    assert_eq!(info.zipped_size, zip.len() as u64);
+    assert_eq!(info.unzipped_size, 18 + 4 + "lib/data.txt".len() as u64);
+    assert_eq!(info.digest, Digest256::of(&zip));
+    let code = s.code_dir(&info.digest.hex);
+    let mode = |p: &str| fs::metadata(code.join(p)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode("bootstrap"), 0o555);
+    assert_eq!(mode("lib/data.txt"), 0o555, "setuid dropped, write bits cleared");
+    assert_eq!(fs::read(code.join("current")).unwrap(), b"data");
+    assert_eq!(s.read(&info.digest.hex).unwrap(), zip);
+    // The same bytes again: same identity, still one copy.
+    let again = s.put_package(&zip, model::limits::UNZIPPED_MAX_BYTES).unwrap();
+    assert_eq!(again, info);
+    assert!(fs::read_dir(dir.path().join("tmp")).unwrap().next().is_none());
+    s.delete(&info.digest.hex).unwrap();
+    assert!(!code.exists());
+    nothing_left(dir.path());
+}
+
+#[test]
+fn rejects_what_is_not_a_zip() {
+    let (dir, s) = store();
+    for junk in [&b"this is not a zipfile"[..], b"", b"PK\x03\x04garbage"] {
+        let err = s.put_package(junk, 1 << 20).unwrap_err();
+        assert!(matches!(err, PackageError::NotAZip), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "Could not unzip uploaded file. Please check your file, then try to upload again."
+        );
+    }
+    nothing_left(dir.path());
+}
+
+#[test]
+fn rejects_escaping_entries_and_writes_nothing() {
+    let (dir, s) = store();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (make_zip(&[Entry::File("ok.txt", b"x", 0o644), Entry::File("../evil", b"x", 0o644)]), "../evil"),
+        (make_zip(&[Entry::File("a/../../evil", b"x", 0o644)]), "a/../../evil"),
+        (make_zip(&[Entry::File("/etc/evil", b"x", 0o644)]), "/etc/evil"),
+        (make_zip(&[Entry::Link("l", "../../etc/passwd")]), "l"),
+        (make_zip(&[Entry::Link("l", "/etc/passwd")]), "l"),
+        (make_zip(&[Entry::Link("sub/l", "../../x")]), "sub/l"),
+        (
+            make_zip(&[Entry::Dir("real/"), Entry::Link("lib", "real"), Entry::File("lib/x", b"x", 0o644)]),
+            "lib/x",
+        ),
+    ];
+    for (zip, entry) in cases {
+        match s.put_package(&zip, 1 << 20) {
+            Err(PackageError::UnsafeEntry { entry: e, .. }) => assert_eq!(e, entry),
+            other => panic!("{entry}: {other:?}"),
+        }
+        nothing_left(dir.path());
+    }
+    // A link that goes up and comes back down stays inside and is fine.
+    let ok = make_zip(&[Entry::File("a/b.txt", b"x", 0o644), Entry::Link("a/c", "../a/b.txt")]);
+    s.put_package(&ok, 1 << 20).unwrap();
+}
+
+#[test]
+fn zip_bomb_stops_at_the_unzipped_limit() {
+    let (dir, s) = store();
+    let zeros = vec![0u8; 8 << 20];
+    let zip = make_zip(&[Entry::File("a", &zeros, 0o644), Entry::File("b", &zeros, 0o644)]);
+    assert!(zip.len() < 100 << 10, "compresses well: {}", zip.len());
+    let err = s.put_package(&zip, 10 << 20).unwrap_err();
+    assert!(matches!(err, PackageError::UnzippedTooLarge { limit } if limit == 10 << 20), "{err:?}");
+    assert_eq!(err.to_string(), "Unzipped size must be smaller than 10485760 bytes");
+    nothing_left(dir.path());
+}
+
+#[test]
+fn zipped_size_limit() {
+    let (dir, s) = store();
+    let big = vec![0u8; model::limits::ZIP_MAX_BYTES as usize + 1];
+    let err = s.put_package(&big, u64::MAX).unwrap_err();
+    assert_eq!(err.to_string(), "Zipped size must be smaller than 52428800 bytes");
+    nothing_left(dir.path());
+}
+
+#[test]
+fn entry_paths() {
+    assert_eq!(entry_path("a/./b").unwrap(), PathBuf::from("a/b"));
+    assert!(entry_path("a/../b").is_err());
+    assert!(entry_path("/a").is_err());
+    assert!(link_stays_inside(Path::new("a/b/l"), "../../x"));
+    assert!(!link_stays_inside(Path::new("a/b/l"), "../../../x"));
+    assert!(!link_stays_inside(Path::new("l"), ".."));
+    assert!(link_stays_inside(Path::new("l"), "."));
+}
