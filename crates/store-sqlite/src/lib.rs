@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use model::{FunctionName, FunctionRecord, Scope};
 use rusqlite::{Connection, OptionalExtension, params};
-use store::{Page, Store, StoreError, Stored};
+use store::{Page, Store, StoreError, Stored, Usage};
 
 const SCHEMA_VERSION: i64 = 1;
 
@@ -327,17 +327,24 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn count_functions(&self, scope: &Scope) -> Result<u64, StoreError> {
+    async fn usage(&self, scope: &Scope) -> Result<Usage, StoreError> {
         let scope = scope.clone();
-        self.with("count functions", move |conn| {
-            let n: i64 = conn
-                .query_row(
-                    "SELECT COUNT(*) FROM functions WHERE account = ?1 AND region = ?2",
-                    params![scope.account.as_str(), scope.region.as_str()],
-                    |r| r.get(0),
-                )
-                .map_err(backend("count functions"))?;
-            Ok(n as u64)
+        self.with("sum usage", move |conn| {
+            conn.query_row(
+                "SELECT COUNT(*),
+                        COALESCE(SUM(json_extract(record, '$.latest.code.size')), 0),
+                        COALESCE(SUM(json_extract(record, '$.reserved_concurrency')), 0)
+                 FROM functions WHERE account = ?1 AND region = ?2",
+                params![scope.account.as_str(), scope.region.as_str()],
+                |r| {
+                    Ok(Usage {
+                        function_count: r.get::<_, i64>(0)? as u64,
+                        total_code_size: r.get::<_, i64>(1)? as u64,
+                        reserved_concurrency: r.get::<_, i64>(2)? as u64,
+                    })
+                },
+            )
+            .map_err(backend("sum usage"))
         })
         .await
     }

@@ -89,7 +89,7 @@ pub async fn scopes_are_isolated(store: &dyn Store) {
     store.create_function(&b, &sample_record("f", "bb")).await.expect("same name in b");
     assert!(store.get_function(&a2, &name("f")).await.expect("get").is_none());
     assert_eq!(store.list_functions(&b, None, 50).await.expect("list").items.len(), 1);
-    assert_eq!(store.count_functions(&a2).await.expect("count"), 0);
+    assert_eq!(store.usage(&a2).await.expect("usage").function_count, 0);
     store.delete_function(&b, &name("f")).await.expect("delete b");
     assert!(store.get_function(&a, &name("f")).await.expect("get").is_some());
 }
@@ -115,7 +115,9 @@ pub async fn list_pages_in_name_order(store: &dyn Store) {
     }
     assert_eq!(seen, ["alpha", "bravo", "charlie", "delta", "echo"]);
     assert_eq!(pages, 3);
-    assert_eq!(store.count_functions(&s).await.expect("count"), 5);
+    let usage = store.usage(&s).await.expect("usage");
+    assert_eq!(usage.function_count, 5);
+    assert_eq!(usage.total_code_size, 50);
     let exact = store.list_functions(&s, None, 5).await.expect("list");
     assert_eq!(exact.items.len(), 5);
     assert_eq!(exact.next, None, "a full last page has no next marker");
@@ -138,6 +140,20 @@ pub async fn update_uses_etag(store: &dyn Store) {
     let missing = sample_record("nope", "aa");
     let err = store.update_function(&s, &missing, 1).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+}
+
+pub async fn usage_sums_code_and_reservations(store: &dyn Store) {
+    let s = scope("111111111111", "us-east-1");
+    assert_eq!(store.usage(&s).await.expect("usage"), crate::Usage::default());
+    let mut a = sample_record("a", "aa");
+    a.latest.code.size = 1000;
+    a.reserved_concurrency = Some(7);
+    let mut b = sample_record("b", "bb");
+    b.latest.code.size = 24;
+    store.create_function(&s, &a).await.expect("create");
+    store.create_function(&s, &b).await.expect("create");
+    let u = store.usage(&s).await.expect("usage");
+    assert_eq!(u, crate::Usage { function_count: 2, total_code_size: 1024, reserved_concurrency: 7 });
 }
 
 pub async fn delete_removes(store: &dyn Store) {
@@ -167,7 +183,7 @@ macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::conformance_tests!(@each $make;
             create_then_get, duplicate_create_fails, scopes_are_isolated,
-            list_pages_in_name_order, update_uses_etag, delete_removes, blob_references);
+            list_pages_in_name_order, update_uses_etag, usage_sums_code_and_reservations, delete_removes, blob_references);
     };
     (@each $make:expr; $($check:ident),*) => {
         $(

@@ -41,6 +41,16 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+/// Totals over one scope.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub function_count: u64,
+    /// Bytes of every stored deployment package of the scope's functions.
+    pub total_code_size: u64,
+    /// Sum of the reserved concurrency of the scope's functions.
+    pub reserved_concurrency: u64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Creates a function; fails with `AlreadyExists` when the name is taken in
@@ -72,8 +82,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a function and everything stored under it; `NotFound` if absent.
     async fn delete_function(&self, scope: &Scope, name: &FunctionName) -> Result<(), StoreError>;
 
-    /// Number of functions in a scope (for `GetAccountSettings`).
-    async fn count_functions(&self, scope: &Scope) -> Result<u64, StoreError>;
+    /// What a scope uses (for `GetAccountSettings` and concurrency accounting).
+    async fn usage(&self, scope: &Scope) -> Result<Usage, StoreError>;
 
     /// Whether any stored configuration still references the code blob `digest_hex`
     /// (so that blob garbage collection never removes live code).

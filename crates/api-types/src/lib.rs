@@ -1,0 +1,379 @@
+//! The JSON bodies of the AWS Lambda API (2015-03-31), as
+//! `lambda-2015-03-31.service.json` defines them: plain serde structs with
+//! PascalCase names. Requests keep every member optional so that validation
+//! can report a missing required member with AWS's own message instead of a
+//! serde error. Responses skip absent members, as AWS does.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub mod error;
+pub use error::ErrorBody;
+
+pub type Tags = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FunctionCode {
+    /// Base64 of the zip.
+    pub zip_file: Option<String>,
+    pub s3_bucket: Option<String>,
+    pub s3_key: Option<String>,
+    pub s3_object_version: Option<String>,
+    pub image_uri: Option<String>,
+    #[serde(rename = "SourceKMSKeyArn")]
+    pub source_kms_key_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VpcConfig {
+    pub subnet_ids: Option<Vec<String>>,
+    pub security_group_ids: Option<Vec<String>>,
+    pub ipv6_allowed_for_dual_stack: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeadLetterConfig {
+    pub target_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Environment {
+    pub variables: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TracingConfig {
+    pub mode: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EphemeralStorage {
+    pub size: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FileSystemConfig {
+    pub arn: Option<String>,
+    pub local_mount_path: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LoggingConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub application_log_level: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_log_level: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_group: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SnapStart {
+    pub apply_on: Option<String>,
+}
+
+/// `POST /2015-03-31/functions`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateFunctionRequest {
+    pub function_name: Option<String>,
+    pub runtime: Option<String>,
+    pub role: Option<String>,
+    pub handler: Option<String>,
+    pub code: Option<FunctionCode>,
+    pub description: Option<String>,
+    pub timeout: Option<i64>,
+    pub memory_size: Option<i64>,
+    pub publish: Option<bool>,
+    pub vpc_config: Option<VpcConfig>,
+    pub package_type: Option<String>,
+    pub dead_letter_config: Option<DeadLetterConfig>,
+    pub environment: Option<Environment>,
+    #[serde(rename = "KMSKeyArn")]
+    pub kms_key_arn: Option<String>,
+    pub tracing_config: Option<TracingConfig>,
+    pub tags: Option<Tags>,
+    pub layers: Option<Vec<String>>,
+    pub file_system_configs: Option<Vec<FileSystemConfig>>,
+    pub code_signing_config_arn: Option<String>,
+    pub architectures: Option<Vec<String>>,
+    pub ephemeral_storage: Option<EphemeralStorage>,
+    pub snap_start: Option<SnapStart>,
+    pub logging_config: Option<LoggingConfig>,
+}
+
+/// `PUT /2015-03-31/functions/{FunctionName}/code`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateFunctionCodeRequest {
+    pub zip_file: Option<String>,
+    pub s3_bucket: Option<String>,
+    pub s3_key: Option<String>,
+    pub s3_object_version: Option<String>,
+    pub image_uri: Option<String>,
+    pub architectures: Option<Vec<String>>,
+    pub publish: Option<bool>,
+    pub dry_run: Option<bool>,
+    pub revision_id: Option<String>,
+}
+
+/// `PUT /2015-03-31/functions/{FunctionName}/configuration`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateFunctionConfigurationRequest {
+    pub role: Option<String>,
+    pub handler: Option<String>,
+    pub description: Option<String>,
+    pub timeout: Option<i64>,
+    pub memory_size: Option<i64>,
+    pub vpc_config: Option<VpcConfig>,
+    pub environment: Option<Environment>,
+    pub runtime: Option<String>,
+    pub dead_letter_config: Option<DeadLetterConfig>,
+    #[serde(rename = "KMSKeyArn")]
+    pub kms_key_arn: Option<String>,
+    pub tracing_config: Option<TracingConfig>,
+    pub revision_id: Option<String>,
+    pub layers: Option<Vec<String>>,
+    pub file_system_configs: Option<Vec<FileSystemConfig>>,
+    pub ephemeral_storage: Option<EphemeralStorage>,
+    pub snap_start: Option<SnapStart>,
+    pub logging_config: Option<LoggingConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EnvironmentResponse {
+    pub variables: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EphemeralStorageResponse {
+    pub size: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TracingConfigResponse {
+    pub mode: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SnapStartResponse {
+    pub apply_on: String,
+    pub optimization_status: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RuntimeVersionConfig {
+    pub runtime_version_arn: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LayerReference {
+    pub arn: String,
+    pub code_size: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VpcConfigResponse {
+    pub subnet_ids: Vec<String>,
+    pub security_group_ids: Vec<String>,
+    pub vpc_id: String,
+    pub ipv6_allowed_for_dual_stack: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeadLetterConfigResponse {
+    pub target_arn: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FileSystemConfigResponse {
+    pub arn: String,
+    pub local_mount_path: String,
+}
+
+/// `FunctionConfiguration`: what Create, Get, Update and List return.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FunctionConfiguration {
+    pub function_name: String,
+    pub function_arn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    pub role: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    pub code_size: u64,
+    pub description: String,
+    pub timeout: u32,
+    pub memory_size: u32,
+    pub last_modified: String,
+    pub code_sha256: String,
+    pub version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vpc_config: Option<VpcConfigResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter_config: Option<DeadLetterConfigResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<EnvironmentResponse>,
+    #[serde(rename = "KMSKeyArn", skip_serializing_if = "Option::is_none")]
+    pub kms_key_arn: Option<String>,
+    pub tracing_config: TracingConfigResponse,
+    pub revision_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<LayerReference>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_reason_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_update_status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_update_status_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_update_status_reason_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_system_configs: Option<Vec<FileSystemConfigResponse>>,
+    pub package_type: String,
+    pub architectures: Vec<String>,
+    pub ephemeral_storage: EphemeralStorageResponse,
+    pub snap_start: SnapStartResponse,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime_version_config: Option<RuntimeVersionConfig>,
+    pub logging_config: LoggingConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FunctionCodeLocation {
+    pub repository_type: String,
+    pub location: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Concurrency {
+    pub reserved_concurrent_executions: u32,
+}
+
+/// `GET /2015-03-31/functions/{FunctionName}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetFunctionResponse {
+    pub configuration: FunctionConfiguration,
+    pub code: FunctionCodeLocation,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Tags>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
+}
+
+/// `GET /2015-03-31/functions`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListFunctionsResponse {
+    pub functions: Vec<FunctionConfiguration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+}
+
+/// `POST /2017-03-31/tags/{ARN}`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagResourceRequest {
+    pub tags: Option<Tags>,
+}
+
+/// `GET /2017-03-31/tags/{ARN}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListTagsResponse {
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AccountLimit {
+    pub total_code_size: u64,
+    pub code_size_unzipped: u64,
+    pub code_size_zipped: u64,
+    pub concurrent_executions: u32,
+    pub unreserved_concurrent_executions: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AccountUsage {
+    pub total_code_size: u64,
+    pub function_count: u64,
+}
+
+/// `GET /2016-08-19/account-settings`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetAccountSettingsResponse {
+    pub account_limit: AccountLimit,
+    pub account_usage: AccountUsage,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_request_reads_aws_names() {
+        let body = r#"{"FunctionName":"f","Runtime":"python3.11","Role":"arn:aws:iam::123456789012:role/r",
+            "Handler":"app.handler","Code":{"ZipFile":"UEsFBg=="},"MemorySize":256,"Timeout":10,
+            "Environment":{"Variables":{"A":"1"}},"EphemeralStorage":{"Size":1024},
+            "KMSKeyArn":"arn:aws:kms:us-east-1:123456789012:key/k","Architectures":["x86_64"],
+            "Tags":{"t":"v"},"TracingConfig":{"Mode":"Active"},"SomethingNew":true}"#;
+        let r: CreateFunctionRequest = serde_json::from_str(body).unwrap();
+        assert_eq!(r.function_name.as_deref(), Some("f"));
+        assert_eq!(r.code.unwrap().zip_file.as_deref(), Some("UEsFBg=="));
+        assert_eq!(r.memory_size, Some(256));
+        assert_eq!(r.environment.unwrap().variables.unwrap()["A"], "1");
+        assert_eq!(r.ephemeral_storage.unwrap().size, Some(1024));
+        assert!(r.kms_key_arn.is_some());
+        assert_eq!(r.tracing_config.unwrap().mode.as_deref(), Some("Active"));
+    }
+
+    #[test]
+    fn configuration_writes_aws_names_and_skips_absent() {
+        let c = FunctionConfiguration {
+            function_name: "f".into(),
+            kms_key_arn: None,
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["FunctionName"], "f");
+        assert!(v.get("Environment").is_none());
+        assert!(v.get("KMSKeyArn").is_none());
+        assert!(v.get("State").is_none());
+        assert_eq!(v["EphemeralStorage"]["Size"], 0);
+        assert_eq!(v["TracingConfig"]["Mode"], "");
+        assert!(v["LoggingConfig"].as_object().unwrap().is_empty());
+    }
+}
