@@ -16,12 +16,38 @@ pub struct ErrorBody<'a> {
 }
 
 impl ErrorBody<'_> {
-    /// Codes whose body spells the message member with a capital M.
+    /// Codes whose body spells the message member `Message` (from the service
+    /// model); every other code, modeled or not, uses `message`.
     fn capital_message(code: &str) -> bool {
         matches!(
             code,
-            "ResourceNotFoundException" | "CodeSigningConfigNotFoundException" | "AccessDeniedException"
-        )
+            "ResourceNotFoundException"
+                | "ServiceException"
+                | "CodeSigningConfigNotFoundException"
+                | "CodeVerificationFailedException"
+                | "InvalidCodeSignatureException"
+                | "InvalidRuntimeException"
+                | "InvalidZipFileException"
+                | "NoPublishedVersionException"
+                | "PublicPolicyException"
+                | "RecursiveInvocationException"
+                | "ResourceInUseException"
+                | "ServiceQuotaExceededException"
+                | "SubnetIPAddressLimitReachedException"
+                | "DurableExecutionAlreadyStartedException"
+                | "CallbackTimeoutException"
+        ) || [
+            "EC2",
+            "EFS",
+            "ENI",
+            "KMS",
+            "S3Files",
+            "SnapStart",
+            "InvalidSecurityGroup",
+            "InvalidSubnet",
+        ]
+        .iter()
+        .any(|p| code.starts_with(p))
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -60,7 +86,10 @@ mod tests {
             code: "TooManyRequestsException",
             message: "Rate Exceeded.",
             fault: "User",
-            extra: vec![("Reason", Value::String("ConcurrentInvocationLimitExceeded".into()))],
+            extra: vec![(
+                "Reason",
+                Value::String("ConcurrentInvocationLimitExceeded".into()),
+            )],
         };
         assert_eq!(
             String::from_utf8(throttle.to_json()).unwrap(),

@@ -183,7 +183,12 @@ impl BlobStore {
         match fs::remove_file(&blob) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(PackageError::Io { path: blob, source: e }),
+            Err(e) => {
+                return Err(PackageError::Io {
+                    path: blob,
+                    source: e,
+                });
+            }
         }
         let dir = self.code_dir(hex);
         if dir.exists() {
@@ -215,7 +220,10 @@ fn seal_read_only(path: &Path) -> Result<(), PackageError> {
                 go(&entry?.path())?;
             }
         }
-        fs::set_permissions(p, fs::Permissions::from_mode(meta.permissions().mode() & !0o222))
+        fs::set_permissions(
+            p,
+            fs::Permissions::from_mode(meta.permissions().mode() & !0o222),
+        )
     }
     go(path).map_err(io_at(path))
 }
@@ -227,7 +235,10 @@ fn make_writable(path: &Path) -> Result<(), PackageError> {
         if meta.file_type().is_symlink() {
             return Ok(());
         }
-        fs::set_permissions(p, fs::Permissions::from_mode(meta.permissions().mode() | 0o700))?;
+        fs::set_permissions(
+            p,
+            fs::Permissions::from_mode(meta.permissions().mode() | 0o700),
+        )?;
         if meta.is_dir() {
             for entry in fs::read_dir(p)? {
                 go(&entry?.path())?;
@@ -284,7 +295,11 @@ fn link_stays_inside(link: &Path, target: &str) -> bool {
 /// Checks every entry of `zip` and unpacks it into `dest` (which must not
 /// exist). Returns the unzipped size. Sizes are counted as bytes are actually
 /// decompressed, so lying headers do not help a zip bomb.
-pub fn inspect_and_unpack(zip: &[u8], dest: &Path, unzipped_limit: u64) -> Result<u64, PackageError> {
+pub fn inspect_and_unpack(
+    zip: &[u8],
+    dest: &Path,
+    unzipped_limit: u64,
+) -> Result<u64, PackageError> {
     let mut archive =
         zip::ZipArchive::new(io::Cursor::new(zip)).map_err(|_| PackageError::NotAZip)?;
     fs::create_dir_all(dest).map_err(io_at(dest))?;
@@ -292,7 +307,10 @@ pub fn inspect_and_unpack(zip: &[u8], dest: &Path, unzipped_limit: u64) -> Resul
     let mut buf = vec![0u8; 64 * 1024];
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).map_err(|_| PackageError::NotAZip)?;
-        let raw_name = entry.name().map_err(|_| PackageError::NotAZip)?.into_owned();
+        let raw_name = entry
+            .name()
+            .map_err(|_| PackageError::NotAZip)?
+            .into_owned();
         let rel = entry_path(&raw_name).map_err(|reason| PackageError::UnsafeEntry {
             entry: raw_name.clone(),
             reason,

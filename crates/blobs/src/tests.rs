@@ -19,10 +19,12 @@ fn make_zip(entries: &[Entry<'_>]) -> Vec<u8> {
                 w.write_all(data).unwrap();
             }
             Entry::Dir(name) => {
-                w.add_directory(*name, SimpleFileOptions::default()).unwrap();
+                w.add_directory(*name, SimpleFileOptions::default())
+                    .unwrap();
             }
             Entry::Link(name, target) => {
-                w.add_symlink(*name, *target, SimpleFileOptions::default()).unwrap();
+                w.add_symlink(*name, *target, SimpleFileOptions::default())
+                    .unwrap();
             }
         }
     }
@@ -38,7 +40,10 @@ fn store() -> (tempfile::TempDir, BlobStore) {
 fn nothing_left(dir: &Path) {
     let code: Vec<_> = fs::read_dir(dir.join("code")).unwrap().collect();
     let tmp: Vec<_> = fs::read_dir(dir.join("tmp")).unwrap().collect();
-    assert!(code.is_empty() && tmp.is_empty(), "code: {code:?} tmp: {tmp:?}");
+    assert!(
+        code.is_empty() && tmp.is_empty(),
+        "code: {code:?} tmp: {tmp:?}"
+    );
 }
 
 #[test]
@@ -50,20 +55,33 @@ fn unpacks_valid_package_read_only_with_exec_bits() {
         Entry::File("lib/data.txt", b"data", 0o4777),
         Entry::Link("current", "lib/data.txt"),
     ]);
-    let info = s.put_package(&zip, model::limits::UNZIPPED_MAX_BYTES).unwrap();
+    let info = s
+        .put_package(&zip, model::limits::UNZIPPED_MAX_BYTES)
+        .unwrap();
     assert_eq!(info.zipped_size, zip.len() as u64);
     assert_eq!(info.unzipped_size, 18 + 4 + "lib/data.txt".len() as u64);
     assert_eq!(info.digest, Digest256::of(&zip));
     let code = s.code_dir(&info.digest.hex);
     let mode = |p: &str| fs::metadata(code.join(p)).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode("bootstrap"), 0o555);
-    assert_eq!(mode("lib/data.txt"), 0o555, "setuid dropped, write bits cleared");
+    assert_eq!(
+        mode("lib/data.txt"),
+        0o555,
+        "setuid dropped, write bits cleared"
+    );
     assert_eq!(fs::read(code.join("current")).unwrap(), b"data");
     assert_eq!(s.read(&info.digest.hex).unwrap(), zip);
     // The same bytes again: same identity, still one copy.
-    let again = s.put_package(&zip, model::limits::UNZIPPED_MAX_BYTES).unwrap();
+    let again = s
+        .put_package(&zip, model::limits::UNZIPPED_MAX_BYTES)
+        .unwrap();
     assert_eq!(again, info);
-    assert!(fs::read_dir(dir.path().join("tmp")).unwrap().next().is_none());
+    assert!(
+        fs::read_dir(dir.path().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
     s.delete(&info.digest.hex).unwrap();
     assert!(!code.exists());
     nothing_left(dir.path());
@@ -87,14 +105,30 @@ fn rejects_what_is_not_a_zip() {
 fn rejects_escaping_entries_and_writes_nothing() {
     let (dir, s) = store();
     let cases: Vec<(Vec<u8>, &str)> = vec![
-        (make_zip(&[Entry::File("ok.txt", b"x", 0o644), Entry::File("../evil", b"x", 0o644)]), "../evil"),
-        (make_zip(&[Entry::File("a/../../evil", b"x", 0o644)]), "a/../../evil"),
-        (make_zip(&[Entry::File("/etc/evil", b"x", 0o644)]), "/etc/evil"),
+        (
+            make_zip(&[
+                Entry::File("ok.txt", b"x", 0o644),
+                Entry::File("../evil", b"x", 0o644),
+            ]),
+            "../evil",
+        ),
+        (
+            make_zip(&[Entry::File("a/../../evil", b"x", 0o644)]),
+            "a/../../evil",
+        ),
+        (
+            make_zip(&[Entry::File("/etc/evil", b"x", 0o644)]),
+            "/etc/evil",
+        ),
         (make_zip(&[Entry::Link("l", "../../etc/passwd")]), "l"),
         (make_zip(&[Entry::Link("l", "/etc/passwd")]), "l"),
         (make_zip(&[Entry::Link("sub/l", "../../x")]), "sub/l"),
         (
-            make_zip(&[Entry::Dir("real/"), Entry::Link("lib", "real"), Entry::File("lib/x", b"x", 0o644)]),
+            make_zip(&[
+                Entry::Dir("real/"),
+                Entry::Link("lib", "real"),
+                Entry::File("lib/x", b"x", 0o644),
+            ]),
             "lib/x",
         ),
     ];
@@ -106,7 +140,10 @@ fn rejects_escaping_entries_and_writes_nothing() {
         nothing_left(dir.path());
     }
     // A link that goes up and comes back down stays inside and is fine.
-    let ok = make_zip(&[Entry::File("a/b.txt", b"x", 0o644), Entry::Link("a/c", "../a/b.txt")]);
+    let ok = make_zip(&[
+        Entry::File("a/b.txt", b"x", 0o644),
+        Entry::Link("a/c", "../a/b.txt"),
+    ]);
     s.put_package(&ok, 1 << 20).unwrap();
 }
 
@@ -114,11 +151,20 @@ fn rejects_escaping_entries_and_writes_nothing() {
 fn zip_bomb_stops_at_the_unzipped_limit() {
     let (dir, s) = store();
     let zeros = vec![0u8; 8 << 20];
-    let zip = make_zip(&[Entry::File("a", &zeros, 0o644), Entry::File("b", &zeros, 0o644)]);
+    let zip = make_zip(&[
+        Entry::File("a", &zeros, 0o644),
+        Entry::File("b", &zeros, 0o644),
+    ]);
     assert!(zip.len() < 100 << 10, "compresses well: {}", zip.len());
     let err = s.put_package(&zip, 10 << 20).unwrap_err();
-    assert!(matches!(err, PackageError::UnzippedTooLarge { limit } if limit == 10 << 20), "{err:?}");
-    assert_eq!(err.to_string(), "Unzipped size must be smaller than 10485760 bytes");
+    assert!(
+        matches!(err, PackageError::UnzippedTooLarge { limit } if limit == 10 << 20),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "Unzipped size must be smaller than 10485760 bytes"
+    );
     nothing_left(dir.path());
 }
 
@@ -127,7 +173,10 @@ fn zipped_size_limit() {
     let (dir, s) = store();
     let big = vec![0u8; model::limits::ZIP_MAX_BYTES as usize + 1];
     let err = s.put_package(&big, u64::MAX).unwrap_err();
-    assert_eq!(err.to_string(), "Zipped size must be smaller than 52428800 bytes");
+    assert_eq!(
+        err.to_string(),
+        "Zipped size must be smaller than 52428800 bytes"
+    );
     nothing_left(dir.path());
 }
 

@@ -111,7 +111,10 @@ mod tests {
     fn formats_function_arns() {
         let name = FunctionName::parse("f").unwrap();
         let arn = scope().function_arn(&name);
-        assert_eq!(arn.to_string(), "arn:aws:lambda:eu-west-1:123456789012:function:f");
+        assert_eq!(
+            arn.to_string(),
+            "arn:aws:lambda:eu-west-1:123456789012:function:f"
+        );
         assert_eq!(
             arn.qualified(Qualifier::Latest).to_string(),
             "arn:aws:lambda:eu-west-1:123456789012:function:f:$LATEST"

@@ -169,7 +169,12 @@ impl FunctionConfig {
 
     /// Total size of the code and every layer once unpacked.
     pub fn unzipped_size(&self) -> u64 {
-        self.code.unzipped_size + self.layers.iter().map(|l| l.code.unzipped_size).sum::<u64>()
+        self.code.unzipped_size
+            + self
+                .layers
+                .iter()
+                .map(|l| l.code.unzipped_size)
+                .sum::<u64>()
     }
 }
 

@@ -266,10 +266,12 @@ impl FunctionRef {
             return Err(pattern);
         }
         let name_token = tokens[i];
-        if name_token.is_empty() || name_token.len() > FunctionName::MAX_LEN {
-            return Err(pattern);
-        }
-        let name = FunctionName::parse(name_token).map_err(|_| pattern.clone())?;
+        let name = FunctionName::parse(name_token).map_err(|e| match e {
+            // A well-formed but over-long name is reported as such (callers
+            // answer "not found" or a length error, as AWS does per operation).
+            NameError::TooLong { .. } => e,
+            _ => pattern.clone(),
+        })?;
         i += 1;
         let qualifier = match remaining(i) {
             0 => None,
@@ -333,7 +335,13 @@ impl ValidationErrors {
 mod tests {
     use super::*;
 
-    fn check(input: &str, name: &str, account: Option<&str>, region: Option<&str>, q: Option<&str>) {
+    fn check(
+        input: &str,
+        name: &str,
+        account: Option<&str>,
+        region: Option<&str>,
+        q: Option<&str>,
+    ) {
         let r = FunctionRef::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
         assert_eq!(r.name.as_str(), name, "{input}");
         assert_eq!(r.account.as_ref().map(|a| a.as_str()), account, "{input}");
@@ -347,8 +355,20 @@ mod tests {
         check("my_function:prod", "my_function", None, None, Some("prod"));
         check("f:$LATEST", "f", None, None, Some("$LATEST"));
         check("f:7", "f", None, None, Some("7"));
-        check("123456789012:function:f", "f", Some("123456789012"), None, None);
-        check("123456789012:function:f:3", "f", Some("123456789012"), None, Some("3"));
+        check(
+            "123456789012:function:f",
+            "f",
+            Some("123456789012"),
+            None,
+            None,
+        );
+        check(
+            "123456789012:function:f:3",
+            "f",
+            Some("123456789012"),
+            None,
+            Some("3"),
+        );
         check(
             "arn:aws:lambda:us-west-2:123456789012:function:my-function",
             "my-function",
@@ -376,7 +396,6 @@ mod tests {
             "arn:aws:lambda:us-east-1:123456789012:layer:f",
             "f:bad/qual",
             "123456789012:f",
-            &"a".repeat(65),
             &"a".repeat(141),
         ] {
             assert!(FunctionRef::parse(bad).is_err(), "{bad:?} accepted");
@@ -384,6 +403,10 @@ mod tests {
         assert_eq!(
             FunctionRef::parse(&"a".repeat(141)),
             Err(NameError::TooLong { max: 140 })
+        );
+        assert_eq!(
+            FunctionRef::parse(&"a".repeat(65)),
+            Err(NameError::TooLong { max: 64 })
         );
     }
 
@@ -396,17 +419,33 @@ mod tests {
         );
         assert_eq!(Qualifier::parse("$LATEST"), Ok(Qualifier::Latest));
         assert_eq!(Qualifier::parse("12"), Ok(Qualifier::Version(12)));
-        assert_eq!(Qualifier::parse("live"), Ok(Qualifier::Alias("live".into())));
+        assert_eq!(
+            Qualifier::parse("live"),
+            Ok(Qualifier::Alias("live".into()))
+        );
         assert!(Qualifier::parse("a b").is_err());
         assert!(Qualifier::parse("$PREV").is_err());
     }
 
     #[test]
     fn regions_and_accounts() {
-        for ok in ["us-east-1", "eu-west-3", "us-gov-west-1", "us-isob-east-1", "ap-southeast-2"] {
+        for ok in [
+            "us-east-1",
+            "eu-west-3",
+            "us-gov-west-1",
+            "us-isob-east-1",
+            "ap-southeast-2",
+        ] {
             assert!(Region::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["us-east", "US-east-1", "useast1", "us-east-12", "u-east-1", ""] {
+        for bad in [
+            "us-east",
+            "US-east-1",
+            "useast1",
+            "us-east-12",
+            "u-east-1",
+            "",
+        ] {
             assert!(Region::parse(bad).is_err(), "{bad}");
         }
         assert!(AccountId::parse("000000000000").is_ok());
@@ -417,13 +456,25 @@ mod tests {
     #[test]
     fn validation_message() {
         let mut v = ValidationErrors::new();
-        v.push("memorySize", "64", "Member must have value greater than or equal to 128");
+        v.push(
+            "memorySize",
+            "64",
+            "Member must have value greater than or equal to 128",
+        );
         assert_eq!(
             v.clone().into_result().unwrap_err(),
             "1 validation error detected: Value '64' at 'memorySize' failed to satisfy constraint: Member must have value greater than or equal to 128"
         );
-        v.push("timeout", "0", "Member must have value greater than or equal to 1");
-        assert!(v.into_result().unwrap_err().starts_with("2 validation errors detected: "));
+        v.push(
+            "timeout",
+            "0",
+            "Member must have value greater than or equal to 1",
+        );
+        assert!(
+            v.into_result()
+                .unwrap_err()
+                .starts_with("2 validation errors detected: ")
+        );
         assert_eq!(ValidationErrors::new().into_result(), Ok(()));
     }
 }

@@ -160,7 +160,10 @@ fn parse_header(value: &str, headers: &http::HeaderMap) -> Result<Auth, SigError
         ("SignedHeaders", &signed),
     ] {
         if slot.is_none() {
-            let _ = write!(missing, "Authorization header requires '{name}' parameter. ");
+            let _ = write!(
+                missing,
+                "Authorization header requires '{name}' parameter. "
+            );
         }
     }
     if !missing.is_empty() {
@@ -314,14 +317,19 @@ pub fn parse_amz_date(s: &str) -> Option<i64> {
     let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
     let (h, mi, se) = (num(9..11)?, num(11..13)?, num(13..15)?);
     let month = time::Month::try_from(u8::try_from(mo).ok()?).ok()?;
-    let date = time::Date::from_calendar_date(i32::try_from(y).ok()?, month, u8::try_from(d).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(i32::try_from(y).ok()?, month, u8::try_from(d).ok()?)
+        .ok()?;
     let t = time::Time::from_hms(
         u8::try_from(h).ok()?,
         u8::try_from(mi).ok()?,
         u8::try_from(se).ok()?,
     )
     .ok()?;
-    Some(time::PrimitiveDateTime::new(date, t).assume_utc().unix_timestamp())
+    Some(
+        time::PrimitiveDateTime::new(date, t)
+            .assume_utc()
+            .unix_timestamp(),
+    )
 }
 
 /// Formats Unix seconds as `YYYYMMDDTHHMMSSZ`.

@@ -39,7 +39,11 @@ struct Vector {
 
 fn run_vector(v: &Vector) {
     let signed_names: Vec<String> = {
-        let mut n: Vec<String> = v.headers.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
+        let mut n: Vec<String> = v
+            .headers
+            .iter()
+            .map(|(k, _)| k.to_ascii_lowercase())
+            .collect();
         n.sort();
         n.dedup();
         n
@@ -63,8 +67,14 @@ fn run_vector(v: &Vector) {
     let auth = parse(&req).unwrap_or_else(|e| panic!("{}: {e}", v.name));
     let canonical = canonical_request(&req, &auth, &sha256_hex(v.body.as_bytes()));
     assert_eq!(canonical, v.canonical, "{}: canonical request", v.name);
-    verify(&req, &auth, SECRET, &sha256_hex(v.body.as_bytes()), &expect(SUITE_TIME))
-        .unwrap_or_else(|e| panic!("{}: {e}", v.name));
+    verify(
+        &req,
+        &auth,
+        SECRET,
+        &sha256_hex(v.body.as_bytes()),
+        &expect(SUITE_TIME),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", v.name));
 }
 
 #[test]
@@ -74,7 +84,10 @@ fn aws_suite_get_vanilla() {
         method: "GET",
         path: "/",
         query: "",
-        headers: &[("Host", "example.amazonaws.com"), ("X-Amz-Date", "20150830T123600Z")],
+        headers: &[
+            ("Host", "example.amazonaws.com"),
+            ("X-Amz-Date", "20150830T123600Z"),
+        ],
         body: "",
         canonical: "GET\n/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         signature: "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31",
@@ -96,25 +109,66 @@ fn sign_then_verify_round_trip_and_every_mutation_fails() {
         secret: SECRET,
         session_token: None,
     };
-    sign_headers("POST", path, query, &mut h, body, &creds, "us-east-1", "service", SUITE_TIME);
+    sign_headers(
+        "POST",
+        path,
+        query,
+        &mut h,
+        body,
+        &creds,
+        "us-east-1",
+        "service",
+        SUITE_TIME,
+    );
     let ok = |method: &str, path: &str, query: &str, h: &http::HeaderMap, body: &[u8]| {
-        let req = Request { method, path, query, headers: h };
+        let req = Request {
+            method,
+            path,
+            query,
+            headers: h,
+        };
         let auth = parse(&req)?;
         verify(&req, &auth, SECRET, &sha256_hex(body), &expect(SUITE_TIME))
     };
     ok("POST", path, query, &h, body).unwrap();
 
-    assert!(matches!(ok("PUT", path, query, &h, body), Err(SigError::Mismatch { .. })));
-    assert!(ok("POST", "/2015-03-31/functions/g/invocations", query, &h, body).is_err());
+    assert!(matches!(
+        ok("PUT", path, query, &h, body),
+        Err(SigError::Mismatch { .. })
+    ));
+    assert!(
+        ok(
+            "POST",
+            "/2015-03-31/functions/g/invocations",
+            query,
+            &h,
+            body
+        )
+        .is_err()
+    );
     assert!(ok("POST", path, "Qualifier=prod", &h, body).is_err());
     assert!(ok("POST", path, query, &h, br#"{"hello":"World"}"#).is_err());
     let mut h2 = h.clone();
-    h2.insert("x-amz-invocation-type", http::HeaderValue::from_static("Event"));
+    h2.insert(
+        "x-amz-invocation-type",
+        http::HeaderValue::from_static("Event"),
+    );
     assert!(ok("POST", path, query, &h2, body).is_err());
-    let req = Request { method: "POST", path, query, headers: &h };
+    let req = Request {
+        method: "POST",
+        path,
+        query,
+        headers: &h,
+    };
     let auth = parse(&req).unwrap();
     assert!(matches!(
-        verify(&req, &auth, "wrong-secret", &sha256_hex(body), &expect(SUITE_TIME)),
+        verify(
+            &req,
+            &auth,
+            "wrong-secret",
+            &sha256_hex(body),
+            &expect(SUITE_TIME)
+        ),
         Err(SigError::Mismatch { .. })
     ));
     // An unsigned header added later does not matter.
@@ -126,9 +180,28 @@ fn sign_then_verify_round_trip_and_every_mutation_fails() {
 #[test]
 fn clock_skew_window_is_five_minutes_each_way() {
     let mut h = headers(&[("host", "localhost")]);
-    let creds = Credentials { access_key: AKID, secret: SECRET, session_token: None };
-    sign_headers("GET", "/", "", &mut h, b"", &creds, "us-east-1", "service", SUITE_TIME);
-    let req = Request { method: "GET", path: "/", query: "", headers: &h };
+    let creds = Credentials {
+        access_key: AKID,
+        secret: SECRET,
+        session_token: None,
+    };
+    sign_headers(
+        "GET",
+        "/",
+        "",
+        &mut h,
+        b"",
+        &creds,
+        "us-east-1",
+        "service",
+        SUITE_TIME,
+    );
+    let req = Request {
+        method: "GET",
+        path: "/",
+        query: "",
+        headers: &h,
+    };
     let auth = parse(&req).unwrap();
     let at = |now| verify(&req, &auth, SECRET, &sha256_hex(b""), &expect(now));
     at(SUITE_TIME + 299).unwrap();
@@ -140,23 +213,61 @@ fn clock_skew_window_is_five_minutes_each_way() {
     );
     assert_eq!(late.code(), "InvalidSignatureException");
     let early = at(SUITE_TIME - 301).unwrap_err();
-    assert!(early.to_string().starts_with("Signature not yet current: 20150830T123600Z"));
+    assert!(
+        early
+            .to_string()
+            .starts_with("Signature not yet current: 20150830T123600Z")
+    );
 }
 
 #[test]
 fn scope_checks() {
     let mut h = headers(&[("host", "localhost")]);
-    let creds = Credentials { access_key: AKID, secret: SECRET, session_token: None };
-    sign_headers("GET", "/", "", &mut h, b"", &creds, "eu-west-1", "lambda", SUITE_TIME);
-    let req = Request { method: "GET", path: "/", query: "", headers: &h };
+    let creds = Credentials {
+        access_key: AKID,
+        secret: SECRET,
+        session_token: None,
+    };
+    sign_headers(
+        "GET",
+        "/",
+        "",
+        &mut h,
+        b"",
+        &creds,
+        "eu-west-1",
+        "lambda",
+        SUITE_TIME,
+    );
+    let req = Request {
+        method: "GET",
+        path: "/",
+        query: "",
+        headers: &h,
+    };
     let auth = parse(&req).unwrap();
     let e = verify(&req, &auth, SECRET, &sha256_hex(b""), &expect(SUITE_TIME)).unwrap_err();
-    assert_eq!(e.to_string(), "Credential should be scoped to correct service: 'service'. ");
-    let any_region = Expectation { service: "lambda", region: None, now_s: SUITE_TIME, max_skew_s: 300 };
-    verify(&req, &auth, SECRET, &sha256_hex(b""), &any_region).unwrap();
-    let us = Expectation { service: "lambda", region: Some("us-east-1"), now_s: SUITE_TIME, max_skew_s: 300 };
     assert_eq!(
-        verify(&req, &auth, SECRET, &sha256_hex(b""), &us).unwrap_err().to_string(),
+        e.to_string(),
+        "Credential should be scoped to correct service: 'service'. "
+    );
+    let any_region = Expectation {
+        service: "lambda",
+        region: None,
+        now_s: SUITE_TIME,
+        max_skew_s: 300,
+    };
+    verify(&req, &auth, SECRET, &sha256_hex(b""), &any_region).unwrap();
+    let us = Expectation {
+        service: "lambda",
+        region: Some("us-east-1"),
+        now_s: SUITE_TIME,
+        max_skew_s: 300,
+    };
+    assert_eq!(
+        verify(&req, &auth, SECRET, &sha256_hex(b""), &us)
+            .unwrap_err()
+            .to_string(),
         "Credential should be scoped to a valid region. "
     );
 }
@@ -164,11 +275,38 @@ fn scope_checks() {
 #[test]
 fn host_must_be_signed() {
     let mut h = headers(&[("x-amz-date", "20150830T123600Z"), ("host", "localhost")]);
-    let creds = Credentials { access_key: AKID, secret: SECRET, session_token: None };
-    sign_headers("GET", "/", "", &mut h, b"", &creds, "us-east-1", "service", SUITE_TIME);
-    let value = h.get("authorization").unwrap().to_str().unwrap().replace("host;x-amz-date", "x-amz-date");
-    h.insert("authorization", http::HeaderValue::from_str(&value).unwrap());
-    let req = Request { method: "GET", path: "/", query: "", headers: &h };
+    let creds = Credentials {
+        access_key: AKID,
+        secret: SECRET,
+        session_token: None,
+    };
+    sign_headers(
+        "GET",
+        "/",
+        "",
+        &mut h,
+        b"",
+        &creds,
+        "us-east-1",
+        "service",
+        SUITE_TIME,
+    );
+    let value = h
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .replace("host;x-amz-date", "x-amz-date");
+    h.insert(
+        "authorization",
+        http::HeaderValue::from_str(&value).unwrap(),
+    );
+    let req = Request {
+        method: "GET",
+        path: "/",
+        query: "",
+        headers: &h,
+    };
     let auth = parse(&req).unwrap();
     assert!(matches!(
         verify(&req, &auth, SECRET, &sha256_hex(b""), &expect(SUITE_TIME)),
@@ -190,14 +328,27 @@ fn malformed_headers_are_incomplete_not_panics() {
     ] {
         let mut h = headers(&[("host", "localhost"), ("x-amz-date", "20150830T123600Z")]);
         h.insert("authorization", http::HeaderValue::from_str(value).unwrap());
-        let req = Request { method: "GET", path: "/", query: "", headers: &h };
+        let req = Request {
+            method: "GET",
+            path: "/",
+            query: "",
+            headers: &h,
+        };
         let err = parse(&req).unwrap_err();
         assert_ne!(err, SigError::Missing, "{value}");
     }
     let h = headers(&[("host", "localhost")]);
-    let req = Request { method: "GET", path: "/", query: "", headers: &h };
+    let req = Request {
+        method: "GET",
+        path: "/",
+        query: "",
+        headers: &h,
+    };
     assert_eq!(parse(&req).unwrap_err(), SigError::Missing);
-    assert_eq!(SigError::Missing.code(), "MissingAuthenticationTokenException");
+    assert_eq!(
+        SigError::Missing.code(),
+        "MissingAuthenticationTokenException"
+    );
 }
 
 #[test]
@@ -210,7 +361,10 @@ fn canonical_uri_normalises_and_double_encodes() {
         ("//example//", "/example/"),
         ("/./", "/"),
         ("/a/./b/../c", "/a/c"),
-        ("/functions/arn%3Aaws%3Alambda/x", "/functions/arn%253Aaws%253Alambda/x"),
+        (
+            "/functions/arn%3Aaws%3Alambda/x",
+            "/functions/arn%253Aaws%253Alambda/x",
+        ),
         ("/-._~", "/-._~"),
         ("/a b", "/a%20b"),
     ] {
@@ -222,17 +376,29 @@ fn canonical_uri_normalises_and_double_encodes() {
 fn canonical_query_sorts_and_encodes() {
     assert_eq!(canonical_query("", None), "");
     assert_eq!(canonical_query("b=2&a=1&A=0", None), "A=0&a=1&b=2");
-    assert_eq!(canonical_query("Param1=value2&Param1=Value1", None), "Param1=Value1&Param1=value2");
+    assert_eq!(
+        canonical_query("Param1=value2&Param1=Value1", None),
+        "Param1=Value1&Param1=value2"
+    );
     assert_eq!(canonical_query("k=a%20b&flag", None), "flag=&k=a%20b");
     assert_eq!(canonical_query("x=%7E%2F", None), "x=~%2F");
-    assert_eq!(canonical_query("x=1&X-Amz-Signature=abc", Some("X-Amz-Signature")), "x=1");
+    assert_eq!(
+        canonical_query("x=1&X-Amz-Signature=abc", Some("X-Amz-Signature")),
+        "x=1"
+    );
 }
 
 #[test]
 fn amz_dates() {
     assert_eq!(parse_amz_date("20150830T123600Z"), Some(SUITE_TIME));
     assert_eq!(format_amz_date(SUITE_TIME), "20150830T123600Z");
-    for bad in ["2015-08-30T12:36:00Z", "20151330T123600Z", "20150830T123600", "2015083XT123600Z", ""] {
+    for bad in [
+        "2015-08-30T12:36:00Z",
+        "20151330T123600Z",
+        "20150830T123600",
+        "2015083XT123600Z",
+        "",
+    ] {
         assert_eq!(parse_amz_date(bad), None, "{bad}");
     }
 }

@@ -84,7 +84,8 @@ impl SqliteStore {
                 ),
             });
         }
-        conn.execute_batch(SCHEMA).map_err(backend("create schema"))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(backend("create schema"))?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(backend("write schema version"))?;
         Ok(Self {
@@ -129,7 +130,10 @@ fn decode(json: &str) -> Result<FunctionRecord, StoreError> {
 }
 
 fn function_what(scope: &Scope, name: &str) -> String {
-    format!("function {name} in account {} {}", scope.account, scope.region)
+    format!(
+        "function {name} in account {} {}",
+        scope.account, scope.region
+    )
 }
 
 /// Rewrites the blob references of one function version.
@@ -142,10 +146,16 @@ fn write_refs(
     let name = cfg.name.as_str();
     tx.execute(
         "DELETE FROM blob_refs WHERE account = ?1 AND region = ?2 AND name = ?3 AND version = ?4",
-        params![scope.account.as_str(), scope.region.as_str(), name, cfg.version],
+        params![
+            scope.account.as_str(),
+            scope.region.as_str(),
+            name,
+            cfg.version
+        ],
     )
     .map_err(backend("clear blob refs"))?;
-    let digests = std::iter::once(&cfg.code.digest_hex).chain(cfg.layers.iter().map(|l| &l.code.digest_hex));
+    let digests =
+        std::iter::once(&cfg.code.digest_hex).chain(cfg.layers.iter().map(|l| &l.code.digest_hex));
     for digest in digests {
         tx.execute(
             "INSERT INTO blob_refs (account, region, name, version, digest) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -158,7 +168,11 @@ fn write_refs(
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn create_function(&self, scope: &Scope, record: &FunctionRecord) -> Result<u64, StoreError> {
+    async fn create_function(
+        &self,
+        scope: &Scope,
+        record: &FunctionRecord,
+    ) -> Result<u64, StoreError> {
         let scope = scope.clone();
         let json = encode(record)?;
         let record = record.clone();
@@ -229,7 +243,12 @@ impl Store for SqliteStore {
                 .map_err(backend("prepare list"))?;
             let rows = stmt
                 .query_map(
-                    params![scope.account.as_str(), scope.region.as_str(), after, (limit + 1) as i64],
+                    params![
+                        scope.account.as_str(),
+                        scope.region.as_str(),
+                        after,
+                        (limit + 1) as i64
+                    ],
                     |r| r.get::<_, String>(0),
                 )
                 .map_err(backend("list functions"))?;
@@ -244,7 +263,9 @@ impl Store for SqliteStore {
                 items.push(decode(&json)?);
             }
             let next = if more {
-                items.last().map(|r: &FunctionRecord| r.latest.name.to_string())
+                items
+                    .last()
+                    .map(|r: &FunctionRecord| r.latest.name.to_string())
             } else {
                 None
             };

@@ -67,44 +67,102 @@ pub async fn create_then_get(store: &dyn Store) {
     rec.tags.insert("team".into(), "a".into());
     rec.latest.environment = Some(BTreeMap::from([("K".into(), "V".into())]));
     store.create_function(&s, &rec).await.expect("create");
-    let got = store.get_function(&s, &name("f")).await.expect("get").expect("exists");
+    let got = store
+        .get_function(&s, &name("f"))
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(got.value, rec);
-    assert!(store.get_function(&s, &name("g")).await.expect("get").is_none());
+    assert!(
+        store
+            .get_function(&s, &name("g"))
+            .await
+            .expect("get")
+            .is_none()
+    );
 }
 
 pub async fn duplicate_create_fails(store: &dyn Store) {
     let s = scope("111111111111", "us-east-1");
-    store.create_function(&s, &sample_record("f", "aa")).await.expect("create");
-    let err = store.create_function(&s, &sample_record("f", "bb")).await.unwrap_err();
+    store
+        .create_function(&s, &sample_record("f", "aa"))
+        .await
+        .expect("create");
+    let err = store
+        .create_function(&s, &sample_record("f", "bb"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err:?}");
-    let got = store.get_function(&s, &name("f")).await.expect("get").expect("exists");
-    assert_eq!(got.value.latest.code.digest_hex, "aa", "the failed create changed nothing");
+    let got = store
+        .get_function(&s, &name("f"))
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        got.value.latest.code.digest_hex, "aa",
+        "the failed create changed nothing"
+    );
 }
 
 pub async fn scopes_are_isolated(store: &dyn Store) {
     let a = scope("111111111111", "us-east-1");
     let b = scope("222222222222", "us-east-1");
     let a2 = scope("111111111111", "eu-west-1");
-    store.create_function(&a, &sample_record("f", "aa")).await.expect("create a");
-    store.create_function(&b, &sample_record("f", "bb")).await.expect("same name in b");
-    assert!(store.get_function(&a2, &name("f")).await.expect("get").is_none());
-    assert_eq!(store.list_functions(&b, None, 50).await.expect("list").items.len(), 1);
+    store
+        .create_function(&a, &sample_record("f", "aa"))
+        .await
+        .expect("create a");
+    store
+        .create_function(&b, &sample_record("f", "bb"))
+        .await
+        .expect("same name in b");
+    assert!(
+        store
+            .get_function(&a2, &name("f"))
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .list_functions(&b, None, 50)
+            .await
+            .expect("list")
+            .items
+            .len(),
+        1
+    );
     assert_eq!(store.usage(&a2).await.expect("usage").function_count, 0);
-    store.delete_function(&b, &name("f")).await.expect("delete b");
-    assert!(store.get_function(&a, &name("f")).await.expect("get").is_some());
+    store
+        .delete_function(&b, &name("f"))
+        .await
+        .expect("delete b");
+    assert!(
+        store
+            .get_function(&a, &name("f"))
+            .await
+            .expect("get")
+            .is_some()
+    );
 }
 
 pub async fn list_pages_in_name_order(store: &dyn Store) {
     let s = scope("111111111111", "us-east-1");
     let names = ["delta", "alpha", "charlie", "bravo", "echo"];
     for n in names {
-        store.create_function(&s, &sample_record(n, "aa")).await.expect("create");
+        store
+            .create_function(&s, &sample_record(n, "aa"))
+            .await
+            .expect("create");
     }
     let mut seen = Vec::new();
     let mut after: Option<String> = None;
     let mut pages = 0;
     loop {
-        let page = store.list_functions(&s, after.as_deref(), 2).await.expect("list");
+        let page = store
+            .list_functions(&s, after.as_deref(), 2)
+            .await
+            .expect("list");
         pages += 1;
         assert!(page.items.len() <= 2);
         seen.extend(page.items.iter().map(|r| r.latest.name.to_string()));
@@ -125,16 +183,33 @@ pub async fn list_pages_in_name_order(store: &dyn Store) {
 
 pub async fn update_uses_etag(store: &dyn Store) {
     let s = scope("111111111111", "us-east-1");
-    let etag = store.create_function(&s, &sample_record("f", "aa")).await.expect("create");
-    let mut rec = store.get_function(&s, &name("f")).await.expect("get").expect("exists");
+    let etag = store
+        .create_function(&s, &sample_record("f", "aa"))
+        .await
+        .expect("create");
+    let mut rec = store
+        .get_function(&s, &name("f"))
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(rec.etag, etag);
     rec.value.latest.memory_mb = 256;
-    let etag2 = store.update_function(&s, &rec.value, rec.etag).await.expect("update");
+    let etag2 = store
+        .update_function(&s, &rec.value, rec.etag)
+        .await
+        .expect("update");
     assert_ne!(etag2, etag);
     rec.value.latest.memory_mb = 512;
-    let err = store.update_function(&s, &rec.value, etag).await.unwrap_err();
+    let err = store
+        .update_function(&s, &rec.value, etag)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
-    let got = store.get_function(&s, &name("f")).await.expect("get").expect("exists");
+    let got = store
+        .get_function(&s, &name("f"))
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(got.value.latest.memory_mb, 256);
     assert_eq!(got.etag, etag2);
     let missing = sample_record("nope", "aa");
@@ -144,7 +219,10 @@ pub async fn update_uses_etag(store: &dyn Store) {
 
 pub async fn usage_sums_code_and_reservations(store: &dyn Store) {
     let s = scope("111111111111", "us-east-1");
-    assert_eq!(store.usage(&s).await.expect("usage"), crate::Usage::default());
+    assert_eq!(
+        store.usage(&s).await.expect("usage"),
+        crate::Usage::default()
+    );
     let mut a = sample_record("a", "aa");
     a.latest.code.size = 1000;
     a.reserved_concurrency = Some(7);
@@ -153,23 +231,45 @@ pub async fn usage_sums_code_and_reservations(store: &dyn Store) {
     store.create_function(&s, &a).await.expect("create");
     store.create_function(&s, &b).await.expect("create");
     let u = store.usage(&s).await.expect("usage");
-    assert_eq!(u, crate::Usage { function_count: 2, total_code_size: 1024, reserved_concurrency: 7 });
+    assert_eq!(
+        u,
+        crate::Usage {
+            function_count: 2,
+            total_code_size: 1024,
+            reserved_concurrency: 7
+        }
+    );
 }
 
 pub async fn delete_removes(store: &dyn Store) {
     let s = scope("111111111111", "us-east-1");
-    store.create_function(&s, &sample_record("f", "aa")).await.expect("create");
+    store
+        .create_function(&s, &sample_record("f", "aa"))
+        .await
+        .expect("create");
     store.delete_function(&s, &name("f")).await.expect("delete");
-    assert!(store.get_function(&s, &name("f")).await.expect("get").is_none());
+    assert!(
+        store
+            .get_function(&s, &name("f"))
+            .await
+            .expect("get")
+            .is_none()
+    );
     let err = store.delete_function(&s, &name("f")).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
-    store.create_function(&s, &sample_record("f", "bb")).await.expect("re-create after delete");
+    store
+        .create_function(&s, &sample_record("f", "bb"))
+        .await
+        .expect("re-create after delete");
 }
 
 pub async fn blob_references(store: &dyn Store) {
     let s = scope("111111111111", "us-east-1");
     assert!(!store.blob_in_use("aa").await.expect("query"));
-    store.create_function(&s, &sample_record("f", "aa")).await.expect("create");
+    store
+        .create_function(&s, &sample_record("f", "aa"))
+        .await
+        .expect("create");
     assert!(store.blob_in_use("aa").await.expect("query"));
     assert!(!store.blob_in_use("bb").await.expect("query"));
     store.delete_function(&s, &name("f")).await.expect("delete");

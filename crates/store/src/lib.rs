@@ -55,7 +55,11 @@ pub struct Usage {
 pub trait Store: Send + Sync + 'static {
     /// Creates a function; fails with `AlreadyExists` when the name is taken in
     /// this scope.
-    async fn create_function(&self, scope: &Scope, record: &FunctionRecord) -> Result<u64, StoreError>;
+    async fn create_function(
+        &self,
+        scope: &Scope,
+        record: &FunctionRecord,
+    ) -> Result<u64, StoreError>;
 
     async fn get_function(
         &self,

@@ -1,0 +1,813 @@
+//! Functions: create, read, list, update code and configuration, delete.
+
+use api_types as wire;
+use base64::Engine as _;
+use model::function::{
+    CodeInfo, FileSystemSetting, FunctionState, LoggingSettings, UpdateStatus, VpcSettings,
+};
+use model::{FunctionConfig, FunctionName, FunctionRecord, PackageType, Qualifier, Scope, limits};
+use store::StoreError;
+
+use crate::validate::{self, Checks};
+use crate::view::{self, Context};
+use crate::{Control, ControlError, function_not_found, name_error, resolve_ref};
+
+/// How often a read-modify-write is retried when another writer got there first.
+const CAS_ATTEMPTS: usize = 8;
+
+const QUALIFIER_PATTERN: &str = "\\$(LATEST(\\.PUBLISHED)?)|[a-zA-Z0-9-_$]+";
+
+fn new_revision() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn revision_mismatch() -> ControlError {
+    ControlError::PreconditionFailed(
+        "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id".into(),
+    )
+}
+
+/// Parses a `Qualifier` query parameter.
+fn parse_qualifier(raw: &str) -> Result<Qualifier, ControlError> {
+    let bad = || {
+        let mut v = model::names::ValidationErrors::new();
+        if raw.len() > 128 {
+            v.push(
+                "qualifier",
+                raw,
+                "Member must have length less than or equal to 128",
+            );
+        } else {
+            v.push(
+                "qualifier",
+                raw,
+                format!("Member must satisfy regular expression pattern: {QUALIFIER_PATTERN}"),
+            );
+        }
+        ControlError::Validation(v.into_result().err().unwrap_or_default())
+    };
+    if raw.is_empty() || raw.len() > 128 {
+        return Err(bad());
+    }
+    if raw.starts_with('$') && raw != Qualifier::LATEST {
+        // `$latest` and friends are well formed but name no version.
+        return Ok(Qualifier::Alias(raw.to_owned()));
+    }
+    Qualifier::parse(raw).map_err(|_| bad())
+}
+
+/// A function named by a path parameter plus an optional `Qualifier`, in scope.
+pub(crate) struct Target {
+    pub name: FunctionName,
+    pub qualifier: Option<Qualifier>,
+}
+
+impl Control {
+    /// Resolves `{FunctionName}` and `?Qualifier=`; the two must agree.
+    pub(crate) fn target(
+        &self,
+        scope: &Scope,
+        raw: &str,
+        qualifier: Option<&str>,
+    ) -> Result<Target, ControlError> {
+        let r = resolve_ref(scope, raw)?;
+        let q = qualifier.map(parse_qualifier).transpose()?;
+        let qualifier = match (r.qualifier, q) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(ControlError::InvalidParameter(
+                    "The derived qualifier from the function name does not match the specified qualifier.".into(),
+                ));
+            }
+            (a, b) => a.or(b),
+        };
+        Ok(Target {
+            name: r.name,
+            qualifier,
+        })
+    }
+
+    /// Loads a function's record, or `Function not found`.
+    pub(crate) async fn load(
+        &self,
+        scope: &Scope,
+        name: &FunctionName,
+        qualifier: Option<&Qualifier>,
+    ) -> Result<store::Stored<FunctionRecord>, ControlError> {
+        self.store
+            .get_function(scope, name)
+            .await?
+            .ok_or_else(|| function_not_found(scope, name, qualifier))
+    }
+
+    /// The configuration a qualifier selects. Only `$LATEST` exists until
+    /// versions are published.
+    fn select<'r>(
+        &self,
+        scope: &Scope,
+        record: &'r FunctionRecord,
+        qualifier: Option<&Qualifier>,
+    ) -> Result<&'r FunctionConfig, ControlError> {
+        match qualifier {
+            None | Some(Qualifier::Latest) => Ok(&record.latest),
+            Some(q) => Err(function_not_found(scope, &record.latest.name, Some(q))),
+        }
+    }
+
+    /// Decodes, validates, unpacks and stores a zip; returns its identity.
+    async fn store_package(&self, zip_b64: &str) -> Result<CodeInfo, ControlError> {
+        let zip = base64::engine::general_purpose::STANDARD
+            .decode(zip_b64.as_bytes())
+            .map_err(|_| ControlError::from(blobs::PackageError::NotAZip))?;
+        let blobs = self.blobs.clone();
+        let info = tokio::task::spawn_blocking(move || {
+            blobs.put_package(&zip, limits::UNZIPPED_MAX_BYTES)
+        })
+        .await
+        .map_err(|e| ControlError::Blobs(e.to_string()))??;
+        Ok(CodeInfo {
+            sha256_b64: info.digest.base64,
+            digest_hex: info.digest.hex,
+            size: info.zipped_size,
+            unzipped_size: info.unzipped_size,
+        })
+    }
+
+    /// Removes packages nothing references any more (no stored configuration and
+    /// no execution environment).
+    pub async fn collect_package(&self, digest_hex: &str) {
+        let _guard = self.blob_lock.lock().await;
+        match self.store.blob_in_use(digest_hex).await {
+            Ok(false) if !self.hooks.code_in_use(digest_hex) => {
+                let blobs = self.blobs.clone();
+                let digest = digest_hex.to_owned();
+                match tokio::task::spawn_blocking(move || blobs.delete(&digest)).await {
+                    Ok(Ok(())) => tracing::debug!(digest = digest_hex, "removed unused package"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(digest = digest_hex, error = %e, "could not remove unused package")
+                    }
+                    Err(e) => {
+                        tracing::warn!(digest = digest_hex, error = %e, "package removal task failed")
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(digest = digest_hex, error = %e, "could not check package use")
+            }
+        }
+    }
+
+    pub async fn create_function(
+        &self,
+        scope: &Scope,
+        req: wire::CreateFunctionRequest,
+    ) -> Result<wire::FunctionConfiguration, ControlError> {
+        let raw_name = req.function_name.as_deref();
+        let mut c = Checks::default();
+        c.required("functionName", raw_name);
+        c.required("role", req.role.as_ref());
+        c.required("code", req.code.as_ref());
+        c.role(req.role.as_deref());
+        c.handler(req.handler.as_deref());
+        c.max_len(
+            "description",
+            req.description.as_deref(),
+            limits::DESCRIPTION_MAX_CHARS,
+        );
+        c.range(
+            "timeout",
+            req.timeout,
+            limits::TIMEOUT_MIN_S.into(),
+            limits::TIMEOUT_MAX_S.into(),
+        );
+        c.range(
+            "memorySize",
+            req.memory_size,
+            limits::MEMORY_MIN_MB.into(),
+            limits::MEMORY_MAX_MB.into(),
+        );
+        c.range(
+            "ephemeralStorage.size",
+            req.ephemeral_storage.as_ref().and_then(|e| e.size),
+            limits::EPHEMERAL_MIN_MB.into(),
+            limits::EPHEMERAL_MAX_MB.into(),
+        );
+        c.one_of(
+            "packageType",
+            req.package_type.as_deref(),
+            &["Zip", "Image"],
+        );
+        c.one_of(
+            "tracingConfig.mode",
+            req.tracing_config.as_ref().and_then(|t| t.mode.as_deref()),
+            &["Active", "PassThrough"],
+        );
+        c.architectures(req.architectures.as_ref());
+        c.env_keys(req.environment.as_ref().and_then(|e| e.variables.as_ref()));
+        check_logging(&mut c, req.logging_config.as_ref());
+        c.finish()?;
+        let raw_name = raw_name.unwrap_or_default();
+        if let Err(model::NameError::TooLong { max }) = model::FunctionRef::parse(raw_name)
+            && max == FunctionName::MAX_LEN
+        {
+            return Err(ControlError::InvalidParameter(format!(
+                "1 validation error detected: Value '{raw_name}' at 'functionName' failed to satisfy constraint: Member must have length less than or equal to {max}"
+            )));
+        }
+        let r = resolve_ref(scope, raw_name)?;
+        if r.qualifier.is_some() {
+            return Err(name_error(
+                "functionName",
+                raw_name,
+                model::NameError::Pattern {
+                    pattern: model::FunctionRef::PATTERN,
+                },
+            ));
+        }
+        let name = r.name;
+        let package_type = match req.package_type.as_deref() {
+            Some("Image") => {
+                return Err(ControlError::InvalidParameter(
+                    "PackageType Image is not supported by this Lambent server yet; deploy a .zip file archive.".into(),
+                ));
+            }
+            _ => PackageType::Zip,
+        };
+        let (Some(runtime), Some(handler)) = (req.runtime.clone(), req.handler.clone()) else {
+            return Err(ControlError::InvalidParameter(
+                "Runtime and Handler are mandatory parameters for functions created with deployment packages.".into(),
+            ));
+        };
+        validate::runtime(&self.catalog, &runtime)?;
+        let environment = req.environment.and_then(|e| e.variables);
+        if let Some(vars) = &environment {
+            validate::environment(vars)?;
+        }
+        let tags = req.tags.unwrap_or_default();
+        validate::tags(&tags)?;
+        validate::layers(req.layers.as_deref().unwrap_or_default())?;
+        let code = req.code.unwrap_or_default();
+        let zip_b64 = code_source(
+            code.zip_file.as_deref(),
+            code.s3_bucket.as_deref(),
+            code.image_uri.as_deref(),
+        )?;
+
+        let now = model::time_fmt::now_ms();
+        let guard = self.blob_lock.lock().await;
+        let code = self.store_package(zip_b64).await?;
+        let config = FunctionConfig {
+            logging: logging_settings(&name, req.logging_config.as_ref(), None),
+            name: name.clone(),
+            version: Qualifier::LATEST.into(),
+            package_type,
+            runtime: Some(runtime),
+            handler: Some(handler),
+            role: req.role.unwrap_or_default(),
+            description: req.description.unwrap_or_default(),
+            timeout_s: req.timeout.map_or(limits::TIMEOUT_DEFAULT_S, |t| t as u32),
+            memory_mb: req
+                .memory_size
+                .map_or(limits::MEMORY_DEFAULT_MB, |m| m as u32),
+            ephemeral_mb: req
+                .ephemeral_storage
+                .and_then(|e| e.size)
+                .map_or(limits::EPHEMERAL_DEFAULT_MB, |s| s as u32),
+            environment,
+            architectures: req.architectures.unwrap_or_else(|| vec!["x86_64".into()]),
+            code,
+            layers: vec![],
+            tracing_mode: req
+                .tracing_config
+                .and_then(|t| t.mode)
+                .unwrap_or_else(|| "PassThrough".into()),
+            dead_letter_target: req
+                .dead_letter_config
+                .and_then(|d| d.target_arn)
+                .filter(|t| !t.is_empty()),
+            kms_key_arn: req.kms_key_arn.filter(|k| !k.is_empty()),
+            vpc: req.vpc_config.map(vpc_settings),
+            file_systems: file_systems(req.file_system_configs),
+            last_modified_ms: now,
+            revision_id: new_revision(),
+            state: FunctionState::Active,
+            last_update_status: UpdateStatus::Successful,
+        };
+        let record = FunctionRecord {
+            latest: config,
+            tags,
+            reserved_concurrency: None,
+            created_ms: now,
+        };
+        let created = self.store.create_function(scope, &record).await;
+        drop(guard);
+        if let Err(e) = created {
+            self.collect_package(&record.latest.code.digest_hex).await;
+            return Err(match e {
+                StoreError::AlreadyExists { .. } => {
+                    ControlError::Conflict(format!("Function already exist: {name}"))
+                }
+                e => e.into(),
+            });
+        }
+        tracing::info!(account = %scope.account, region = %scope.region, function = %name, "function created");
+        Ok(view::configuration(
+            scope,
+            &record.latest,
+            &self.catalog,
+            Context::Created,
+            false,
+        ))
+    }
+
+    pub async fn get_function(
+        &self,
+        scope: &Scope,
+        raw: &str,
+        qualifier: Option<&str>,
+        now_s: i64,
+    ) -> Result<wire::GetFunctionResponse, ControlError> {
+        let t = self.target(scope, raw, qualifier)?;
+        let rec = self.load(scope, &t.name, t.qualifier.as_ref()).await?.value;
+        let cfg = self.select(scope, &rec, t.qualifier.as_ref())?;
+        Ok(wire::GetFunctionResponse {
+            configuration: view::configuration(
+                scope,
+                cfg,
+                &self.catalog,
+                Context::Read,
+                t.qualifier.is_some(),
+            ),
+            code: wire::FunctionCodeLocation {
+                repository_type: "S3".into(),
+                location: self.code_urls.link(&cfg.code.digest_hex, now_s),
+            },
+            tags: (!rec.tags.is_empty()).then(|| rec.tags.clone()),
+            concurrency: rec.reserved_concurrency.map(|n| wire::Concurrency {
+                reserved_concurrent_executions: n,
+            }),
+        })
+    }
+
+    pub async fn get_function_configuration(
+        &self,
+        scope: &Scope,
+        raw: &str,
+        qualifier: Option<&str>,
+    ) -> Result<wire::FunctionConfiguration, ControlError> {
+        let t = self.target(scope, raw, qualifier)?;
+        let rec = self.load(scope, &t.name, t.qualifier.as_ref()).await?.value;
+        let cfg = self.select(scope, &rec, t.qualifier.as_ref())?;
+        Ok(view::configuration(
+            scope,
+            cfg,
+            &self.catalog,
+            Context::Read,
+            t.qualifier.is_some(),
+        ))
+    }
+
+    pub async fn list_functions(
+        &self,
+        scope: &Scope,
+        marker: Option<&str>,
+        max_items: Option<&str>,
+        function_version: Option<&str>,
+    ) -> Result<wire::ListFunctionsResponse, ControlError> {
+        let mut c = Checks::default();
+        let max = match max_items {
+            None => 50,
+            Some(m) => match m.parse::<i64>() {
+                Ok(n) => {
+                    c.range("maxItems", Some(n), 1, 10_000);
+                    n.clamp(1, 10_000) as usize
+                }
+                Err(_) => {
+                    return Err(ControlError::Validation(format!(
+                        "1 validation error detected: Value '{m}' at 'maxItems' failed to satisfy constraint: Member must be an integer"
+                    )));
+                }
+            },
+        };
+        c.one_of("functionVersion", function_version, &["ALL"]);
+        c.finish()?;
+        let all = function_version == Some("ALL");
+        let page = self
+            .store
+            .list_functions(scope, marker.filter(|m| !m.is_empty()), max)
+            .await?;
+        Ok(wire::ListFunctionsResponse {
+            functions: page
+                .items
+                .iter()
+                .map(|r| view::configuration(scope, &r.latest, &self.catalog, Context::Listed, all))
+                .collect(),
+            next_marker: page.next,
+        })
+    }
+
+    /// Read-modify-write of a function record with optimistic retries. `change`
+    /// sees the current record and edits it, or refuses with an error.
+    pub(crate) async fn modify(
+        &self,
+        scope: &Scope,
+        name: &FunctionName,
+        not_found_qualifier: Option<&Qualifier>,
+        mut change: impl FnMut(&mut FunctionRecord) -> Result<(), ControlError>,
+    ) -> Result<(FunctionRecord, FunctionRecord), ControlError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let stored = self.load(scope, name, not_found_qualifier).await?;
+            let before = stored.value.clone();
+            let mut after = stored.value;
+            change(&mut after)?;
+            match self.store.update_function(scope, &after, stored.etag).await {
+                Ok(_) => return Ok((before, after)),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::NotFound { .. }) => {
+                    return Err(function_not_found(scope, name, not_found_qualifier));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ControlError::Conflict(format!(
+            "The operation cannot be performed at this time. An update is in progress for resource: {}",
+            scope.function_arn(name)
+        )))
+    }
+
+    pub async fn update_function_code(
+        &self,
+        scope: &Scope,
+        raw: &str,
+        req: wire::UpdateFunctionCodeRequest,
+    ) -> Result<wire::FunctionConfiguration, ControlError> {
+        let t = self.target(scope, raw, None)?;
+        if t.qualifier.is_some() {
+            return Err(name_error(
+                "functionName",
+                raw,
+                model::NameError::Pattern {
+                    pattern: model::FunctionRef::PATTERN,
+                },
+            ));
+        }
+        let mut c = Checks::default();
+        c.architectures(req.architectures.as_ref());
+        c.finish()?;
+        let zip_b64 = code_source(
+            req.zip_file.as_deref(),
+            req.s3_bucket.as_deref(),
+            req.image_uri.as_deref(),
+        )?;
+        // Fail fast on a missing function before storing anything.
+        self.load(scope, &t.name, None).await?;
+        let guard = self.blob_lock.lock().await;
+        let code = self.store_package(zip_b64).await?;
+        if req.dry_run == Some(true) {
+            drop(guard);
+            let mut rec = self.load(scope, &t.name, None).await?.value;
+            check_revision(req.revision_id.as_deref(), &rec.latest.revision_id)?;
+            let digest = code.digest_hex.clone();
+            rec.latest.code = code;
+            self.collect_package(&digest).await;
+            return Ok(view::configuration(
+                scope,
+                &rec.latest,
+                &self.catalog,
+                Context::Updated,
+                false,
+            ));
+        }
+        let now = model::time_fmt::now_ms();
+        let result = self
+            .modify(scope, &t.name, None, |rec| {
+                check_revision(req.revision_id.as_deref(), &rec.latest.revision_id)?;
+                if code.unzipped_size + rec.latest.layers.iter().map(|l| l.code.unzipped_size).sum::<u64>()
+                    > limits::UNZIPPED_MAX_BYTES
+                {
+                    return Err(ControlError::InvalidParameter(format!(
+                        "Function code combined with layers exceeds the maximum allowed size of {} bytes. The actual size is {} bytes.",
+                        limits::UNZIPPED_MAX_BYTES,
+                        code.unzipped_size + rec.latest.layers.iter().map(|l| l.code.unzipped_size).sum::<u64>()
+                    )));
+                }
+                rec.latest.code = code.clone();
+                if let Some(a) = &req.architectures {
+                    rec.latest.architectures = a.clone();
+                }
+                rec.latest.last_modified_ms = now;
+                rec.latest.revision_id = new_revision();
+                Ok(())
+            })
+            .await;
+        drop(guard);
+        let (before, after) = match result {
+            Ok(pair) => pair,
+            Err(e) => {
+                self.collect_package(&code.digest_hex).await;
+                return Err(e);
+            }
+        };
+        self.hooks.function_changed(scope, &t.name);
+        if before.latest.code.digest_hex != after.latest.code.digest_hex {
+            self.collect_package(&before.latest.code.digest_hex).await;
+        }
+        Ok(view::configuration(
+            scope,
+            &after.latest,
+            &self.catalog,
+            Context::Updated,
+            false,
+        ))
+    }
+
+    pub async fn update_function_configuration(
+        &self,
+        scope: &Scope,
+        raw: &str,
+        req: wire::UpdateFunctionConfigurationRequest,
+    ) -> Result<wire::FunctionConfiguration, ControlError> {
+        let t = self.target(scope, raw, None)?;
+        if t.qualifier.is_some() {
+            return Err(name_error(
+                "functionName",
+                raw,
+                model::NameError::Pattern {
+                    pattern: model::FunctionRef::PATTERN,
+                },
+            ));
+        }
+        let mut c = Checks::default();
+        c.role(req.role.as_deref());
+        c.handler(req.handler.as_deref());
+        c.max_len(
+            "description",
+            req.description.as_deref(),
+            limits::DESCRIPTION_MAX_CHARS,
+        );
+        c.range(
+            "timeout",
+            req.timeout,
+            limits::TIMEOUT_MIN_S.into(),
+            limits::TIMEOUT_MAX_S.into(),
+        );
+        c.range(
+            "memorySize",
+            req.memory_size,
+            limits::MEMORY_MIN_MB.into(),
+            limits::MEMORY_MAX_MB.into(),
+        );
+        c.range(
+            "ephemeralStorage.size",
+            req.ephemeral_storage.as_ref().and_then(|e| e.size),
+            limits::EPHEMERAL_MIN_MB.into(),
+            limits::EPHEMERAL_MAX_MB.into(),
+        );
+        c.one_of(
+            "tracingConfig.mode",
+            req.tracing_config.as_ref().and_then(|t| t.mode.as_deref()),
+            &["Active", "PassThrough"],
+        );
+        c.env_keys(req.environment.as_ref().and_then(|e| e.variables.as_ref()));
+        check_logging(&mut c, req.logging_config.as_ref());
+        c.finish()?;
+        if let Some(r) = &req.runtime {
+            validate::runtime(&self.catalog, r)?;
+        }
+        if let Some(vars) = req.environment.as_ref().and_then(|e| e.variables.as_ref()) {
+            validate::environment(vars)?;
+        }
+        if let Some(layers) = &req.layers {
+            validate::layers(layers)?;
+        }
+        let now = model::time_fmt::now_ms();
+        let (_, after) = self
+            .modify(scope, &t.name, None, |rec| {
+                check_revision(req.revision_id.as_deref(), &rec.latest.revision_id)?;
+                let cfg = &mut rec.latest;
+                if let Some(v) = &req.role {
+                    cfg.role = v.clone();
+                }
+                if let Some(v) = &req.handler {
+                    cfg.handler = Some(v.clone());
+                }
+                if let Some(v) = &req.description {
+                    cfg.description = v.clone();
+                }
+                if let Some(v) = req.timeout {
+                    cfg.timeout_s = v as u32;
+                }
+                if let Some(v) = req.memory_size {
+                    cfg.memory_mb = v as u32;
+                }
+                if let Some(v) = req.ephemeral_storage.as_ref().and_then(|e| e.size) {
+                    cfg.ephemeral_mb = v as u32;
+                }
+                if let Some(env) = &req.environment {
+                    cfg.environment = Some(env.variables.clone().unwrap_or_default());
+                }
+                if let Some(v) = &req.runtime {
+                    cfg.runtime = Some(v.clone());
+                }
+                if let Some(d) = &req.dead_letter_config {
+                    cfg.dead_letter_target = d.target_arn.clone().filter(|t| !t.is_empty());
+                }
+                if let Some(k) = &req.kms_key_arn {
+                    cfg.kms_key_arn = Some(k.clone()).filter(|k| !k.is_empty());
+                }
+                if let Some(t) = req.tracing_config.as_ref().and_then(|t| t.mode.clone()) {
+                    cfg.tracing_mode = t;
+                }
+                if let Some(v) = &req.vpc_config {
+                    cfg.vpc = Some(vpc_settings(v.clone()));
+                }
+                if let Some(f) = &req.file_system_configs {
+                    cfg.file_systems = file_systems(Some(f.clone()));
+                }
+                if let Some(l) = &req.logging_config {
+                    cfg.logging = logging_settings(&cfg.name, Some(l), Some(&cfg.logging));
+                }
+                cfg.last_modified_ms = now;
+                cfg.revision_id = new_revision();
+                Ok(())
+            })
+            .await?;
+        self.hooks.function_changed(scope, &t.name);
+        Ok(view::configuration(
+            scope,
+            &after.latest,
+            &self.catalog,
+            Context::Updated,
+            false,
+        ))
+    }
+
+    pub async fn delete_function(
+        &self,
+        scope: &Scope,
+        raw: &str,
+        qualifier: Option<&str>,
+    ) -> Result<(), ControlError> {
+        let t = self.target(scope, raw, qualifier)?;
+        match &t.qualifier {
+            None => {}
+            Some(Qualifier::Latest) => {
+                return Err(ControlError::InvalidParameter(
+                    "$LATEST version cannot be deleted without deleting the function.".into(),
+                ));
+            }
+            Some(q) => {
+                // No published versions exist yet: deleting one that does not
+                // exist succeeds on an existing function, as on AWS.
+                self.load(scope, &t.name, None).await?;
+                let _ = q;
+                return Ok(());
+            }
+        }
+        let rec = self.load(scope, &t.name, None).await?.value;
+        match self.store.delete_function(scope, &t.name).await {
+            Ok(()) => {}
+            Err(StoreError::NotFound { .. }) => {
+                return Err(function_not_found(scope, &t.name, None));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.hooks.function_changed(scope, &t.name);
+        self.collect_package(&rec.latest.code.digest_hex).await;
+        tracing::info!(account = %scope.account, region = %scope.region, function = %t.name, "function deleted");
+        Ok(())
+    }
+
+    /// Serves a `Code.Location` download if the link is genuine and current.
+    pub async fn download_code(
+        &self,
+        digest_hex: &str,
+        expires: i64,
+        signature: &str,
+        now_s: i64,
+    ) -> Result<Vec<u8>, ControlError> {
+        if !self.code_urls.check(digest_hex, expires, signature, now_s)
+            || !digest_hex.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(ControlError::AccessDenied(
+                "Request has expired or its signature is invalid".into(),
+            ));
+        }
+        let blobs = self.blobs.clone();
+        let digest = digest_hex.to_owned();
+        tokio::task::spawn_blocking(move || blobs.read(&digest))
+            .await
+            .map_err(|e| ControlError::Blobs(e.to_string()))?
+            .map_err(|_| {
+                ControlError::NotFound("The resource you requested does not exist.".into())
+            })
+    }
+
+    /// The current record of a function (for the data plane).
+    pub async fn function(
+        &self,
+        scope: &Scope,
+        name: &FunctionName,
+    ) -> Result<Option<FunctionRecord>, ControlError> {
+        Ok(self.store.get_function(scope, name).await?.map(|s| s.value))
+    }
+}
+
+fn check_revision(given: Option<&str>, current: &str) -> Result<(), ControlError> {
+    match given {
+        Some(r) if r != current => Err(revision_mismatch()),
+        _ => Ok(()),
+    }
+}
+
+/// Exactly one code source; only `ZipFile` is available on this server.
+fn code_source<'a>(
+    zip: Option<&'a str>,
+    s3_bucket: Option<&str>,
+    image: Option<&str>,
+) -> Result<&'a str, ControlError> {
+    match (zip, s3_bucket, image) {
+        (Some(z), None, None) => Ok(z),
+        (None, Some(_), None) => Err(ControlError::InvalidParameter(
+            "Error occurred while GetObject. S3 Error Code: NoSuchBucket. S3 Error Message: The specified bucket does not exist".into(),
+        )),
+        (None, None, Some(_)) => Err(ControlError::InvalidParameter(
+            "Please don't provide ImageUri when updating a function with packageType Zip.".into(),
+        )),
+        (None, None, None) => Err(ControlError::InvalidParameter(
+            "Please provide a source for function code.".into(),
+        )),
+        _ => Err(ControlError::InvalidParameter(
+            "Please do not provide more than one source for function code.".into(),
+        )),
+    }
+}
+
+fn check_logging(c: &mut Checks, l: Option<&wire::LoggingConfig>) {
+    let Some(l) = l else { return };
+    c.one_of(
+        "loggingConfig.logFormat",
+        l.log_format.as_deref(),
+        &["JSON", "Text"],
+    );
+    const LEVELS: &[&str] = &["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+    c.one_of(
+        "loggingConfig.applicationLogLevel",
+        l.application_log_level.as_deref(),
+        LEVELS,
+    );
+    c.one_of(
+        "loggingConfig.systemLogLevel",
+        l.system_log_level.as_deref(),
+        &["DEBUG", "INFO", "WARN"],
+    );
+    c.max_len("loggingConfig.logGroup", l.log_group.as_deref(), 512);
+}
+
+fn logging_settings(
+    name: &FunctionName,
+    req: Option<&wire::LoggingConfig>,
+    current: Option<&LoggingSettings>,
+) -> LoggingSettings {
+    let mut s = current
+        .cloned()
+        .unwrap_or_else(|| LoggingSettings::default_for(name));
+    if let Some(l) = req {
+        if let Some(f) = &l.log_format {
+            s.log_format = f.clone();
+        }
+        if l.application_log_level.is_some() {
+            s.application_log_level = l.application_log_level.clone();
+        }
+        if l.system_log_level.is_some() {
+            s.system_log_level = l.system_log_level.clone();
+        }
+        if let Some(g) = &l.log_group {
+            s.log_group = g.clone();
+        }
+    }
+    // Log levels only apply to JSON logs (as on Lambda, where Text ignores them).
+    if s.log_format == "JSON" {
+        s.application_log_level.get_or_insert_with(|| "INFO".into());
+        s.system_log_level.get_or_insert_with(|| "INFO".into());
+    }
+    s
+}
+
+fn vpc_settings(v: wire::VpcConfig) -> VpcSettings {
+    VpcSettings {
+        subnet_ids: v.subnet_ids.unwrap_or_default(),
+        security_group_ids: v.security_group_ids.unwrap_or_default(),
+        ipv6_allowed_for_dual_stack: v.ipv6_allowed_for_dual_stack.unwrap_or(false),
+    }
+}
+
+fn file_systems(f: Option<Vec<wire::FileSystemConfig>>) -> Vec<FileSystemSetting> {
+    f.unwrap_or_default()
+        .into_iter()
+        .map(|f| FileSystemSetting {
+            arn: f.arn.unwrap_or_default(),
+            local_mount_path: f.local_mount_path.unwrap_or_default(),
+        })
+        .collect()
+}

@@ -1,0 +1,200 @@
+//! The Lambda control plane.
+//!
+//! [`Control`] takes parsed wire requests (`api-types`) from the HTTP layer,
+//! validates them with AWS's rules and messages, keeps functions in the
+//! [`store::Store`] and packages in the [`blobs::BlobStore`], and answers with wire
+//! responses. It never speaks HTTP; its errors are [`ControlError`]s, which the
+//! `api` crate maps to AWS error responses.
+
+use std::sync::Arc;
+
+use model::{FunctionName, FunctionRef, NameError, Qualifier, Scope};
+use runtimes::Catalog;
+use store::{Store, StoreError};
+
+mod account;
+mod code_url;
+mod functions;
+mod tags;
+mod validate;
+mod view;
+
+pub use code_url::CodeUrlSigner;
+
+/// Why a control-plane call failed. Each variant is one AWS error code; the
+/// string is AWS's message.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// `ValidationException` (400): a member broke a modeled constraint.
+    #[error("{0}")]
+    Validation(String),
+    /// `InvalidParameterValueException` (400).
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// `ResourceNotFoundException` (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// `ResourceConflictException` (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// `PreconditionFailedException` (412).
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// `RequestEntityTooLargeException` (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// `AccessDeniedException` (403): the resource belongs to another account.
+    #[error("{0}")]
+    AccessDenied(String),
+    /// `ServiceException` (500): the store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// `ServiceException` (500): the package store failed.
+    #[error("package store failed: {0}")]
+    Blobs(String),
+}
+
+impl From<blobs::PackageError> for ControlError {
+    fn from(e: blobs::PackageError) -> Self {
+        use blobs::PackageError as P;
+        match e {
+            P::NotAZip | P::UnsafeEntry { .. } | P::UnzippedTooLarge { .. } => {
+                Self::InvalidParameter(e.to_string())
+            }
+            P::ZippedTooLarge { .. } => Self::TooLarge(e.to_string()),
+            P::Io { .. } => Self::Blobs(e.to_string()),
+        }
+    }
+}
+
+/// What the data plane must hear about control-plane changes.
+pub trait FunctionHooks: Send + Sync + 'static {
+    /// A function's configuration or code changed, or it was deleted: cached
+    /// configuration is stale and its execution environments must retire.
+    fn function_changed(&self, scope: &Scope, name: &FunctionName);
+    /// Whether a running or idle environment still uses this unpacked code.
+    fn code_in_use(&self, digest_hex: &str) -> bool;
+}
+
+/// Hooks for a control plane with no data plane attached (tests, tools).
+pub struct NoHooks;
+
+impl FunctionHooks for NoHooks {
+    fn function_changed(&self, _: &Scope, _: &FunctionName) {}
+    fn code_in_use(&self, _: &str) -> bool {
+        false
+    }
+}
+
+/// Platform settings the control plane reports and enforces.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Concurrent executions an account may use (`AccountLimit.ConcurrentExecutions`).
+    pub account_concurrency: u32,
+}
+
+pub struct Control {
+    store: Arc<dyn Store>,
+    blobs: blobs::BlobStore,
+    catalog: Arc<Catalog>,
+    settings: Settings,
+    hooks: Arc<dyn FunctionHooks>,
+    code_urls: CodeUrlSigner,
+    /// Serialises "store a package and reference it" against "collect unused
+    /// packages", so a collection never removes a package that is about to be used.
+    blob_lock: tokio::sync::Mutex<()>,
+}
+
+impl Control {
+    pub fn new(
+        store: Arc<dyn Store>,
+        blobs: blobs::BlobStore,
+        catalog: Arc<Catalog>,
+        settings: Settings,
+        hooks: Arc<dyn FunctionHooks>,
+        code_urls: CodeUrlSigner,
+    ) -> Self {
+        Self {
+            store,
+            blobs,
+            catalog,
+            settings,
+            hooks,
+            code_urls,
+            blob_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn blobs(&self) -> &blobs::BlobStore {
+        &self.blobs
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+}
+
+/// The validation message for a malformed `{FunctionName}`.
+fn name_error(field: &str, value: &str, e: NameError) -> ControlError {
+    let mut v = model::names::ValidationErrors::new();
+    v.push(field, value, e);
+    ControlError::Validation(v.into_result().err().unwrap_or_default())
+}
+
+/// `Function not found: <arn>`.
+pub fn function_not_found(
+    scope: &Scope,
+    name: &FunctionName,
+    qualifier: Option<&Qualifier>,
+) -> ControlError {
+    let mut arn = scope.function_arn(name);
+    arn.qualifier = qualifier.cloned();
+    ControlError::NotFound(format!("Function not found: {arn}"))
+}
+
+/// Resolves a `{FunctionName}` path parameter to a name in the caller's scope.
+/// A full ARN must name the caller's account and region.
+pub fn resolve_ref(scope: &Scope, raw: &str) -> Result<FunctionRef, ControlError> {
+    let r = FunctionRef::parse(raw).map_err(|e| match e {
+        // AWS answers an over-long (but otherwise well-formed) name with "not found".
+        NameError::TooLong { max } if max == FunctionName::MAX_LEN => {
+            ControlError::NotFound(format!(
+                "Function not found: arn:aws:lambda:{}:{}:function:{}",
+                scope.region,
+                scope.account,
+                raw.rsplit(':')
+                    .find(|t| t.len() > FunctionName::MAX_LEN)
+                    .unwrap_or(raw)
+            ))
+        }
+        e => name_error("functionName", raw, e),
+    })?;
+    if let Some(region) = &r.region
+        && region != &scope.region
+    {
+        return Err(ControlError::NotFound(format!(
+            "Functions from '{region}' are not reachable in this region ('{}')",
+            scope.region
+        )));
+    }
+    if let Some(account) = &r.account
+        && account != &scope.account
+    {
+        return Err(ControlError::AccessDenied(format!(
+            "User: arn:aws:iam::{}:root is not authorized to access resource: {raw}",
+            scope.account
+        )));
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests;
