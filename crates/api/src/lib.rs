@@ -1,0 +1,219 @@
+//! The AWS Lambda REST API over HTTP.
+//!
+//! [`router`] builds the axum router: every Lambda route sits behind SigV4
+//! authentication ([`auth`]); handlers parse the request into a typed call,
+//! hand it to the control plane or the invoker, and write the answer. All
+//! failures become AWS-shaped responses in [`error`]. [`run`] serves a router on
+//! a listener until a shutdown signal.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use control::Control;
+use http_body_util::BodyExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub mod auth;
+pub mod error;
+mod functions;
+
+pub use auth::{Caller, KeyEntry, Keyring};
+pub use error::ApiError;
+
+/// Largest request body accepted on any route (Lambda's CreateFunction limit).
+pub const MAX_REQUEST_BYTES: usize = 70_167_211;
+
+/// Everything the handlers need.
+pub struct AppState {
+    pub control: Arc<Control>,
+    pub keyring: Arc<Keyring>,
+}
+
+/// The full API router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let lambda = Router::new()
+        .route(
+            "/2015-03-31/functions",
+            get(functions::list).post(functions::create),
+        )
+        .route(
+            "/2015-03-31/functions/",
+            get(functions::list).post(functions::create),
+        )
+        .route(
+            "/2015-03-31/functions/{name}",
+            get(functions::get).delete(functions::delete),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/configuration",
+            get(functions::get_configuration).put(functions::update_configuration),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/code",
+            axum::routing::put(functions::update_code),
+        )
+        .route(
+            "/2017-03-31/tags/{arn}",
+            get(functions::list_tags)
+                .post(functions::tag)
+                .delete(functions::untag),
+        )
+        .route(
+            "/2016-08-19/account-settings",
+            get(functions::account_settings),
+        )
+        .route(
+            "/2016-08-19/account-settings/",
+            get(functions::account_settings),
+        )
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .merge(lambda)
+        .route("/lambent/code/{file}", get(functions::download_code))
+        .route("/lambent/health", get(|| async { "ok" }))
+        .fallback(|| async { ApiError::unknown_operation() })
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight
+/// requests finish.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A request's body, read once, with the caller who signed it.
+pub struct Authed {
+    pub caller: Caller,
+    pub body: Bytes,
+}
+
+/// Reads the body, verifies the SigV4 signature, and hands the handler an
+/// [`Authed`] request; refuses with AWS's 403s otherwise.
+async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    if let Some(len) = parts.headers.get(header::CONTENT_LENGTH)
+        && let Some(n) = len.to_str().ok().and_then(|v| v.parse::<usize>().ok())
+        && n > MAX_REQUEST_BYTES
+    {
+        return too_large().into_response();
+    }
+    let body = match http_body_util::Limited::new(body, MAX_REQUEST_BYTES)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return too_large().into_response();
+            }
+            return ApiError::bad_json(format!("could not read the request body: {e}"))
+                .into_response();
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let sreq = sigv4::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+    };
+    let caller = match state.keyring.authenticate(&sreq, &body, now) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    parts.extensions.insert(Authed { caller, body });
+    next.run(Request::from_parts(parts, Body::empty())).await
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestEntityTooLargeException",
+        format!("Request must be smaller than {MAX_REQUEST_BYTES} bytes for the operation"),
+    )
+}
+
+/// Gives every response an `x-amzn-RequestId` (handlers may set their own).
+async fn request_id(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    if !resp.headers().contains_key("x-amzn-requestid")
+        && let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+    {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+impl Clone for Authed {
+    fn clone(&self) -> Self {
+        Self {
+            caller: self.caller.clone(),
+            body: self.body.clone(),
+        }
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .remove::<Authed>()
+            .ok_or_else(|| ApiError::internal("request reached a handler without authentication"))
+    }
+}
+
+impl Authed {
+    /// The body as the JSON an operation takes; an empty body reads as `{}`.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let body: &[u8] = if self.body.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &self.body
+        };
+        serde_json::from_slice(body).map_err(ApiError::bad_json)
+    }
+}
+
+/// A JSON response with a status.
+pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut resp = (status, body).into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
