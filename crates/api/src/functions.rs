@@ -44,7 +44,7 @@ pub async fn get(
     Path(name): Path<String>,
     Query(q): Params,
 ) -> Result<Response, ApiError> {
-    let out = s
+    let mut out = s
         .control
         .get_function(
             &req.caller.scope,
@@ -53,6 +53,7 @@ pub async fn get(
             now_s(),
         )
         .await?;
+    out.code.location = format!("http://{}{}", req.host, out.code.location);
     Ok(json_response(StatusCode::OK, &out))
 }
 

@@ -101,6 +101,8 @@ pub async fn run(
 pub struct Authed {
     pub caller: Caller,
     pub body: Bytes,
+    /// The `Host` the client addressed, for links back to this server.
+    pub host: String,
 }
 
 /// Reads the body, verifies the SigV4 signature, and hands the handler an
@@ -142,7 +144,13 @@ async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Ne
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    parts.extensions.insert(Authed { caller, body });
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_owned();
+    parts.extensions.insert(Authed { caller, body, host });
     next.run(Request::from_parts(parts, Body::empty())).await
 }
 
@@ -170,6 +178,7 @@ impl Clone for Authed {
         Self {
             caller: self.caller.clone(),
             body: self.body.clone(),
+            host: self.host.clone(),
         }
     }
 }

@@ -322,6 +322,10 @@ async fn create_get_and_errors_over_http() {
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(body["Configuration"]["State"], "Active");
     let location = body["Code"]["Location"].as_str().unwrap().to_owned();
+    let location = location
+        .strip_prefix("http://localhost:9000")
+        .unwrap_or_else(|| panic!("absolute link to this server: {location}"))
+        .to_owned();
     let dl = HttpRequest::get(location.as_str())
         .body(Body::empty())
         .unwrap();

@@ -1,0 +1,58 @@
+//! `lambent`: the command line, and the only place that picks concrete backends
+//! and wires the platform together.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod credentials;
+mod serve;
+
+/// The default API port: unclaimed by common developer tools.
+pub const DEFAULT_PORT: u16 = 9765;
+
+#[derive(Parser)]
+#[command(
+    name = "lambent",
+    version,
+    about = "A self-hosted, AWS-Lambda-compatible serverless platform"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform: the Lambda API, the invoke path and the stores.
+    Serve(serve::ServeArgs),
+}
+
+/// `$LAMBENT_DATA_DIR`, else `$XDG_DATA_HOME/lambent`, else `~/.local/share/lambent`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("LAMBENT_DATA_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(d).join("lambent");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/lambent")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lambent: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

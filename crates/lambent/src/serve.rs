@@ -1,0 +1,177 @@
+//! `lambent serve`: opens the data directory, wires the stores, the control
+//! plane and the API, and serves until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Args;
+
+use crate::credentials::{self, Source};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on for the Lambda API.
+    #[arg(long, env = "LAMBENT_LISTEN", default_value_t = SocketAddr::from(([127, 0, 0, 1], crate::DEFAULT_PORT)))]
+    pub listen: SocketAddr,
+
+    /// Where metadata, packages, logs and keys live.
+    #[arg(long, env = "LAMBENT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// A TOML file of access keys (`[[key]]` with access_key_id,
+    /// secret_access_key, account_id). Without it, LAMBENT_ACCESS_KEY_ID /
+    /// LAMBENT_SECRET_ACCESS_KEY / LAMBENT_ACCOUNT_ID are used, else a key pair
+    /// is generated into the data directory.
+    #[arg(long, env = "LAMBENT_CREDENTIALS_FILE")]
+    pub credentials_file: Option<PathBuf>,
+
+    /// Concurrent executions each account may use (default: 64 per CPU).
+    #[arg(long, env = "LAMBENT_ACCOUNT_CONCURRENCY")]
+    pub account_concurrency: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Credentials(#[from] credentials::CredentialsError),
+    #[error("cannot open the metadata store: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("cannot open the package store: {0}")]
+    Blobs(#[from] blobs::PackageError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+fn server_key(data_dir: &Path) -> Result<[u8; 32], ServeError> {
+    let path = data_dir.join("server.key");
+    if let Ok(bytes) = std::fs::read(&path)
+        && let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice())
+    {
+        return Ok(key);
+    }
+    let key = credentials::random_bytes::<32>()?;
+    credentials::write_private(&path, &key)?;
+    Ok(key)
+}
+
+pub fn run(args: ServeArgs) -> Result<(), ServeError> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LAMBENT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::default_data_dir);
+    std::fs::create_dir_all(&data_dir).map_err(|source| ServeError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    rt.block_on(serve(args, data_dir))
+}
+
+async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
+    let (keyring, source) = credentials::load(args.credentials_file.as_deref(), &data_dir)?;
+    let store = Arc::new(store_sqlite::SqliteStore::open(&data_dir.join("meta.db"))?);
+    let blobs = blobs::BlobStore::open(&data_dir)?;
+    let catalog = Arc::new(runtimes::Catalog::detect());
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1);
+    let settings = control::Settings {
+        account_concurrency: args.account_concurrency.unwrap_or(64 * cpus),
+    };
+    let control = Arc::new(control::Control::new(
+        store,
+        blobs,
+        catalog.clone(),
+        settings,
+        Arc::new(control::NoHooks),
+        control::CodeUrlSigner::new(server_key(&data_dir)?),
+    ));
+    let state = Arc::new(api::AppState {
+        control,
+        keyring: Arc::new(keyring),
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: args.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: args.listen,
+        source,
+    })?;
+    let endpoint = format!("http://{addr}");
+    // Tools (and tests) find a running server through this file.
+    let _ = std::fs::write(data_dir.join("endpoint"), &endpoint);
+
+    let runtimes: Vec<&str> = catalog.ids().collect();
+    tracing::info!(%endpoint, data_dir = %data_dir.display(), runtimes = ?runtimes, "lambent is serving");
+    match &source {
+        Source::Generated(path) | Source::File(path) => {
+            if let Some((id, secret)) = credentials::first_key(path) {
+                let verb = if matches!(source, Source::Generated(_)) {
+                    "created"
+                } else {
+                    "using"
+                };
+                eprintln!(
+                    "\nLambent is listening on {endpoint} ({verb} access keys in {}).\nPoint the aws CLI or an SDK at it:\n\n  export AWS_ACCESS_KEY_ID={id}\n  export AWS_SECRET_ACCESS_KEY={secret}\n  export AWS_DEFAULT_REGION=us-east-1\n  aws lambda list-functions --endpoint-url {endpoint}\n",
+                    path.display()
+                );
+            }
+        }
+        Source::Environment => {
+            eprintln!("\nLambent is listening on {endpoint} (access key from the environment).\n")
+        }
+    }
+
+    let router = api::router(state);
+    api::run(listener, router, shutdown_signal())
+        .await
+        .map_err(ServeError::Serve)?;
+    tracing::info!("lambent stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
