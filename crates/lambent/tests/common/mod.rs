@@ -1,0 +1,176 @@
+//! A `lambent serve` process for end-to-end tests, and clients for it.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ACCOUNT_A: &str = "111111111111";
+pub const ACCOUNT_B: &str = "222222222222";
+pub const KEY_A: (&str, &str) = ("AKIAE2EACCOUNTAAAAAA", "secret/for+account/a");
+pub const KEY_B: (&str, &str) = ("AKIAE2EACCOUNTBBBBBB", "secret/for+account/b");
+
+pub struct Server {
+    child: Child,
+    pub endpoint: String,
+    pub dir: tempfile::TempDir,
+}
+
+/// Polls `f` until it yields a value or `deadline` passes.
+pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+impl Server {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra_args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let creds = dir.path().join("keys.toml");
+        std::fs::write(
+            &creds,
+            format!(
+                "[[key]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\naccount_id = \"{ACCOUNT_A}\"\n\
+                 [[key]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\naccount_id = \"{ACCOUNT_B}\"\n",
+                KEY_A.0, KEY_A.1, KEY_B.0, KEY_B.1
+            ),
+        )
+        .expect("write keys");
+        let data = dir.path().join("data");
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_lambent"))
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--credentials-file")
+            .arg(&creds)
+            .args(extra_args)
+            .env("LAMBENT_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn lambent");
+        let endpoint_file = data.join("endpoint");
+        let endpoint = wait_for(
+            "the server's endpoint file",
+            Duration::from_secs(30),
+            || {
+                std::fs::read_to_string(&endpoint_file)
+                    .ok()
+                    .filter(|s| !s.is_empty())
+            },
+        );
+        let server = Self {
+            child,
+            endpoint,
+            dir,
+        };
+        wait_for("the server to answer", Duration::from_secs(30), || {
+            http_get(&format!("{}/lambent/health", server.endpoint))
+                .ok()
+                .filter(|(s, _)| *s == 200)
+        });
+        server
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub async fn client(&self, key: (&str, &str)) -> aws_sdk_lambda::Client {
+        let http = aws_smithy_http_client::Builder::new().build_http();
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+                key.0, key.1, None, None, "e2e",
+            ))
+            .endpoint_url(&self.endpoint)
+            .http_client(http)
+            .load()
+            .await;
+        aws_sdk_lambda::Client::new(&conf)
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let child = &mut self.child;
+        wait_for("the server to exit", Duration::from_secs(20), || {
+            child.try_wait().ok().flatten()
+        })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.0 GET (for links that need no signature).
+pub fn http_get(url: &str) -> std::io::Result<(u16, Vec<u8>)> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| std::io::Error::other("not http"))?;
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut s = std::net::TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok((status, buf[split + 4..].to_vec()))
+}
+
+/// A zip of (name, contents, mode) entries.
+pub fn zip_of(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, data, mode) in files {
+        w.start_file(
+            *name,
+            zip::write::SimpleFileOptions::default().unix_permissions(*mode),
+        )
+        .expect("zip entry");
+        w.write_all(data).expect("zip write");
+    }
+    w.finish().expect("zip finish").into_inner()
+}
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
