@@ -80,14 +80,16 @@ fn signed(
         query,
         &mut headers,
         body,
-        &sigv4::Credentials {
-            access_key: key.0,
-            secret: key.1,
-            session_token: None,
+        &sigv4::Signer {
+            creds: sigv4::Credentials {
+                access_key: key.0,
+                secret: key.1,
+                session_token: None,
+            },
+            region: "us-east-1",
+            service: "lambda",
+            now_s: at,
         },
-        "us-east-1",
-        "lambda",
-        at,
     );
     let mut req = HttpRequest::builder().method(method).uri(path_and_query);
     for (k, v) in &headers {

@@ -668,6 +668,14 @@ pub struct Credentials<'a> {
     pub session_token: Option<&'a str>,
 }
 
+/// Who signs, for which region and service, at what time.
+pub struct Signer<'a> {
+    pub creds: Credentials<'a>,
+    pub region: &'a str,
+    pub service: &'a str,
+    pub now_s: i64,
+}
+
 /// Signs a request in place: adds `x-amz-date`, `x-amz-security-token` (when
 /// present) and `authorization`. Every header already in `headers` is signed.
 /// `path` and `query` are exactly what will be sent on the wire.
@@ -677,11 +685,15 @@ pub fn sign_headers(
     query: &str,
     headers: &mut http::HeaderMap,
     body: &[u8],
-    creds: &Credentials<'_>,
-    region: &str,
-    service: &str,
-    now_s: i64,
+    signer: &Signer<'_>,
 ) {
+    let Signer {
+        creds,
+        region,
+        service,
+        now_s,
+    } = signer;
+    let (region, service, now_s) = (*region, *service, *now_s);
     let amz_date = format_amz_date(now_s);
     if let Ok(v) = http::HeaderValue::from_str(&amz_date) {
         headers.insert("x-amz-date", v);
@@ -730,3 +742,6 @@ pub fn sign_headers(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod suite;

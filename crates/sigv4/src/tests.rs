@@ -115,10 +115,12 @@ fn sign_then_verify_round_trip_and_every_mutation_fails() {
         query,
         &mut h,
         body,
-        &creds,
-        "us-east-1",
-        "service",
-        SUITE_TIME,
+        &Signer {
+            creds,
+            region: "us-east-1",
+            service: "service",
+            now_s: SUITE_TIME,
+        },
     );
     let ok = |method: &str, path: &str, query: &str, h: &http::HeaderMap, body: &[u8]| {
         let req = Request {
@@ -191,10 +193,12 @@ fn clock_skew_window_is_five_minutes_each_way() {
         "",
         &mut h,
         b"",
-        &creds,
-        "us-east-1",
-        "service",
-        SUITE_TIME,
+        &Signer {
+            creds,
+            region: "us-east-1",
+            service: "service",
+            now_s: SUITE_TIME,
+        },
     );
     let req = Request {
         method: "GET",
@@ -234,10 +238,12 @@ fn scope_checks() {
         "",
         &mut h,
         b"",
-        &creds,
-        "eu-west-1",
-        "lambda",
-        SUITE_TIME,
+        &Signer {
+            creds,
+            region: "eu-west-1",
+            service: "lambda",
+            now_s: SUITE_TIME,
+        },
     );
     let req = Request {
         method: "GET",
@@ -286,10 +292,12 @@ fn host_must_be_signed() {
         "",
         &mut h,
         b"",
-        &creds,
-        "us-east-1",
-        "service",
-        SUITE_TIME,
+        &Signer {
+            creds,
+            region: "us-east-1",
+            service: "service",
+            now_s: SUITE_TIME,
+        },
     );
     let value = h
         .get("authorization")
@@ -400,5 +408,107 @@ fn amz_dates() {
         "",
     ] {
         assert_eq!(parse_amz_date(bad), None, "{bad}");
+    }
+}
+
+/// Splits a raw signed request into method, path, query, headers and body.
+fn parse_raw(raw: &str) -> (String, String, String, http::HeaderMap, Vec<u8>) {
+    let (head, body) = raw.split_once("\n\n").unwrap_or((raw, ""));
+    let mut lines = head.lines();
+    let request_line = lines.next().unwrap();
+    let (method, rest) = request_line.split_once(' ').unwrap();
+    let target = rest.strip_suffix(" HTTP/1.1").unwrap();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut h = http::HeaderMap::new();
+    for line in lines {
+        let (k, v) = line.split_once(':').unwrap();
+        h.append(
+            http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()).unwrap(),
+            http::HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    (
+        method.into(),
+        path.into(),
+        query.into(),
+        h,
+        body.as_bytes().to_vec(),
+    )
+}
+
+#[test]
+fn aws_signature_v4_test_suite() {
+    let mut checked = 0;
+    for (name, style, raw) in crate::suite::SIGNED_REQUESTS {
+        let (method, path, query, h, body) = parse_raw(raw);
+        let req = Request {
+            method: &method,
+            path: &path,
+            query: &query,
+            headers: &h,
+        };
+        let auth = parse(&req).unwrap_or_else(|e| panic!("{name} ({style}): {e}"));
+        assert_eq!(auth.access_key, AKID);
+        let at = expect(SUITE_TIME + 60);
+        verify(&req, &auth, SECRET, &sha256_hex(&body), &at)
+            .unwrap_or_else(|e| panic!("{name} ({style}) must verify: {e}"));
+        // Any signed change breaks it: the method, the path, the body, the key.
+        let other_method = if method == "GET" { "POST" } else { "GET" };
+        let changed = Request {
+            method: other_method,
+            ..req
+        };
+        assert!(
+            verify(&changed, &auth, SECRET, &sha256_hex(&body), &at).is_err(),
+            "{name}: method"
+        );
+        let changed = Request {
+            method: &method,
+            path: "/other",
+            query: &query,
+            headers: &h,
+        };
+        assert!(
+            verify(&changed, &auth, SECRET, &sha256_hex(&body), &at).is_err(),
+            "{name}: path"
+        );
+        assert!(
+            verify(
+                &req_of(&method, &path, &query, &h),
+                &auth,
+                SECRET,
+                &sha256_hex(b"x"),
+                &at
+            )
+            .is_err(),
+            "{name}: body"
+        );
+        assert!(
+            verify(
+                &req_of(&method, &path, &query, &h),
+                &auth,
+                "not-the-secret",
+                &sha256_hex(&body),
+                &at
+            )
+            .is_err(),
+            "{name}: key"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 35);
+}
+
+fn req_of<'a>(
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    headers: &'a http::HeaderMap,
+) -> Request<'a> {
+    Request {
+        method,
+        path,
+        query,
+        headers,
     }
 }

@@ -1,0 +1,123 @@
+"""A `lambent serve` process per test module, and AWS clients pointed at it.
+
+The binary comes from $LAMBENT_BIN (default: target/debug/lambent)."""
+
+import io
+import os
+import pathlib
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.request
+import zipfile
+
+import boto3
+import botocore.config
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+ACCOUNT_A = "111111111111"
+ACCOUNT_B = "222222222222"
+KEY_A = ("AKIAPYTESTACCOUNTAAA", "py/secret+a")
+KEY_B = ("AKIAPYTESTACCOUNTBBB", "py/secret+b")
+ROLE = f"arn:aws:iam::{ACCOUNT_A}:role/lambda-role"
+
+
+def wait_for(what, predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.01)
+
+
+class Server:
+    def __init__(self, extra_args=()):
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="lambent-e2e-"))
+        creds = self.dir / "keys.toml"
+        creds.write_text(
+            "".join(
+                f'[[key]]\naccess_key_id = "{k}"\nsecret_access_key = "{s}"\naccount_id = "{a}"\n'
+                for (k, s), a in ((KEY_A, ACCOUNT_A), (KEY_B, ACCOUNT_B))
+            )
+        )
+        self.data = self.dir / "data"
+        binary = os.environ.get("LAMBENT_BIN", str(ROOT / "target/debug/lambent"))
+        self.log_path = self.dir / "server.log"
+        self.proc = subprocess.Popen(
+            [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data),
+             "--credentials-file", str(creds), *extra_args],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.log_path, "wb"),
+        )
+        endpoint_file = self.data / "endpoint"
+        self.endpoint = wait_for(
+            "the endpoint file",
+            lambda: endpoint_file.exists() and endpoint_file.read_text().strip(),
+        )
+        wait_for("the health check", self._healthy)
+
+    def _healthy(self):
+        try:
+            with urllib.request.urlopen(self.endpoint + "/lambent/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def client(self, key=KEY_A, service="lambda", **config):
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=key[0],
+            aws_secret_access_key=key[1],
+            config=botocore.config.Config(retries={"max_attempts": 0}, **config),
+        )
+
+    def cli(self, *args, key=KEY_A, check=True):
+        env = dict(os.environ)
+        env.update(AWS_ACCESS_KEY_ID=key[0], AWS_SECRET_ACCESS_KEY=key[1],
+                   AWS_DEFAULT_REGION="us-east-1", AWS_PAGER="")
+        env.pop("AWS_PROFILE", None)
+        aws = shutil.which("aws") or str(pathlib.Path(os.sys.executable).parent / "aws")
+        proc = subprocess.run([aws, *args, "--endpoint-url", self.endpoint, "--output", "json"],
+                              env=env, capture_output=True, text=True, timeout=120)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"aws {' '.join(args)} failed: {proc.stderr}")
+        return proc
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = Server()
+    yield s
+    s.stop()
+
+
+def make_zip(files):
+    """files: {name: (bytes or str, mode)}"""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, (data, mode) in files.items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o100000 | mode) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, data)
+    return buf.getvalue()
