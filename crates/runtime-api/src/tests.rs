@@ -1,0 +1,266 @@
+use std::time::Duration;
+
+use super::*;
+
+/// A runtime's view: one keep-alive HTTP/1.1 connection to the Runtime API.
+struct Runtime {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Runtime {
+    async fn connect(addr: std::net::SocketAddr) -> Self {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        Self { sender }
+    }
+
+    async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> (StatusCode, hyper::HeaderMap, Bytes) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "127.0.0.1:9001");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = self
+            .sender
+            .send_request(req.body(Full::new(body)).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = resp.into_parts();
+        (
+            parts.status,
+            parts.headers,
+            body.collect().await.unwrap().to_bytes(),
+        )
+    }
+
+    async fn next(&mut self) -> (StatusCode, hyper::HeaderMap, Bytes) {
+        self.call(
+            Method::GET,
+            "/2018-06-01/runtime/invocation/next",
+            &[],
+            Bytes::new(),
+        )
+        .await
+    }
+}
+
+fn invocation(id: &str, payload: &'static str) -> Invocation {
+    Invocation {
+        request_id: id.into(),
+        payload: Bytes::from_static(payload.as_bytes()),
+        deadline_ms: 1_800_000_000_123,
+        invoked_arn: "arn:aws:lambda:us-east-1:123456789012:function:f".into(),
+        trace_id: "Root=1-5e1b4151-5ac6c58f8f4a6b0d1e2f3a4b;Parent=0123456789abcdef;Sampled=0"
+            .into(),
+        client_context: Some("eyJjdXN0b20iOnt9fQ==".into()),
+        cognito_identity: None,
+    }
+}
+
+async fn start() -> (
+    Arc<Channel>,
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ch = Arc::new(Channel::new());
+    let task = tokio::spawn(serve(listener, ch.clone()));
+    (ch, addr, task)
+}
+
+#[tokio::test]
+async fn invocation_round_trip_with_every_header() {
+    let (ch, addr, _task) = start().await;
+    let reply = ch.submit(invocation("req-1", r#"{"k":1}"#)).unwrap();
+    assert_eq!(ch.phase(), Phase::Init);
+    let mut rt = Runtime::connect(addr).await;
+    let (status, h, body) = rt.next().await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, r#"{"k":1}"#);
+    assert_eq!(h["lambda-runtime-aws-request-id"], "req-1");
+    assert_eq!(h["lambda-runtime-deadline-ms"], "1800000000123");
+    assert_eq!(
+        h["lambda-runtime-invoked-function-arn"],
+        "arn:aws:lambda:us-east-1:123456789012:function:f"
+    );
+    assert!(
+        h["lambda-runtime-trace-id"]
+            .to_str()
+            .unwrap()
+            .starts_with("Root=1-")
+    );
+    assert_eq!(h["lambda-runtime-client-context"], "eyJjdXN0b20iOnt9fQ==");
+    assert!(!h.contains_key("lambda-runtime-cognito-identity"));
+    assert!(ch.init_done_at().is_some());
+    assert_eq!(ch.phase(), Phase::Busy);
+    assert!(
+        ch.submit(invocation("req-2", "{}")).is_err(),
+        "one invocation at a time"
+    );
+
+    // Another id is refused and changes nothing.
+    let (status, _, body) = rt
+        .call(
+            Method::POST,
+            "/2018-06-01/runtime/invocation/other/response",
+            &[],
+            Bytes::from_static(b"x"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&body).contains("InvalidRequestID"));
+
+    let (status, _, body) = rt
+        .call(
+            Method::POST,
+            "/2018-06-01/runtime/invocation/req-1/response",
+            &[],
+            Bytes::from_static(b"\x00binary\xff"),
+        )
+        .await;
+    assert_eq!(
+        (status, body.as_ref()),
+        (StatusCode::ACCEPTED, &br#"{"status":"OK"}"#[..])
+    );
+    assert_eq!(
+        reply.await.unwrap(),
+        Reply::Response(Bytes::from_static(b"\x00binary\xff"))
+    );
+    // Answering twice is refused.
+    let (status, _, _) = rt
+        .call(
+            Method::POST,
+            "/2018-06-01/runtime/invocation/req-1/response",
+            &[],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn function_errors_carry_the_error_type_header() {
+    let (ch, addr, _task) = start().await;
+    let mut rt = Runtime::connect(addr).await;
+    let reply = ch.submit(invocation("e-1", "{}")).unwrap();
+    rt.next().await;
+    let doc = r#"{"errorMessage":"boom","errorType":"ValueError","stackTrace":[]}"#;
+    let (status, _, _) = rt
+        .call(
+            Method::POST,
+            "/2018-06-01/runtime/invocation/e-1/error",
+            &[
+                ("lambda-runtime-function-error-type", "Unhandled"),
+                ("content-type", "application/vnd.aws.lambda.error+json"),
+            ],
+            Bytes::from_static(doc.as_bytes()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(
+        reply.await.unwrap(),
+        Reply::Error {
+            error_type: Some("Unhandled".into()),
+            body: Bytes::from_static(doc.as_bytes())
+        }
+    );
+}
+
+#[tokio::test]
+async fn init_error_answers_the_waiting_invocation_at_once() {
+    let (ch, addr, _task) = start().await;
+    let reply = ch.submit(invocation("i-1", "{}")).unwrap();
+    let mut rt = Runtime::connect(addr).await;
+    let doc = r#"{"errorMessage":"Unable to import module 'app': No module named 'app'","errorType":"Runtime.ImportModuleError"}"#;
+    let (status, _, _) = rt
+        .call(
+            Method::POST,
+            "/2018-06-01/runtime/init/error",
+            &[(
+                "lambda-runtime-function-error-type",
+                "Runtime.ImportModuleError",
+            )],
+            Bytes::from_static(doc.as_bytes()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let got = tokio::time::timeout(Duration::from_secs(5), reply)
+        .await
+        .expect("immediate")
+        .unwrap();
+    assert_eq!(
+        got,
+        Reply::Error {
+            error_type: Some("Runtime.ImportModuleError".into()),
+            body: Bytes::from_static(doc.as_bytes())
+        }
+    );
+    assert!(ch.initialized().await.is_err());
+}
+
+#[tokio::test]
+async fn oversized_response_is_refused_and_reported() {
+    let (ch, addr, _task) = start().await;
+    let mut rt = Runtime::connect(addr).await;
+    let reply = ch.submit(invocation("big", "{}")).unwrap();
+    rt.next().await;
+    let big = Bytes::from(vec![b'x'; MAX_RESPONSE_BYTES + 1]);
+    let (status, _, _) = rt
+        .call(
+            Method::POST,
+            "/2018-06-01/runtime/invocation/big/response",
+            &[],
+            big,
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(reply.await.unwrap(), Reply::ResponseTooLarge);
+}
+
+#[tokio::test]
+async fn next_without_answer_abandons_and_dropping_serve_closes_waiting_next() {
+    let (ch, addr, task) = start().await;
+    let mut rt = Runtime::connect(addr).await;
+    let reply = ch.submit(invocation("a-1", "{}")).unwrap();
+    rt.next().await;
+    // Asking for more work without answering abandons the invocation.
+    let waiting = tokio::spawn(async move { rt.next().await });
+    assert_eq!(reply.await.unwrap(), Reply::Abandoned);
+    // Shutting the server down ends the parked /next instead of leaking it.
+    task.abort();
+    let res = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("closed promptly");
+    assert!(res.is_err(), "the parked request saw its connection close");
+    assert!(
+        Arc::strong_count(&ch) <= 2,
+        "no connection task still holds the channel"
+    );
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404() {
+    let (_ch, addr, _task) = start().await;
+    let mut rt = Runtime::connect(addr).await;
+    for path in [
+        "/",
+        "/2018-06-01/runtime/invocation/x/unknown",
+        "/2020-01-01/extension/register",
+    ] {
+        let (status, _, _) = rt.call(Method::POST, path, &[], Bytes::new()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+}
