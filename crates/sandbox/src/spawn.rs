@@ -1,0 +1,470 @@
+//! Starting a process in new namespaces: `clone3` into the namespaces, run the
+//! setup steps, `execve` the runtime.
+//!
+//! Everything the child needs is prepared before `clone3` (C strings, pointer
+//! arrays, file descriptors), because the child of a multi-threaded process may
+//! only make raw system calls until it `exec`s: no allocation, no locks. A
+//! failing step writes `(step index, errno)` to a close-on-exec pipe and exits;
+//! the parent reads the pipe and turns it into [`SpawnError::Setup`].
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use crate::plan::Step;
+
+/// Why a process could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("{what} contains a NUL byte")]
+    Nul { what: &'static str },
+    #[error("clone3 failed: {0}")]
+    Clone(std::io::Error),
+    #[error("could not create a pipe: {0}")]
+    Pipe(std::io::Error),
+    #[error("sandbox setup failed to {step}: {error}")]
+    Setup { step: String, error: std::io::Error },
+    #[error("exec of {program} failed: {error}")]
+    Exec {
+        program: String,
+        error: std::io::Error,
+    },
+}
+
+/// Namespace flags for [`spawn`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Namespaces {
+    pub mount: bool,
+    pub pid: bool,
+    pub ipc: bool,
+    pub uts: bool,
+    pub net: bool,
+}
+
+impl Namespaces {
+    fn flags(self) -> u64 {
+        let mut f = 0u64;
+        if self.mount {
+            f |= libc::CLONE_NEWNS as u64;
+        }
+        if self.pid {
+            f |= libc::CLONE_NEWPID as u64;
+        }
+        if self.ipc {
+            f |= libc::CLONE_NEWIPC as u64;
+        }
+        if self.uts {
+            f |= libc::CLONE_NEWUTS as u64;
+        }
+        if self.net {
+            f |= libc::CLONE_NEWNET as u64;
+        }
+        f
+    }
+}
+
+/// A process to start.
+pub struct Command<'a> {
+    pub program: &'a str,
+    pub argv: &'a [String],
+    pub env: &'a [(String, String)],
+    pub steps: &'a [Step],
+    pub namespaces: Namespaces,
+    /// Becomes the child's stdout and stderr.
+    pub output: RawFd,
+    pub hostname: Option<&'a str>,
+}
+
+/// A started environment: the pid (in the parent's namespace) and pidfd of
+/// its init, and the pipe on which init reports how the runtime ended.
+pub struct Spawned {
+    pub pid: libc::pid_t,
+    pub pidfd: OwnedFd,
+    /// Yields the runtime's raw wait status (4 bytes) when it ends.
+    pub status: OwnedFd,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+fn cstring(s: &str, what: &'static str) -> Result<CString, SpawnError> {
+    CString::new(s).map_err(|_| SpawnError::Nul { what })
+}
+
+/// Starts `cmd`. Returns once the child has `exec`ed (or failed to).
+pub fn spawn(cmd: &Command<'_>) -> Result<Spawned, SpawnError> {
+    let program = cstring(cmd.program, "the program path")?;
+    let argv: Vec<CString> = cmd
+        .argv
+        .iter()
+        .map(|a| cstring(a, "an argument"))
+        .collect::<Result<_, _>>()?;
+    let envp: Vec<CString> = cmd
+        .env
+        .iter()
+        .map(|(k, v)| cstring(&format!("{k}={v}"), "an environment variable"))
+        .collect::<Result<_, _>>()?;
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+    let hostname = cmd
+        .hostname
+        .map(|h| cstring(h, "the hostname"))
+        .transpose()?;
+    let devnull = c"/dev/null";
+
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(SpawnError::Pipe(std::io::Error::last_os_error()));
+    }
+    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by us alone.
+    let (err_read, err_write) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: as above, for the status pipe.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(SpawnError::Pipe(std::io::Error::last_os_error()));
+    }
+    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by us alone.
+    let (status_read, status_write) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+
+    let mut pidfd: libc::c_int = -1;
+    let args = CloneArgs {
+        flags: libc::CLONE_PIDFD as u64 | cmd.namespaces.flags(),
+        pidfd: &mut pidfd as *mut libc::c_int as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    let child = ChildPlan {
+        steps: cmd.steps,
+        program: &program,
+        argv: &argv_ptrs,
+        envp: &envp_ptrs,
+        output: cmd.output,
+        err_fd: err_write.as_raw_fd(),
+        status_fd: status_write.as_raw_fd(),
+        hostname: hostname.as_ref(),
+        devnull,
+    };
+    // SAFETY: clone3 with a zero stack behaves like fork: the child runs on a
+    // copy of this stack. In the child we only call `child.run()`, which makes
+    // raw system calls on data prepared above and never returns.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if ret < 0 {
+        return Err(SpawnError::Clone(std::io::Error::last_os_error()));
+    }
+    if ret == 0 {
+        // SAFETY: this is the child; `run` never returns.
+        unsafe { child.run() }
+    }
+    let pid = ret as libc::pid_t;
+    // SAFETY: CLONE_PIDFD stored a new pidfd that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    drop(err_write);
+    drop(status_write);
+
+    let mut report = [0u8; 8];
+    let n = read_full(err_read.as_raw_fd(), &mut report);
+    if n == 0 {
+        return Ok(Spawned {
+            pid,
+            pidfd,
+            status: status_read,
+        });
+    }
+    // The child failed and exited; reap it.
+    let mut status = 0;
+    // SAFETY: `pid` is our child; waiting for it cannot affect other processes.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let step = u32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
+    let errno = i32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
+    let error = std::io::Error::from_raw_os_error(errno);
+    if step as usize >= cmd.steps.len() {
+        return Err(SpawnError::Exec {
+            program: cmd.program.to_owned(),
+            error,
+        });
+    }
+    Err(SpawnError::Setup {
+        step: cmd.steps[step as usize].describe(),
+        error,
+    })
+}
+
+fn read_full(fd: RawFd, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        // SAFETY: reading into the unfilled tail of a buffer we own.
+        let n = unsafe { libc::read(fd, buf[got..].as_mut_ptr().cast(), buf.len() - got) };
+        if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        if n <= 0 {
+            break;
+        }
+        got += n as usize;
+    }
+    got
+}
+
+/// What the child runs; holds only borrowed, pre-built data.
+struct ChildPlan<'a> {
+    steps: &'a [Step],
+    program: &'a CString,
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+    output: RawFd,
+    err_fd: RawFd,
+    status_fd: RawFd,
+    hostname: Option<&'a CString>,
+    devnull: &'a std::ffi::CStr,
+}
+
+impl ChildPlan<'_> {
+    /// Runs in the child after clone3, as init (pid 1) of the new pid
+    /// namespace: setup steps, then start the runtime as pid 2, reap
+    /// everything, and report the runtime's end. Never returns.
+    ///
+    /// The runtime is not pid 1 because the kernel drops signals that pid 1
+    /// sends itself without a handler (`kill -SEGV $$`, `abort()`), and
+    /// orphans would never be reaped.
+    ///
+    /// # Safety
+    /// Must only be called in a freshly cloned child; it makes raw system calls
+    /// and exits the process.
+    unsafe fn run(&self) -> ! {
+        // SAFETY (whole function): only async-signal-safe calls and raw system
+        // calls on pointers into data the child has a private copy of. New
+        // processes are made with the raw clone system call, not glibc's fork,
+        // which would take allocator locks another thread of the parent may
+        // have held at clone time.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            // Rust ignores SIGPIPE; runtimes expect the default.
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+
+            for (i, step) in self.steps.iter().enumerate() {
+                if run_step(step) != 0 {
+                    self.fail(i as u32);
+                }
+            }
+            let done = self.steps.len() as u32;
+            if let Some(h) = self.hostname
+                && libc::sethostname(h.as_ptr(), h.as_bytes().len()) != 0
+            {
+                self.fail(done);
+            }
+            let null = libc::open(self.devnull.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+            if null < 0 {
+                self.fail(done);
+            }
+            let runtime = libc::syscall(
+                libc::SYS_clone,
+                libc::SIGCHLD as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            );
+            if runtime < 0 {
+                self.fail(done);
+            }
+            if runtime == 0 {
+                self.exec_runtime(null, done);
+            }
+            // Init: hold nothing but the status pipe, so the runtime's output
+            // and the parent's error pipe close when the runtime's side does.
+            libc::dup2(null, 0);
+            libc::dup2(null, 1);
+            libc::dup2(null, 2);
+            let s = self.status_fd as libc::c_uint;
+            if s > 3 {
+                libc::syscall(libc::SYS_close_range, 3u32, s - 1, 0u32);
+            }
+            libc::syscall(libc::SYS_close_range, s + 1, u32::MAX, 0u32);
+            loop {
+                let mut status: libc::c_int = 0;
+                let pid = libc::waitpid(-1, &mut status, 0);
+                if pid == runtime as libc::pid_t {
+                    let bytes = status.to_ne_bytes();
+                    libc::write(self.status_fd, bytes.as_ptr().cast(), bytes.len());
+                    libc::_exit(0);
+                }
+                if pid < 0 && *libc::__errno_location() == libc::ECHILD {
+                    libc::_exit(0);
+                }
+            }
+        }
+    }
+
+    /// In the runtime's process: wire stdio, close the rest, exec.
+    unsafe fn exec_runtime(&self, null: libc::c_int, step: u32) -> ! {
+        // SAFETY: raw system calls on descriptors and strings prepared earlier.
+        unsafe {
+            if libc::dup2(null, 0) < 0
+                || libc::dup2(self.output, 1) < 0
+                || libc::dup2(self.output, 2) < 0
+            {
+                self.fail(step);
+            }
+            // Close everything else but the error pipe (close-on-exec).
+            let e = self.err_fd as libc::c_uint;
+            if e > 3 {
+                libc::syscall(libc::SYS_close_range, 3u32, e - 1, 0u32);
+            }
+            libc::syscall(libc::SYS_close_range, e + 1, u32::MAX, 0u32);
+            libc::execve(
+                self.program.as_ptr(),
+                self.argv.as_ptr(),
+                self.envp.as_ptr(),
+            );
+            self.fail(step)
+        }
+    }
+
+    /// Reports the failing step and errno, then exits.
+    unsafe fn fail(&self, step: u32) -> ! {
+        // SAFETY: errno read and a write to our own pipe, then _exit.
+        unsafe {
+            let errno = *libc::__errno_location();
+            let mut buf = [0u8; 8];
+            buf[..4].copy_from_slice(&step.to_ne_bytes());
+            buf[4..].copy_from_slice(&errno.to_ne_bytes());
+            libc::write(self.err_fd, buf.as_ptr().cast(), buf.len());
+            libc::_exit(127)
+        }
+    }
+}
+
+/// Runs one step; returns 0 or -1 (errno set).
+///
+/// # Safety
+/// Raw system calls on valid C strings.
+unsafe fn run_step(step: &Step) -> libc::c_int {
+    let null: *const libc::c_char = std::ptr::null();
+    // SAFETY: each call passes pointers to NUL-terminated strings the plan owns.
+    unsafe {
+        match step {
+            Step::MakeMountsPrivate => libc::mount(
+                null,
+                c"/".as_ptr(),
+                null,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ),
+            Step::RootTmpfs { target } => libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                c"size=1m,mode=755".as_ptr().cast(),
+            ),
+            Step::Mkdir { path } => {
+                let mut st: libc::stat = std::mem::zeroed();
+                if libc::stat(path.as_ptr(), &mut st) == 0 {
+                    return 0;
+                }
+                libc::mkdir(path.as_ptr(), 0o755)
+            }
+            Step::Touch { path } => {
+                let mut st: libc::stat = std::mem::zeroed();
+                if libc::stat(path.as_ptr(), &mut st) == 0 {
+                    return 0;
+                }
+                let fd = libc::open(
+                    path.as_ptr(),
+                    libc::O_CREAT | libc::O_RDONLY | libc::O_CLOEXEC,
+                    0o644,
+                );
+                if fd < 0 {
+                    -1
+                } else {
+                    libc::close(fd);
+                    0
+                }
+            }
+            Step::Symlink { target, link } => libc::symlink(target.as_ptr(), link.as_ptr()),
+            Step::Bind {
+                src,
+                dst,
+                writable,
+                device,
+            } => {
+                if libc::mount(
+                    src.as_ptr(),
+                    dst.as_ptr(),
+                    null,
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return -1;
+                }
+                let mut flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_NOSUID;
+                if !*device {
+                    flags |= libc::MS_NODEV;
+                }
+                if !*writable {
+                    flags |= libc::MS_RDONLY;
+                }
+                libc::mount(null, dst.as_ptr(), null, flags, std::ptr::null())
+            }
+            Step::Tmpfs { dst, options } => libc::mount(
+                c"tmpfs".as_ptr(),
+                dst.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                options.as_ptr().cast(),
+            ),
+            Step::Proc { dst } => libc::mount(
+                c"proc".as_ptr(),
+                dst.as_ptr(),
+                c"proc".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            ),
+            Step::SealRoot { target } => libc::mount(
+                null,
+                target.as_ptr(),
+                null,
+                libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+                std::ptr::null(),
+            ),
+            Step::PivotRoot { new_root } => {
+                if libc::chdir(new_root.as_ptr()) != 0 {
+                    return -1;
+                }
+                if libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0 {
+                    return -1;
+                }
+                if libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0 {
+                    return -1;
+                }
+                libc::chdir(c"/".as_ptr())
+            }
+            Step::Chdir { path } => libc::chdir(path.as_ptr()),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use super::*;
+
+struct Env {
+    _state: tempfile::TempDir,
+    code: tempfile::TempDir,
+    launcher: NamespaceLauncher,
+}
+
+fn env() -> Env {
+    let state = tempfile::tempdir().unwrap();
+    let code = tempfile::tempdir().unwrap();
+    std::fs::write(code.path().join("hello.txt"), "from the package\n").unwrap();
+    let launcher = NamespaceLauncher::new(state.path()).unwrap();
+    Env {
+        _state: state,
+        code,
+        launcher,
+    }
+}
+
+fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: test helper; pipe2 fills two descriptors we then own.
+    unsafe {
+        assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
+    }
+}
+
+/// Runs a shell script in a fresh environment; returns its output and status.
+async fn run(e: &Env, script: &str) -> (String, ExitStatus) {
+    let (r, w) = pipe();
+    let spec = LaunchSpec {
+        env_id: "test".into(),
+        program: "/bin/sh".into(),
+        argv: vec!["sh".into(), "-c".into(), script.into()],
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        code_dir: e.code.path().to_owned(),
+        opt_dir: None,
+        runtime_dir: None,
+        host_paths: vec![],
+        tmp_mb: 16,
+        memory_mb: 128,
+        output: w.as_raw_fd(),
+    };
+    let p = e.launcher.launch(&spec).unwrap();
+    drop(w);
+    let status = p.wait().await.unwrap();
+    let mut out = String::new();
+    std::fs::File::from(r).read_to_string(&mut out).unwrap();
+    (out, status)
+}
+
+#[tokio::test]
+async fn runs_with_its_own_root_and_pid_namespace() {
+    let e = env();
+    let (out, status) = run(
+        &e,
+        "echo pid=$$; cat /var/task/hello.txt; pwd; ls /; hostname; \
+         test -e /work && echo HOST-VISIBLE; test -e /root && echo ROOT-VISIBLE; \
+         ls /proc | grep -c '^[0-9]'",
+    )
+    .await;
+    assert!(status.success(), "{status}: {out}");
+    assert!(
+        out.contains("pid=2\n"),
+        "the runtime runs under its own init: {out}"
+    );
+    assert!(out.contains("from the package"), "{out}");
+    assert!(out.contains("/var/task\n"), "{out}");
+    assert!(out.contains("localhost\n"), "{out}");
+    assert!(
+        !out.contains("HOST-VISIBLE") && !out.contains("ROOT-VISIBLE"),
+        "{out}"
+    );
+    // Only this environment's processes are visible (init, sh, ls, grep at most).
+    let procs: u32 = out.lines().last().unwrap().trim().parse().unwrap();
+    assert!(procs <= 4, "{out}");
+}
+
+#[tokio::test]
+async fn only_tmp_is_writable_and_it_has_the_configured_size() {
+    let e = env();
+    let (out, status) = run(
+        &e,
+        "touch /var/task/x 2>/dev/null && echo TASK-WRITABLE; \
+         touch /usr/x 2>/dev/null && echo USR-WRITABLE; \
+         touch /x 2>/dev/null && echo ROOT-WRITABLE; \
+         touch /etc/x 2>/dev/null && echo ETC-WRITABLE; \
+         echo data > /tmp/file && cat /tmp/file; \
+         dd if=/dev/zero of=/tmp/fill bs=1M count=32 2>/dev/null || echo FULL; \
+         df -m /tmp | tail -1",
+    )
+    .await;
+    assert!(status.success(), "{status}: {out}");
+    for bad in [
+        "TASK-WRITABLE",
+        "USR-WRITABLE",
+        "ROOT-WRITABLE",
+        "ETC-WRITABLE",
+    ] {
+        assert!(!out.contains(bad), "{bad}: {out}");
+    }
+    assert!(out.contains("data\n"), "{out}");
+    assert!(out.contains("FULL"), "a 16 MiB /tmp refuses 32 MiB: {out}");
+    assert!(
+        out.lines().last().unwrap().split_whitespace().nth(1) == Some("16"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn exit_statuses_and_signals() {
+    let e = env();
+    assert_eq!(run(&e, "exit 3").await.1, ExitStatus::Exited(3));
+    assert_eq!(
+        run(&e, "kill -SEGV $$").await.1,
+        ExitStatus::Signaled(libc::SIGSEGV)
+    );
+    assert_eq!(
+        run(&e, "kill -KILL $$").await.1,
+        ExitStatus::Signaled(libc::SIGKILL)
+    );
+    assert_eq!(run(&e, "exit 0").await.1, ExitStatus::Exited(0));
+}
+
+#[tokio::test]
+async fn missing_program_is_an_exec_error() {
+    let e = env();
+    let (_r, w) = pipe();
+    let spec = LaunchSpec {
+        env_id: "t".into(),
+        program: "/var/task/nope".into(),
+        argv: vec!["nope".into()],
+        env: vec![],
+        code_dir: e.code.path().to_owned(),
+        opt_dir: None,
+        runtime_dir: None,
+        host_paths: vec![],
+        tmp_mb: 8,
+        memory_mb: 128,
+        output: w.as_raw_fd(),
+    };
+    match e.launcher.launch(&spec) {
+        Err(LaunchError::Spawn(spawn::SpawnError::Exec { error, .. })) => {
+            assert_eq!(error.raw_os_error(), Some(libc::ENOENT));
+        }
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("launched a missing program"),
+    }
+}
+
+#[tokio::test]
+async fn killing_ends_the_whole_environment() {
+    let e = env();
+    let (r, w) = pipe();
+    let spec = LaunchSpec {
+        env_id: "k".into(),
+        program: "/bin/sh".into(),
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            "sleep 100 & sleep 100 & echo started; wait".into(),
+        ],
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        code_dir: e.code.path().to_owned(),
+        opt_dir: None,
+        runtime_dir: None,
+        host_paths: vec![],
+        tmp_mb: 8,
+        memory_mb: 128,
+        output: w.as_raw_fd(),
+    };
+    let p = e.launcher.launch(&spec).unwrap();
+    drop(w);
+    let mut f = std::fs::File::from(r);
+    let mut buf = [0u8; 8];
+    f.read_exact(&mut buf).unwrap();
+    p.kill();
+    assert_eq!(p.wait().await.unwrap(), ExitStatus::Signaled(libc::SIGKILL));
+    // Every process of the environment is gone: the pipe's write ends closed.
+    let mut rest = Vec::new();
+    f.read_to_end(&mut rest).unwrap();
+}
