@@ -30,8 +30,9 @@ const MAX_ERROR_BYTES: usize = 1024 * 1024;
 pub struct Invocation {
     pub request_id: String,
     pub payload: Bytes,
-    /// Absolute deadline, Unix epoch milliseconds.
-    pub deadline_ms: i64,
+    /// How long the function may run once it has the invocation; the
+    /// deadline it sees is set when `/next` hands the invocation over.
+    pub timeout: std::time::Duration,
     /// The ARN the caller used, qualified or not.
     pub invoked_arn: String,
     /// X-Ray trace header (`Root=1-...;Parent=...;Sampled=0`).
@@ -75,8 +76,23 @@ pub enum Phase {
     Busy,
 }
 
+/// The platform's side of one submitted invocation.
+pub struct Submitted {
+    /// Yields the absolute deadline (epoch ms) when the runtime takes the
+    /// invocation; dropped unanswered if the runtime never does.
+    pub started: oneshot::Receiver<i64>,
+    /// Yields the runtime's answer.
+    pub reply: oneshot::Receiver<Reply>,
+}
+
+struct Queued {
+    inv: Invocation,
+    started: oneshot::Sender<i64>,
+    reply: oneshot::Sender<Reply>,
+}
+
 struct State {
-    queued: Option<(Invocation, oneshot::Sender<Reply>)>,
+    queued: Option<Queued>,
     in_flight: Option<(String, oneshot::Sender<Reply>)>,
     phase: Phase,
     /// When the runtime first called `/next`: the end of its init phase.
@@ -130,8 +146,9 @@ impl Channel {
     /// Queues an invocation for the runtime's next `/next`; the receiver yields
     /// the runtime's answer. If the runtime dies first, the receiver yields an
     /// error (the sender is dropped) and the platform reports how it died.
-    pub fn submit(&self, inv: Invocation) -> Result<oneshot::Receiver<Reply>, SubmitError> {
+    pub fn submit(&self, inv: Invocation) -> Result<Submitted, SubmitError> {
         let (tx, rx) = oneshot::channel();
+        let (started_tx, started_rx) = oneshot::channel();
         let mut st = self.lock();
         if st.queued.is_some() || st.in_flight.is_some() {
             return Err(SubmitError::Busy);
@@ -142,12 +159,22 @@ impl Channel {
                 error_type: err.error_type.clone(),
                 body: err.body.clone(),
             });
-            return Ok(rx);
+            return Ok(Submitted {
+                started: started_rx,
+                reply: rx,
+            });
         }
-        st.queued = Some((inv, tx));
+        st.queued = Some(Queued {
+            inv,
+            started: started_tx,
+            reply: tx,
+        });
         drop(st);
         self.work.notify_one();
-        Ok(rx)
+        Ok(Submitted {
+            started: started_rx,
+            reply: rx,
+        })
     }
 
     pub fn phase(&self) -> Phase {
@@ -189,8 +216,9 @@ impl Channel {
         st.in_flight = None;
     }
 
-    /// `GET /next`: waits for work and takes it.
-    async fn next(&self) -> Invocation {
+    /// `GET /next`: waits for work and takes it; returns the invocation and
+    /// its absolute deadline.
+    async fn next(&self) -> (Invocation, i64) {
         {
             let mut st = self.lock();
             if st.init_done_at.is_none() {
@@ -208,10 +236,16 @@ impl Channel {
             let notified = self.work.notified();
             {
                 let mut st = self.lock();
-                if let Some((inv, tx)) = st.queued.take() {
-                    st.in_flight = Some((inv.request_id.clone(), tx));
+                if let Some(q) = st.queued.take() {
+                    st.in_flight = Some((q.inv.request_id.clone(), q.reply));
                     st.phase = Phase::Busy;
-                    return inv;
+                    let now_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_millis() as i64)
+                        .unwrap_or_default();
+                    let deadline = now_ms + q.inv.timeout.as_millis() as i64;
+                    let _ = q.started.send(deadline);
+                    return (q.inv, deadline);
                 }
             }
             notified.await;
@@ -242,8 +276,8 @@ impl Channel {
         if st.init_error.is_none() {
             st.init_error = Some(err.clone());
         }
-        if let Some((_, tx)) = st.queued.take() {
-            let _ = tx.send(Reply::Error {
+        if let Some(q) = st.queued.take() {
+            let _ = q.reply.send(Reply::Error {
                 error_type: err.error_type,
                 body: err.body,
             });
@@ -281,7 +315,7 @@ fn not_found() -> Response<Body> {
     )
 }
 
-fn next_response(inv: Invocation) -> Response<Body> {
+fn next_response((inv, deadline_ms): (Invocation, i64)) -> Response<Body> {
     let mut r = Response::new(Full::new(inv.payload));
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -291,7 +325,7 @@ fn next_response(inv: Invocation) -> Response<Body> {
         }
     };
     put("lambda-runtime-aws-request-id", &inv.request_id);
-    put("lambda-runtime-deadline-ms", &inv.deadline_ms.to_string());
+    put("lambda-runtime-deadline-ms", &deadline_ms.to_string());
     put("lambda-runtime-invoked-function-arn", &inv.invoked_arn);
     put("lambda-runtime-trace-id", &inv.trace_id);
     if let Some(c) = &inv.client_context {

@@ -60,7 +60,7 @@ fn invocation(id: &str, payload: &'static str) -> Invocation {
     Invocation {
         request_id: id.into(),
         payload: Bytes::from_static(payload.as_bytes()),
-        deadline_ms: 1_800_000_000_123,
+        timeout: Duration::from_secs(3),
         invoked_arn: "arn:aws:lambda:us-east-1:123456789012:function:f".into(),
         trace_id: "Root=1-5e1b4151-5ac6c58f8f4a6b0d1e2f3a4b;Parent=0123456789abcdef;Sampled=0"
             .into(),
@@ -84,14 +84,27 @@ async fn start() -> (
 #[tokio::test]
 async fn invocation_round_trip_with_every_header() {
     let (ch, addr, _task) = start().await;
-    let reply = ch.submit(invocation("req-1", r#"{"k":1}"#)).unwrap();
+    let sub = ch.submit(invocation("req-1", r#"{"k":1}"#)).unwrap();
+    let reply = sub.reply;
     assert_eq!(ch.phase(), Phase::Init);
     let mut rt = Runtime::connect(addr).await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let (status, h, body) = rt.next().await;
+    let deadline = sub.started.await.unwrap();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, r#"{"k":1}"#);
     assert_eq!(h["lambda-runtime-aws-request-id"], "req-1");
-    assert_eq!(h["lambda-runtime-deadline-ms"], "1800000000123");
+    assert_eq!(
+        h["lambda-runtime-deadline-ms"],
+        deadline.to_string().as_str()
+    );
+    assert!(
+        deadline >= before + 3000 && deadline < before + 3000 + 5000,
+        "absolute epoch ms: {deadline}"
+    );
     assert_eq!(
         h["lambda-runtime-invoked-function-arn"],
         "arn:aws:lambda:us-east-1:123456789012:function:f"
@@ -155,7 +168,7 @@ async fn invocation_round_trip_with_every_header() {
 async fn function_errors_carry_the_error_type_header() {
     let (ch, addr, _task) = start().await;
     let mut rt = Runtime::connect(addr).await;
-    let reply = ch.submit(invocation("e-1", "{}")).unwrap();
+    let reply = ch.submit(invocation("e-1", "{}")).unwrap().reply;
     rt.next().await;
     let doc = r#"{"errorMessage":"boom","errorType":"ValueError","stackTrace":[]}"#;
     let (status, _, _) = rt
@@ -182,7 +195,7 @@ async fn function_errors_carry_the_error_type_header() {
 #[tokio::test]
 async fn init_error_answers_the_waiting_invocation_at_once() {
     let (ch, addr, _task) = start().await;
-    let reply = ch.submit(invocation("i-1", "{}")).unwrap();
+    let reply = ch.submit(invocation("i-1", "{}")).unwrap().reply;
     let mut rt = Runtime::connect(addr).await;
     let doc = r#"{"errorMessage":"Unable to import module 'app': No module named 'app'","errorType":"Runtime.ImportModuleError"}"#;
     let (status, _, _) = rt
@@ -215,7 +228,7 @@ async fn init_error_answers_the_waiting_invocation_at_once() {
 async fn oversized_response_is_refused_and_reported() {
     let (ch, addr, _task) = start().await;
     let mut rt = Runtime::connect(addr).await;
-    let reply = ch.submit(invocation("big", "{}")).unwrap();
+    let reply = ch.submit(invocation("big", "{}")).unwrap().reply;
     rt.next().await;
     let big = Bytes::from(vec![b'x'; MAX_RESPONSE_BYTES + 1]);
     let (status, _, _) = rt
@@ -234,7 +247,7 @@ async fn oversized_response_is_refused_and_reported() {
 async fn next_without_answer_abandons_and_dropping_serve_closes_waiting_next() {
     let (ch, addr, task) = start().await;
     let mut rt = Runtime::connect(addr).await;
-    let reply = ch.submit(invocation("a-1", "{}")).unwrap();
+    let reply = ch.submit(invocation("a-1", "{}")).unwrap().reply;
     rt.next().await;
     // Asking for more work without answering abandons the invocation.
     let waiting = tokio::spawn(async move { rt.next().await });

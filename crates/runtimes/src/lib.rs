@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+pub mod clients;
+pub use clients::{Launch, launch_command};
+
 /// How a runtime starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
@@ -37,7 +40,7 @@ pub struct RuntimeInfo {
 }
 
 impl RuntimeInfo {
-    fn new(id: &str, kind: Kind) -> Self {
+    pub fn new(id: &str, kind: Kind) -> Self {
         let ident = match &kind {
             Kind::Provided => id.to_owned(),
             Kind::Python { interpreter, .. } => format!("{id}:{}", interpreter.display()),
