@@ -30,7 +30,10 @@ pub enum LogError {
 }
 
 fn err(op: &'static str) -> impl Fn(rusqlite::Error) -> LogError {
-    move |e| LogError::Store { op, detail: e.to_string() }
+    move |e| LogError::Store {
+        op,
+        detail: e.to_string(),
+    }
 }
 
 const SCHEMA: &str = "
@@ -75,7 +78,9 @@ impl LogSink {
         match self.tx.try_send(e) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                let n = self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let n = self
+                    .dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if n.is_power_of_two() {
                     tracing::warn!(dropped = n + 1, "log writer is behind; dropping log lines");
                 }
@@ -132,9 +137,12 @@ pub struct Filter<'a> {
 
 fn open(path: &Path) -> Result<Connection, LogError> {
     let conn = Connection::open(path).map_err(err("open"))?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(err("journal_mode"))?;
-    conn.pragma_update(None, "synchronous", "NORMAL").map_err(err("synchronous"))?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(err("busy_timeout"))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(err("journal_mode"))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(err("synchronous"))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(err("busy_timeout"))?;
     conn.execute_batch(SCHEMA).map_err(err("schema"))?;
     Ok(conn)
 }
@@ -147,10 +155,18 @@ pub fn open_store(path: &Path) -> Result<(LogSink, LogStore), LogError> {
     std::thread::Builder::new()
         .name("log-writer".into())
         .spawn(move || write_loop(writer, rx))
-        .map_err(|e| LogError::Store { op: "start writer", detail: e.to_string() })?;
+        .map_err(|e| LogError::Store {
+            op: "start writer",
+            detail: e.to_string(),
+        })?;
     Ok((
-        LogSink { tx, dropped: Arc::default() },
-        LogStore { read: Arc::new(Mutex::new(reader)) },
+        LogSink {
+            tx,
+            dropped: Arc::default(),
+        },
+        LogStore {
+            read: Arc::new(Mutex::new(reader)),
+        },
     ))
 }
 
@@ -171,7 +187,9 @@ fn write_loop(mut conn: Connection, rx: Receiver<LogEvent>) {
         while batch.len() < 4096 {
             match rx.try_recv() {
                 Ok(e) => batch.push(e),
-                Err(_) if std::time::Instant::now() < until => std::thread::sleep(Duration::from_micros(200)),
+                Err(_) if std::time::Instant::now() < until => {
+                    std::thread::sleep(Duration::from_micros(200))
+                }
                 Err(_) => break,
             }
         }
@@ -201,10 +219,25 @@ fn insert(conn: &mut Connection, batch: &[LogEvent]) -> Result<(), LogError> {
             .map_err(err("prepare stream"))?;
         for e in batch {
             let (a, r) = (e.scope.account.as_str(), e.scope.region.as_str());
-            ev.execute(params![a, r, &*e.group, &*e.stream, e.timestamp_ms, ingested, e.message])
-                .map_err(err("insert event"))?;
-            st.execute(params![a, r, &*e.group, &*e.stream, e.timestamp_ms, ingested])
-                .map_err(err("upsert stream"))?;
+            ev.execute(params![
+                a,
+                r,
+                &*e.group,
+                &*e.stream,
+                e.timestamp_ms,
+                ingested,
+                e.message
+            ])
+            .map_err(err("insert event"))?;
+            st.execute(params![
+                a,
+                r,
+                &*e.group,
+                &*e.stream,
+                e.timestamp_ms,
+                ingested
+            ])
+            .map_err(err("upsert stream"))?;
         }
     }
     tx.commit().map_err(err("commit"))
@@ -216,7 +249,12 @@ impl LogStore {
     }
 
     /// Events of one group in arrival order.
-    pub fn filter(&self, scope: &Scope, group: &str, f: &Filter<'_>) -> Result<Vec<StoredEvent>, LogError> {
+    pub fn filter(
+        &self,
+        scope: &Scope,
+        group: &str,
+        f: &Filter<'_>,
+    ) -> Result<Vec<StoredEvent>, LogError> {
         let conn = self.conn();
         let mut sql = String::from(
             "SELECT id, stream, ts, ingested, message FROM events WHERE account = ?1 AND region = ?2 AND grp = ?3 AND id > ?4 AND ts >= ?5 AND ts <= ?6",
@@ -273,7 +311,12 @@ impl LogStore {
         Ok(out)
     }
 
-    pub fn streams(&self, scope: &Scope, group: &str, prefix: Option<&str>) -> Result<Vec<StreamInfo>, LogError> {
+    pub fn streams(
+        &self,
+        scope: &Scope,
+        group: &str,
+        prefix: Option<&str>,
+    ) -> Result<Vec<StreamInfo>, LogError> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
@@ -284,7 +327,12 @@ impl LogStore {
             .map_err(err("prepare streams"))?;
         let rows = stmt
             .query_map(
-                params![scope.account.as_str(), scope.region.as_str(), group, prefix.unwrap_or("")],
+                params![
+                    scope.account.as_str(),
+                    scope.region.as_str(),
+                    group,
+                    prefix.unwrap_or("")
+                ],
                 |r| {
                     Ok(StreamInfo {
                         name: r.get(0)?,
@@ -311,9 +359,20 @@ impl LogStore {
             )
             .map_err(err("prepare groups"))?;
         let rows = stmt
-            .query_map(params![scope.account.as_str(), scope.region.as_str(), prefix.unwrap_or("")], |r| {
-                Ok(GroupInfo { name: r.get(0)?, created_ms: r.get(1)?, stored_bytes: r.get(2)? })
-            })
+            .query_map(
+                params![
+                    scope.account.as_str(),
+                    scope.region.as_str(),
+                    prefix.unwrap_or("")
+                ],
+                |r| {
+                    Ok(GroupInfo {
+                        name: r.get(0)?,
+                        created_ms: r.get(1)?,
+                        stored_bytes: r.get(2)?,
+                    })
+                },
+            )
             .map_err(err("groups"))?;
         rows.collect::<Result<_, _>>().map_err(err("read group"))
     }
@@ -343,7 +402,16 @@ mod tests {
     fn wait_for(store: &LogStore, s: &Scope, group: &str, n: usize) -> Vec<StoredEvent> {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let got = store.filter(s, group, &Filter { limit: 1000, ..Default::default() }).unwrap();
+            let got = store
+                .filter(
+                    s,
+                    group,
+                    &Filter {
+                        limit: 1000,
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
             if got.len() >= n || std::time::Instant::now() > deadline {
                 return got;
             }
@@ -358,7 +426,13 @@ mod tests {
         let a = scope("111111111111");
         let b = scope("222222222222");
         for i in 0..100 {
-            sink.push(ev(&a, "/aws/lambda/f", if i % 2 == 0 { "s1" } else { "s2" }, 1000 + i, &format!("line {i}")));
+            sink.push(ev(
+                &a,
+                "/aws/lambda/f",
+                if i % 2 == 0 { "s1" } else { "s2" },
+                1000 + i,
+                &format!("line {i}"),
+            ));
         }
         sink.push(ev(&b, "/aws/lambda/f", "s1", 5, "other account"));
         let got = wait_for(&store, &a, "/aws/lambda/f", 100);
@@ -366,24 +440,59 @@ mod tests {
         assert_eq!(got[0].message, "line 0");
         assert_eq!(got[99].message, "line 99");
         let page = store
-            .filter(&a, "/aws/lambda/f", &Filter { after_id: Some(got[49].id), limit: 10, ..Default::default() })
+            .filter(
+                &a,
+                "/aws/lambda/f",
+                &Filter {
+                    after_id: Some(got[49].id),
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
             .unwrap();
         assert_eq!(page[0].message, "line 50");
         let only_s2 = ["s2".to_string()];
         let s2 = store
-            .filter(&a, "/aws/lambda/f", &Filter { streams: Some(&only_s2), limit: 1000, ..Default::default() })
+            .filter(
+                &a,
+                "/aws/lambda/f",
+                &Filter {
+                    streams: Some(&only_s2),
+                    limit: 1000,
+                    ..Default::default()
+                },
+            )
             .unwrap();
         assert_eq!(s2.len(), 50);
         let hits = store
-            .filter(&a, "/aws/lambda/f", &Filter { contains: Some("line 7"), limit: 1000, ..Default::default() })
+            .filter(
+                &a,
+                "/aws/lambda/f",
+                &Filter {
+                    contains: Some("line 7"),
+                    limit: 1000,
+                    ..Default::default()
+                },
+            )
             .unwrap();
         assert_eq!(hits.len(), 11, "line 7 and 70..79");
         let timed = store
-            .filter(&a, "/aws/lambda/f", &Filter { start_ms: Some(1090), limit: 1000, ..Default::default() })
+            .filter(
+                &a,
+                "/aws/lambda/f",
+                &Filter {
+                    start_ms: Some(1090),
+                    limit: 1000,
+                    ..Default::default()
+                },
+            )
             .unwrap();
         assert_eq!(timed.len(), 10);
         let streams = store.streams(&a, "/aws/lambda/f", None).unwrap();
-        assert_eq!(streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["s1", "s2"]);
+        assert_eq!(
+            streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["s1", "s2"]
+        );
         assert_eq!(streams[0].first_ms, 1000);
         let groups = store.groups(&a, Some("/aws/lambda/")).unwrap();
         assert_eq!(groups.len(), 1);

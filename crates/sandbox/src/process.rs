@@ -93,6 +93,23 @@ impl Process {
         }
     }
 
+    /// Whether the environment's init is still running (never blocks, never reaps).
+    pub fn is_alive(&self) -> bool {
+        // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid(P_PIDFD) with WNOWAIT only inspects our own child.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                self.pidfd.get_ref().as_raw_fd() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        // SAFETY: waitid filled `info` (si_pid stays 0 while the child runs).
+        r == 0 && unsafe { info.si_pid() } == 0
+    }
+
     /// Waits for the environment to end and reaps it; returns how the
     /// runtime ended (`signal: killed` when the environment was killed).
     pub async fn wait(&self) -> std::io::Result<ExitStatus> {

@@ -1,0 +1,393 @@
+//! One execution environment: a sandboxed runtime process, its Runtime API,
+//! its output, and the run of one invocation inside it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use runtime_api::{Channel, Invocation, Reply};
+use sandbox::{ExitStatus, Process};
+
+use crate::FunctionSpec;
+use crate::output::{LogTarget, Output, Tail};
+
+/// Where an environment is in its life. Legal moves are in [`EnvState::next`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvState {
+    /// Launched; the runtime has not asked for work yet.
+    Starting,
+    /// Warm, waiting for an invocation.
+    Idle,
+    /// Running an invocation.
+    Busy,
+    /// Being stopped; never used again.
+    Draining,
+    /// Its process has ended.
+    Dead,
+}
+
+impl EnvState {
+    /// The state after `event`, or `None` if the move is not allowed.
+    pub fn next(self, event: EnvEvent) -> Option<EnvState> {
+        use EnvEvent as E;
+        use EnvState as S;
+        match (self, event) {
+            (S::Starting | S::Idle, E::Acquired) => Some(S::Busy),
+            (S::Busy, E::Released) => Some(S::Idle),
+            (S::Starting | S::Idle | S::Busy, E::Retired) => Some(S::Draining),
+            (_, E::Exited) => Some(S::Dead),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvEvent {
+    Acquired,
+    Released,
+    Retired,
+    Exited,
+}
+
+/// How one invocation ended inside the environment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The handler's result.
+    Response(Bytes),
+    /// The runtime reported a function error.
+    FunctionError {
+        error_type: Option<String>,
+        body: Bytes,
+    },
+    /// Initialisation failed (`/runtime/init/error`).
+    InitError {
+        error_type: Option<String>,
+        body: Bytes,
+    },
+    /// The function ran past its timeout; the environment was killed.
+    Timeout,
+    /// The runtime process ended (during init or the invocation).
+    Exited(ExitStatus),
+    /// The response exceeded the 6 MB limit.
+    ResponseTooLarge,
+    /// The runtime asked for more work without answering.
+    Abandoned,
+}
+
+/// What an invocation produced, with the figures for the REPORT line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completed {
+    pub outcome: Outcome,
+    /// Set on a cold start: from launch to the runtime's first `/next`.
+    pub init_duration: Option<Duration>,
+    /// From hand-over to the runtime until its answer.
+    pub duration: Duration,
+    pub max_memory_mb: u64,
+    /// The last 4 KB of the invocation's log, when asked for.
+    pub log_tail: Option<String>,
+}
+
+impl Completed {
+    /// Whether the environment can serve again.
+    pub fn env_survives(&self) -> bool {
+        matches!(
+            self.outcome,
+            Outcome::Response(_) | Outcome::FunctionError { .. } | Outcome::ResponseTooLarge
+        )
+    }
+}
+
+pub struct Environment {
+    pub(crate) id: String,
+    pub(crate) spec: Arc<FunctionSpec>,
+    pub(crate) channel: Arc<Channel>,
+    pub(crate) process: Process,
+    pub(crate) api_task: tokio::task::AbortHandle,
+    pub(crate) output: tokio::sync::Mutex<Output>,
+    pub(crate) log: LogTarget,
+    pub(crate) launched_at: Instant,
+    pub(crate) state: Mutex<EnvState>,
+    pub(crate) last_used: Mutex<Instant>,
+    pub(crate) invocations: AtomicU64,
+}
+
+/// `2.00`, as Lambda prints a timeout in seconds.
+fn seconds(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64())
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+impl Environment {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn spec(&self) -> &Arc<FunctionSpec> {
+        &self.spec
+    }
+
+    pub fn state(&self) -> EnvState {
+        *self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies a lifecycle event; `false` if it is not a legal move now.
+    pub(crate) fn transition(&self, event: EnvEvent) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match st.next(event) {
+            Some(n) => {
+                *st = n;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn log_stream(&self) -> &str {
+        &self.log.stream
+    }
+
+    /// Stops the environment: abandons any invocation, kills its processes,
+    /// reaps them and closes its Runtime API.
+    pub(crate) async fn stop(&self) {
+        self.transition(EnvEvent::Retired);
+        self.channel.abandon();
+        self.process.kill();
+        let _ = self.process.wait().await;
+        self.transition(EnvEvent::Exited);
+        self.api_task.abort();
+    }
+
+    fn report(&self, request_id: &str, c: &Completed, status: Option<&str>) -> String {
+        let billed = c.duration.as_nanos().div_ceil(1_000_000).max(1);
+        let mut line = format!(
+            "REPORT RequestId: {request_id}\tDuration: {} ms\tBilled Duration: {billed} ms\tMemory Size: {} MB\tMax Memory Used: {} MB",
+            millis(c.duration),
+            self.spec.memory_mb,
+            c.max_memory_mb,
+        );
+        if let Some(init) = c.init_duration {
+            line.push_str(&format!("\tInit Duration: {} ms", millis(init)));
+        }
+        if let Some(s) = status {
+            line.push('\t');
+            line.push_str(s);
+        }
+        line
+    }
+
+    fn peak_mb(&self) -> u64 {
+        self.process
+            .peak_rss_bytes()
+            .map(|b| b.div_ceil(1024 * 1024))
+            .unwrap_or(0)
+    }
+
+    /// Runs one invocation to its end: hands it to the runtime, collects its
+    /// output as log lines, enforces the timeout, and writes START, END and
+    /// REPORT. `cold` means this invocation started the environment.
+    pub async fn run(&self, inv: Invocation, cold: bool, want_tail: bool) -> Completed {
+        let request_id = inv.request_id.clone();
+        let timeout = inv.timeout;
+        self.invocations.fetch_add(1, Ordering::Relaxed);
+        let mut tail = want_tail.then(|| Tail::new(model::limits::LOG_TAIL_BYTES));
+        let mut output = self.output.lock().await;
+        let log = &self.log;
+
+        let submitted = match self.channel.submit(inv) {
+            Ok(s) => s,
+            Err(_) => {
+                return Completed {
+                    outcome: Outcome::Abandoned,
+                    init_duration: None,
+                    duration: Duration::ZERO,
+                    max_memory_mb: 0,
+                    log_tail: tail.map(Tail::finish),
+                };
+            }
+        };
+        let mut started = submitted.started;
+        let mut reply = submitted.reply;
+
+        // Phase 1: until the runtime takes the invocation (its init, on a
+        // cold start), bounded by the init limit plus the timeout.
+        let init_budget = Duration::from_secs(u64::from(model::limits::INIT_TIMEOUT_S)) + timeout;
+        let init_deadline = tokio::time::Instant::now() + init_budget;
+        let early: Option<Outcome> = loop {
+            tokio::select! {
+                biased;
+                s = &mut started => match s {
+                    Ok(_) => break None,
+                    // Not handed over: the reply (an init error) or the
+                    // runtime's exit tells why.
+                    Err(_) => match (&mut reply).await {
+                        Ok(Reply::Error { error_type, body }) => break Some(Outcome::InitError { error_type, body }),
+                        Ok(other) => break Some(reply_outcome(other)),
+                        Err(_) => break Some(Outcome::Exited(self.process.wait().await.unwrap_or(ExitStatus::Signaled(9)))),
+                    },
+                },
+                r = self.process.wait() => {
+                    output.drain(log, tail.as_mut());
+                    let status = r.unwrap_or(ExitStatus::Signaled(9));
+                    // An init error posted just before exiting wins.
+                    if let Ok(Reply::Error { error_type, body }) = reply.try_recv() {
+                        break Some(Outcome::InitError { error_type, body });
+                    }
+                    break Some(Outcome::Exited(status));
+                }
+                _ = output.readable() => output.drain(log, tail.as_mut()),
+                _ = tokio::time::sleep_until(init_deadline) => break Some(Outcome::Timeout),
+            }
+        };
+        let init_duration = if cold {
+            self.channel
+                .init_done_at()
+                .map(|t| t.saturating_duration_since(self.launched_at))
+                .or_else(|| Some(self.launched_at.elapsed()))
+        } else {
+            None
+        };
+        output.drain(log, tail.as_mut());
+        let version = &self.spec.version;
+        log.emit(
+            format!("START RequestId: {request_id} Version: {version}"),
+            tail.as_mut(),
+        );
+        let began = Instant::now();
+
+        // Phase 2: the invocation itself.
+        let outcome = match early {
+            Some(o) => o,
+            None => {
+                let deadline = tokio::time::Instant::now() + timeout;
+                loop {
+                    tokio::select! {
+                        biased;
+                        r = &mut reply => break match r {
+                            Ok(reply) => reply_outcome(reply),
+                            Err(_) => Outcome::Exited(self.process.wait().await.unwrap_or(ExitStatus::Signaled(9))),
+                        },
+                        r = self.process.wait() => {
+                            if let Ok(reply) = reply.try_recv() {
+                                break reply_outcome(reply);
+                            }
+                            break Outcome::Exited(r.unwrap_or(ExitStatus::Signaled(9)));
+                        }
+                        _ = output.readable() => output.drain(log, tail.as_mut()),
+                        _ = tokio::time::sleep_until(deadline) => break Outcome::Timeout,
+                    }
+                }
+            }
+        };
+        let duration = began.elapsed();
+        let max_memory_mb = self.peak_mb();
+        if matches!(outcome, Outcome::Timeout) {
+            self.process.kill();
+        }
+        output.drain(log, tail.as_mut());
+        if !matches!(
+            outcome,
+            Outcome::Response(_) | Outcome::FunctionError { .. } | Outcome::ResponseTooLarge
+        ) {
+            output.flush_partial(log, tail.as_mut());
+        }
+        let mut done = Completed {
+            outcome,
+            init_duration,
+            duration,
+            max_memory_mb,
+            log_tail: None,
+        };
+        let status = match &done.outcome {
+            Outcome::Timeout => {
+                let ts = model::time_fmt::iso_millis_z(model::time_fmt::now_ms());
+                log.emit(
+                    format!(
+                        "{ts} {request_id} Task timed out after {} seconds",
+                        seconds(timeout)
+                    ),
+                    tail.as_mut(),
+                );
+                Some("Status: timeout".to_owned())
+            }
+            Outcome::Exited(st) => {
+                let reason = exit_reason(*st);
+                log.emit(
+                    format!("RequestId: {request_id} Error: {reason}\nRuntime.ExitError"),
+                    tail.as_mut(),
+                );
+                Some("Status: error\tError Type: Runtime.ExitError".to_owned())
+            }
+            Outcome::InitError { error_type, .. } => Some(format!(
+                "Status: error\tError Type: {}",
+                error_type.as_deref().unwrap_or("Runtime.Unknown")
+            )),
+            _ => None,
+        };
+        log.emit(format!("END RequestId: {request_id}"), tail.as_mut());
+        log.emit(
+            self.report(&request_id, &done, status.as_deref()),
+            tail.as_mut(),
+        );
+        done.log_tail = tail.map(Tail::finish);
+        done
+    }
+}
+
+fn reply_outcome(r: Reply) -> Outcome {
+    match r {
+        Reply::Response(b) => Outcome::Response(b),
+        Reply::Error { error_type, body } => Outcome::FunctionError { error_type, body },
+        Reply::ResponseTooLarge => Outcome::ResponseTooLarge,
+        Reply::Abandoned => Outcome::Abandoned,
+    }
+}
+
+/// Lambda's wording for how a runtime ended.
+pub fn exit_reason(st: ExitStatus) -> String {
+    match st {
+        ExitStatus::Exited(0) => "Runtime exited without providing a reason".into(),
+        other => format!("Runtime exited with error: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_moves() {
+        use EnvEvent as E;
+        use EnvState as S;
+        assert_eq!(S::Starting.next(E::Acquired), Some(S::Busy));
+        assert_eq!(S::Busy.next(E::Released), Some(S::Idle));
+        assert_eq!(S::Idle.next(E::Acquired), Some(S::Busy));
+        assert_eq!(S::Busy.next(E::Acquired), None, "one invocation at a time");
+        assert_eq!(
+            S::Draining.next(E::Acquired),
+            None,
+            "never reused once retired"
+        );
+        assert_eq!(S::Dead.next(E::Released), None);
+        assert_eq!(S::Busy.next(E::Exited), Some(S::Dead));
+    }
+
+    #[test]
+    fn exit_reasons() {
+        assert_eq!(
+            exit_reason(ExitStatus::Exited(0)),
+            "Runtime exited without providing a reason"
+        );
+        assert_eq!(
+            exit_reason(ExitStatus::Exited(1)),
+            "Runtime exited with error: exit status 1"
+        );
+        assert_eq!(
+            exit_reason(ExitStatus::Signaled(9)),
+            "Runtime exited with error: signal: killed"
+        );
+    }
+}

@@ -1,0 +1,455 @@
+//! Execution environments: which exist, which are free, which to start, stop
+//! and reuse.
+//!
+//! An environment serves one function version (and one configuration
+//! revision), one invocation at a time. [`Pool::acquire`] hands out a warm,
+//! idle environment or starts a new one (a cold start); dropping the [`Lease`]
+//! returns it to the idle list, unless it died or its function changed. Idle
+//! environments are stopped after the keep-alive. The pool never reads the
+//! store: callers give it a resolved [`FunctionSpec`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use model::{FunctionName, Scope};
+use runtimes::RuntimeInfo;
+use sandbox::Launcher;
+
+mod env;
+mod output;
+
+pub use env::{Completed, EnvEvent, EnvState, Environment, Outcome, exit_reason};
+
+/// A function version, resolved and ready to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionSpec {
+    pub scope: Arc<Scope>,
+    pub name: FunctionName,
+    /// `$LATEST` or a published version number.
+    pub version: String,
+    /// The configuration revision; environments are reused only within one.
+    pub revision: String,
+    pub runtime: RuntimeInfo,
+    pub handler: String,
+    pub memory_mb: u32,
+    pub timeout: Duration,
+    pub ephemeral_mb: u32,
+    /// The function's own environment variables.
+    pub variables: Vec<(String, String)>,
+    /// Unpacked code (mounted at `/var/task`).
+    pub code_dir: PathBuf,
+    pub code_digest: String,
+    pub log_group: Arc<str>,
+}
+
+/// Which environments are interchangeable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    scope: Arc<Scope>,
+    name: FunctionName,
+    version: String,
+}
+
+#[derive(Default)]
+struct Slot {
+    revision: String,
+    idle: Vec<Arc<Environment>>,
+    busy: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// How long an idle environment stays warm.
+    pub keep_alive: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("cannot start an execution environment: {0}")]
+    Launch(#[from] sandbox::LaunchError),
+    #[error("cannot set up an execution environment: {0}")]
+    Setup(String),
+}
+
+struct Inner {
+    launcher: Arc<dyn Launcher>,
+    runtime_dir: PathBuf,
+    sink: logs::LogSink,
+    settings: PoolSettings,
+    slots: Mutex<HashMap<Key, Slot>>,
+    /// Code digests in use by any environment (for package collection).
+    code_refs: Mutex<HashMap<String, usize>>,
+}
+
+/// The environments of every function.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+/// An environment lent to one invocation. Dropping it returns the environment.
+pub struct Lease {
+    env: Arc<Environment>,
+    inner: Arc<Inner>,
+    key: Key,
+    cold: bool,
+    healthy: bool,
+}
+
+impl Lease {
+    pub fn env(&self) -> &Arc<Environment> {
+        &self.env
+    }
+
+    /// Whether this lease started the environment.
+    pub fn is_cold(&self) -> bool {
+        self.cold
+    }
+
+    /// Runs one invocation in the leased environment.
+    pub async fn invoke(&mut self, inv: runtime_api::Invocation, want_tail: bool) -> Completed {
+        let done = self.env.run(inv, self.cold, want_tail).await;
+        self.healthy = done.env_survives();
+        self.cold = false;
+        done
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let inner = self.inner.clone();
+        let env = self.env.clone();
+        let mut slots = inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = slots.entry(self.key.clone()).or_default();
+        slot.busy = slot.busy.saturating_sub(1);
+        let current = slot.revision == env.spec.revision;
+        if self.healthy && current && env.transition(EnvEvent::Released) {
+            if let Ok(mut t) = env.last_used.lock() {
+                *t = Instant::now();
+            }
+            slot.idle.push(env);
+            return;
+        }
+        drop(slots);
+        spawn_stop(&inner, env);
+    }
+}
+
+fn spawn_stop(inner: &Arc<Inner>, env: Arc<Environment>) {
+    let inner = inner.clone();
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        handle.spawn(async move {
+            env.stop().await;
+            release_code(&inner, &env.spec.code_digest);
+        });
+    }
+}
+
+fn release_code(inner: &Inner, digest: &str) {
+    let mut refs = inner.code_refs.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(n) = refs.get_mut(digest) {
+        *n -= 1;
+        if *n == 0 {
+            refs.remove(digest);
+        }
+    }
+}
+
+/// Lambda's environment variables for one environment.
+fn lambda_env(
+    spec: &FunctionSpec,
+    runtime_api: &str,
+    stream: &str,
+    extra: &[(String, String)],
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = spec.variables.clone();
+    let mut set = |k: &str, v: String| env.push((k.to_owned(), v));
+    set("AWS_LAMBDA_RUNTIME_API", runtime_api.to_owned());
+    set("_HANDLER", spec.handler.clone());
+    set("LAMBDA_TASK_ROOT", "/var/task".into());
+    set("LAMBDA_RUNTIME_DIR", "/var/runtime".into());
+    set("AWS_LAMBDA_FUNCTION_NAME", spec.name.to_string());
+    set("AWS_LAMBDA_FUNCTION_VERSION", spec.version.clone());
+    set(
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        spec.memory_mb.to_string(),
+    );
+    set("AWS_LAMBDA_LOG_GROUP_NAME", spec.log_group.to_string());
+    set("AWS_LAMBDA_LOG_STREAM_NAME", stream.to_owned());
+    set("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into());
+    set("AWS_REGION", spec.scope.region.to_string());
+    set("AWS_DEFAULT_REGION", spec.scope.region.to_string());
+    if let Some(e) = spec.runtime.execution_env() {
+        set("AWS_EXECUTION_ENV", e);
+    }
+    set("TZ", ":UTC".into());
+    set("LANG", "en_US.UTF-8".into());
+    set(
+        "PATH",
+        "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin".into(),
+    );
+    set(
+        "LD_LIBRARY_PATH",
+        "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib".into(),
+    );
+    for (k, v) in extra {
+        set(k, v.clone());
+    }
+    env
+}
+
+impl Pool {
+    pub fn new(
+        launcher: Arc<dyn Launcher>,
+        runtime_dir: PathBuf,
+        sink: logs::LogSink,
+        settings: PoolSettings,
+    ) -> Self {
+        let pool = Self {
+            inner: Arc::new(Inner {
+                launcher,
+                runtime_dir,
+                sink,
+                settings,
+                slots: Mutex::new(HashMap::new()),
+                code_refs: Mutex::new(HashMap::new()),
+            }),
+        };
+        pool.spawn_reaper();
+        pool
+    }
+
+    fn spawn_reaper(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let period = (self.inner.settings.keep_alive / 4)
+            .clamp(Duration::from_millis(50), Duration::from_secs(5));
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    reap(&inner);
+                }
+            });
+        }
+    }
+
+    /// A warm environment for `spec`, or a new one (cold start).
+    pub async fn acquire(&self, spec: &Arc<FunctionSpec>) -> Result<Lease, PoolError> {
+        let key = Key {
+            scope: spec.scope.clone(),
+            name: spec.name.clone(),
+            version: spec.version.clone(),
+        };
+        let mut retired = Vec::new();
+        let found = {
+            let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let slot = slots.entry(key.clone()).or_default();
+            if slot.revision != spec.revision {
+                slot.revision = spec.revision.clone();
+                retired.append(&mut slot.idle);
+            }
+            let mut found = None;
+            // Most recently used first: its caches are the warmest.
+            while let Some(env) = slot.idle.pop() {
+                if env.process.is_alive() && env.transition(EnvEvent::Acquired) {
+                    found = Some(env);
+                    break;
+                }
+                retired.push(env);
+            }
+            slot.busy += 1;
+            found
+        };
+        for env in retired {
+            spawn_stop(&self.inner, env);
+        }
+        if let Some(env) = found {
+            return Ok(Lease {
+                env,
+                inner: self.inner.clone(),
+                key,
+                cold: false,
+                healthy: true,
+            });
+        }
+        match self.start(spec) {
+            Ok(env) => {
+                env.transition(EnvEvent::Acquired);
+                Ok(Lease {
+                    env,
+                    inner: self.inner.clone(),
+                    key,
+                    cold: true,
+                    healthy: true,
+                })
+            }
+            Err(e) => {
+                let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(slot) = slots.get_mut(&key) {
+                    slot.busy = slot.busy.saturating_sub(1);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn start(&self, spec: &Arc<FunctionSpec>) -> Result<Arc<Environment>, PoolError> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let stream: Arc<str> = format!(
+            "{}/[{}]{}",
+            model::time_fmt::log_stream_date(model::time_fmt::now_ms()),
+            spec.version,
+            id
+        )
+        .into();
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| PoolError::Setup(format!("runtime API listener: {e}")))?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|e| PoolError::Setup(e.to_string()))?;
+        let addr = std_listener
+            .local_addr()
+            .map_err(|e| PoolError::Setup(e.to_string()))?;
+        let listener = tokio::net::TcpListener::from_std(std_listener)
+            .map_err(|e| PoolError::Setup(e.to_string()))?;
+        let (reader, writer) =
+            std::io::pipe().map_err(|e| PoolError::Setup(format!("output pipe: {e}")))?;
+        let reader =
+            tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(reader))
+                .map_err(|e| PoolError::Setup(format!("output pipe: {e}")))?;
+        let has_task_bootstrap = spec.code_dir.join("bootstrap").is_file();
+        let launch = runtimes::launch_command(&spec.runtime, has_task_bootstrap);
+        let writer_fd = std::os::fd::OwnedFd::from(writer);
+        let launch_spec = sandbox::LaunchSpec {
+            env_id: id.clone(),
+            program: launch.program,
+            argv: launch.argv,
+            env: lambda_env(spec, &addr.to_string(), &stream, &launch.env),
+            code_dir: spec.code_dir.clone(),
+            opt_dir: None,
+            runtime_dir: Some(self.inner.runtime_dir.clone()),
+            host_paths: launch.host_paths,
+            tmp_mb: spec.ephemeral_mb,
+            memory_mb: spec.memory_mb,
+            output: std::os::fd::AsRawFd::as_raw_fd(&writer_fd),
+        };
+        let launched_at = Instant::now();
+        let process = self.inner.launcher.launch(&launch_spec)?;
+        drop(writer_fd);
+        let channel = Arc::new(runtime_api::Channel::new());
+        let api_task = tokio::spawn(runtime_api::serve(listener, channel.clone())).abort_handle();
+        {
+            let mut refs = self
+                .inner
+                .code_refs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            *refs.entry(spec.code_digest.clone()).or_default() += 1;
+        }
+        tracing::debug!(function = %spec.name, env = %id, "started execution environment");
+        Ok(Arc::new(Environment {
+            id,
+            spec: spec.clone(),
+            channel,
+            process,
+            api_task,
+            output: tokio::sync::Mutex::new(output::Output::new(reader)),
+            log: output::LogTarget {
+                sink: self.inner.sink.clone(),
+                scope: spec.scope.clone(),
+                group: spec.log_group.clone(),
+                stream,
+            },
+            launched_at,
+            state: Mutex::new(EnvState::Starting),
+            last_used: Mutex::new(Instant::now()),
+            invocations: AtomicU64::new(0),
+        }))
+    }
+
+    /// Stops the idle environments of every version of a function; busy ones
+    /// stop when their invocation ends (their revision no longer matches).
+    pub fn retire(&self, scope: &Scope, name: &FunctionName) {
+        let mut stopping = Vec::new();
+        {
+            let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+            for (key, slot) in slots.iter_mut() {
+                if &*key.scope == scope && &key.name == name {
+                    slot.revision = String::from("(retired)");
+                    stopping.append(&mut slot.idle);
+                }
+            }
+        }
+        for env in stopping {
+            spawn_stop(&self.inner, env);
+        }
+    }
+
+    /// Whether any environment still uses the code with this digest.
+    pub fn code_in_use(&self, digest: &str) -> bool {
+        self.inner
+            .code_refs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(digest)
+    }
+
+    /// (idle, busy) environments of one function version.
+    pub fn counts(&self, scope: &Scope, name: &FunctionName, version: &str) -> (usize, usize) {
+        let slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .iter()
+            .find(|(k, _)| &*k.scope == scope && &k.name == name && k.version == version)
+            .map(|(_, s)| (s.idle.len(), s.busy))
+            .unwrap_or((0, 0))
+    }
+
+    /// Stops every environment (shutdown).
+    pub async fn shutdown(&self) {
+        let all: Vec<Arc<Environment>> = {
+            let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.values_mut().flat_map(|s| s.idle.drain(..)).collect()
+        };
+        for env in all {
+            env.stop().await;
+        }
+    }
+}
+
+/// Stops environments idle for longer than the keep-alive.
+fn reap(inner: &Arc<Inner>) {
+    let keep = inner.settings.keep_alive;
+    let mut expired = Vec::new();
+    {
+        let mut slots = inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+        for slot in slots.values_mut() {
+            slot.idle.retain(|env| {
+                let idle_for = env
+                    .last_used
+                    .lock()
+                    .map(|t| t.elapsed())
+                    .unwrap_or_default();
+                if idle_for >= keep {
+                    expired.push(env.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        slots.retain(|_, s| !s.idle.is_empty() || s.busy > 0);
+    }
+    for env in expired {
+        tracing::debug!(env = %env.id, "keep-alive expired");
+        spawn_stop(inner, env);
+    }
+}
+
+#[cfg(test)]
+mod tests;

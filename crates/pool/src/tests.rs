@@ -1,0 +1,280 @@
+use std::time::Duration;
+
+use bytes::Bytes;
+use runtimes::{Kind, RuntimeInfo};
+
+use super::*;
+
+const APP: &str = r#"
+import os, time
+COUNT = 0
+def handler(event, context):
+    global COUNT
+    COUNT += 1
+    action = event.get("action")
+    print("handling", action)
+    if action == "sleep":
+        time.sleep(event["seconds"])
+    if action == "exit":
+        os._exit(event["code"])
+    if action == "fail":
+        raise ValueError("bad input")
+    with open("/tmp/marker", "a") as f:
+        f.write("x")
+    return {"count": COUNT, "pid": os.getpid(), "tmp": len(open("/tmp/marker").read()),
+            "remaining": context.get_remaining_time_in_millis()}
+"#;
+
+struct Fixture {
+    _dirs: Vec<tempfile::TempDir>,
+    pool: Pool,
+    spec: Arc<FunctionSpec>,
+}
+
+fn python() -> RuntimeInfo {
+    RuntimeInfo::new(
+        "python3.11",
+        Kind::Python {
+            interpreter: "/usr/bin/python3.11".into(),
+            minor: 11,
+        },
+    )
+}
+
+fn fixture(keep_alive: Duration) -> Fixture {
+    let state = tempfile::tempdir().unwrap();
+    let code = tempfile::tempdir().unwrap();
+    std::fs::write(code.path().join("app.py"), APP).unwrap();
+    let launcher =
+        Arc::new(sandbox::NamespaceLauncher::new(&state.path().join("sandbox")).unwrap());
+    let runtime_dir = runtimes::clients::install(&state.path().join("runtimes")).unwrap();
+    let (sink, _store) = logs::open_store(&state.path().join("logs.db")).unwrap();
+    let pool = Pool::new(launcher, runtime_dir, sink, PoolSettings { keep_alive });
+    let spec = Arc::new(FunctionSpec {
+        scope: Arc::new(Scope::new(
+            model::AccountId::parse("123456789012").unwrap(),
+            model::Region::parse("us-east-1").unwrap(),
+        )),
+        name: FunctionName::parse("f").unwrap(),
+        version: "$LATEST".into(),
+        revision: "r1".into(),
+        runtime: python(),
+        handler: "app.handler".into(),
+        memory_mb: 128,
+        timeout: Duration::from_secs(3),
+        ephemeral_mb: 512,
+        variables: vec![],
+        code_dir: code.path().to_owned(),
+        code_digest: "d1".into(),
+        log_group: "/aws/lambda/f".into(),
+    });
+    Fixture {
+        _dirs: vec![state, code],
+        pool,
+        spec,
+    }
+}
+
+fn inv(id: &str, payload: &str, timeout: Duration) -> runtime_api::Invocation {
+    runtime_api::Invocation {
+        request_id: id.into(),
+        payload: Bytes::from(payload.to_owned()),
+        timeout,
+        invoked_arn: "arn:aws:lambda:us-east-1:123456789012:function:f".into(),
+        trace_id: "Root=1-00000000-000000000000000000000000;Parent=0000000000000000;Sampled=0"
+            .into(),
+        client_context: None,
+        cognito_identity: None,
+    }
+}
+
+fn body(c: &Completed) -> serde_json::Value {
+    match &c.outcome {
+        Outcome::Response(b) => serde_json::from_slice(b).unwrap(),
+        other => panic!("not a response: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn cold_then_warm_keeps_globals_and_tmp() {
+    let f = fixture(Duration::from_secs(60));
+    let mut lease = f.pool.acquire(&f.spec).await.unwrap();
+    assert!(lease.is_cold());
+    let first = lease
+        .invoke(inv("a", "{}", Duration::from_secs(3)), true)
+        .await;
+    let env_id = lease.env().id().to_owned();
+    drop(lease);
+    assert!(first.init_duration.is_some(), "cold start reports init");
+    let tail = first.log_tail.clone().unwrap();
+    assert!(
+        tail.contains("START RequestId: a Version: $LATEST\n"),
+        "{tail}"
+    );
+    assert!(tail.contains("handling None\n"), "{tail}");
+    assert!(tail.contains("END RequestId: a\n"), "{tail}");
+    assert!(tail.contains("REPORT RequestId: a\tDuration: "), "{tail}");
+    assert!(tail.contains("\tInit Duration: "), "{tail}");
+    assert!(first.max_memory_mb > 1, "measured: {}", first.max_memory_mb);
+    assert_eq!(body(&first)["count"], 1);
+    let remaining = body(&first)["remaining"].as_u64().unwrap();
+    assert!(remaining > 2000 && remaining <= 3000, "{remaining}");
+
+    let mut lease = f.pool.acquire(&f.spec).await.unwrap();
+    assert!(!lease.is_cold());
+    assert_eq!(lease.env().id(), env_id);
+    let second = lease
+        .invoke(inv("b", "{}", Duration::from_secs(3)), true)
+        .await;
+    drop(lease);
+    assert!(second.init_duration.is_none());
+    assert!(!second.log_tail.clone().unwrap().contains("Init Duration"));
+    assert_eq!(body(&second)["count"], 2, "globals persist");
+    assert_eq!(body(&second)["tmp"], 2, "/tmp persists");
+    assert_eq!(
+        f.pool.counts(&f.spec.scope, &f.spec.name, "$LATEST"),
+        (1, 0)
+    );
+}
+
+#[tokio::test]
+async fn concurrent_invocations_get_separate_environments() {
+    let f = fixture(Duration::from_secs(60));
+    let mut a = f.pool.acquire(&f.spec).await.unwrap();
+    let mut b = f.pool.acquire(&f.spec).await.unwrap();
+    assert_ne!(a.env().id(), b.env().id());
+    let (ra, rb) = tokio::join!(
+        a.invoke(
+            inv(
+                "a",
+                r#"{"action":"sleep","seconds":0.2}"#,
+                Duration::from_secs(3)
+            ),
+            false
+        ),
+        b.invoke(
+            inv(
+                "b",
+                r#"{"action":"sleep","seconds":0.2}"#,
+                Duration::from_secs(3)
+            ),
+            false
+        ),
+    );
+    assert_ne!(body(&ra)["pid"], serde_json::Value::Null);
+    assert_eq!(body(&ra)["count"], 1);
+    assert_eq!(body(&rb)["count"], 1);
+    drop((a, b));
+    assert_eq!(
+        f.pool.counts(&f.spec.scope, &f.spec.name, "$LATEST"),
+        (2, 0)
+    );
+}
+
+#[tokio::test]
+async fn timeout_kills_and_replaces_the_environment() {
+    let f = fixture(Duration::from_secs(60));
+    let mut lease = f.pool.acquire(&f.spec).await.unwrap();
+    let started = std::time::Instant::now();
+    let done = lease
+        .invoke(
+            inv(
+                "t",
+                r#"{"action":"sleep","seconds":30}"#,
+                Duration::from_secs(1),
+            ),
+            true,
+        )
+        .await;
+    let id = lease.env().id().to_owned();
+    drop(lease);
+    assert_eq!(done.outcome, Outcome::Timeout);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let tail = done.log_tail.unwrap();
+    assert!(
+        tail.contains(" t Task timed out after 1.00 seconds\n"),
+        "{tail}"
+    );
+    assert!(tail.contains("Status: timeout"), "{tail}");
+    let mut next = f.pool.acquire(&f.spec).await.unwrap();
+    assert!(next.is_cold());
+    assert_ne!(next.env().id(), id);
+    assert_eq!(
+        body(
+            &next
+                .invoke(inv("n", "{}", Duration::from_secs(3)), false)
+                .await
+        )["count"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn runtime_exit_is_reported_with_its_status() {
+    let f = fixture(Duration::from_secs(60));
+    let mut lease = f.pool.acquire(&f.spec).await.unwrap();
+    let done = lease
+        .invoke(
+            inv("x", r#"{"action":"exit","code":3}"#, Duration::from_secs(3)),
+            true,
+        )
+        .await;
+    assert_eq!(
+        done.outcome,
+        Outcome::Exited(sandbox::ExitStatus::Exited(3))
+    );
+    assert!(
+        done.log_tail
+            .unwrap()
+            .contains("Error: Runtime exited with error: exit status 3")
+    );
+    drop(lease);
+    let mut lease = f.pool.acquire(&f.spec).await.unwrap();
+    assert!(lease.is_cold(), "a dead environment is not reused");
+    let err = lease
+        .invoke(
+            inv("e", r#"{"action":"fail"}"#, Duration::from_secs(3)),
+            false,
+        )
+        .await;
+    match &err.outcome {
+        Outcome::FunctionError { error_type, body } => {
+            assert_eq!(error_type.as_deref(), Some("ValueError"));
+            let doc: serde_json::Value = serde_json::from_slice(body).unwrap();
+            assert_eq!(doc["errorMessage"], "bad input");
+            assert_eq!(doc["requestId"], "e");
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(lease);
+    let lease = f.pool.acquire(&f.spec).await.unwrap();
+    assert!(!lease.is_cold(), "a function error keeps the environment");
+}
+
+#[tokio::test]
+async fn new_revision_retires_old_environments_and_keep_alive_reaps() {
+    let f = fixture(Duration::from_millis(300));
+    let mut lease = f.pool.acquire(&f.spec).await.unwrap();
+    lease
+        .invoke(inv("1", "{}", Duration::from_secs(3)), false)
+        .await;
+    let old = lease.env().id().to_owned();
+    drop(lease);
+    let mut changed = (*f.spec).clone();
+    changed.revision = "r2".into();
+    let changed = Arc::new(changed);
+    let lease = f.pool.acquire(&changed).await.unwrap();
+    assert!(lease.is_cold());
+    assert_ne!(lease.env().id(), old);
+    drop(lease);
+    // Idle past the keep-alive: stopped.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while f.pool.counts(&f.spec.scope, &f.spec.name, "$LATEST") != (0, 0) {
+        assert!(std::time::Instant::now() < deadline, "never reaped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
