@@ -25,6 +25,8 @@ use serde::de::DeserializeOwned;
 pub mod auth;
 pub mod error;
 mod functions;
+mod invoke;
+mod logs;
 
 pub use auth::{Caller, KeyEntry, Keyring};
 pub use error::ApiError;
@@ -35,6 +37,8 @@ pub const MAX_REQUEST_BYTES: usize = 70_167_211;
 /// Everything the handlers need.
 pub struct AppState {
     pub control: Arc<Control>,
+    pub invoker: Arc<::invoke::Invoker>,
+    pub logs: ::logs::LogStore,
     pub keyring: Arc<Keyring>,
 }
 
@@ -61,6 +65,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/2015-03-31/functions/{name}/code",
             axum::routing::put(functions::update_code),
         )
+        .route(
+            "/2015-03-31/functions/{name}/invocations",
+            axum::routing::post(invoke::invoke),
+        )
+        .route(
+            "/2021-11-15/functions/{name}/response-streaming-invocations",
+            axum::routing::post(invoke::invoke_with_response_stream),
+        )
+        .route("/", axum::routing::post(logs::dispatch))
         .route(
             "/2017-03-31/tags/{arn}",
             get(functions::list_tags)

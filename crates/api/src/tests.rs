@@ -22,14 +22,32 @@ fn fixture() -> Fixture {
         kind: runtimes::Kind::Provided,
         version_hash: "ab".into(),
     }]);
+    let (sink, logs) = ::logs::open_store(&dir.path().join("logs.db")).unwrap();
+    let launcher = Arc::new(sandbox::NamespaceLauncher::new(&dir.path().join("sandbox")).unwrap());
+    let pool = pool::Pool::new(
+        launcher,
+        dir.path().join("runtimes"),
+        sink,
+        pool::PoolSettings {
+            keep_alive: std::time::Duration::from_secs(60),
+        },
+    );
+    let catalog = Arc::new(catalog);
+    let invoker = Arc::new(::invoke::Invoker::new(
+        store.clone(),
+        blobs.clone(),
+        catalog.clone(),
+        pool,
+        10,
+    ));
     let control = Control::new(
         store,
         blobs,
-        Arc::new(catalog),
+        catalog,
         control::Settings {
             account_concurrency: 10,
         },
-        Arc::new(control::NoHooks),
+        invoker.clone(),
         control::CodeUrlSigner::new([3; 32]),
     );
     let keyring = Keyring::new(vec![
@@ -49,6 +67,8 @@ fn fixture() -> Fixture {
     .unwrap();
     let state = Arc::new(AppState {
         control: Arc::new(control),
+        invoker,
+        logs,
         keyring: Arc::new(keyring),
     });
     Fixture {

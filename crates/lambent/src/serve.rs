@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// Concurrent executions each account may use (default: 64 per CPU).
     #[arg(long, env = "LAMBENT_ACCOUNT_CONCURRENCY")]
     pub account_concurrency: Option<u32>,
+
+    /// Seconds an idle execution environment stays warm before it is stopped.
+    #[arg(long, env = "LAMBENT_KEEP_ALIVE", default_value_t = 300.0)]
+    pub keep_alive: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +48,15 @@ pub enum ServeError {
     Store(#[from] store::StoreError),
     #[error("cannot open the package store: {0}")]
     Blobs(#[from] blobs::PackageError),
+    #[error("cannot open the log store: {0}")]
+    Logs(#[from] logs::LogError),
+    #[error("cannot prepare execution environments: {0}")]
+    Sandbox(#[from] sandbox::LaunchError),
+    #[error("cannot install the runtime clients into {path}: {source}")]
+    Runtimes {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -99,19 +112,45 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get() as u32)
         .unwrap_or(1);
+    let account_concurrency = args.account_concurrency.unwrap_or(64 * cpus);
     let settings = control::Settings {
-        account_concurrency: args.account_concurrency.unwrap_or(64 * cpus),
+        account_concurrency,
     };
+    let (log_sink, log_store) = logs::open_store(&data_dir.join("logs.db"))?;
+    let launcher = Arc::new(sandbox::NamespaceLauncher::new(&data_dir.join("sandbox"))?);
+    let runtime_base = data_dir.join("runtimes");
+    let runtime_dir =
+        runtimes::clients::install(&runtime_base).map_err(|source| ServeError::Runtimes {
+            path: runtime_base.clone(),
+            source,
+        })?;
+    let pool = pool::Pool::new(
+        launcher,
+        runtime_dir,
+        log_sink,
+        pool::PoolSettings {
+            keep_alive: std::time::Duration::from_secs_f64(args.keep_alive.max(0.0)),
+        },
+    );
+    let invoker = Arc::new(invoke::Invoker::new(
+        store.clone(),
+        blobs.clone(),
+        catalog.clone(),
+        pool.clone(),
+        account_concurrency,
+    ));
     let control = Arc::new(control::Control::new(
         store,
         blobs,
         catalog.clone(),
         settings,
-        Arc::new(control::NoHooks),
+        invoker.clone(),
         control::CodeUrlSigner::new(server_key(&data_dir)?),
     ));
     let state = Arc::new(api::AppState {
         control,
+        invoker,
+        logs: log_store,
         keyring: Arc::new(keyring),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -1,0 +1,456 @@
+//! One invocation, end to end.
+//!
+//! [`Invoker::invoke`] resolves the function and qualifier (from a cache that
+//! control-plane changes invalidate), admits the call against the account's
+//! concurrency or throttles it, runs it in an execution environment from the
+//! [`pool`], and shapes the result the way Lambda does: the handler's bytes, or
+//! an error document with `X-Amz-Function-Error: Unhandled`. It does not speak
+//! HTTP; [`InvokeError`] names each refusal, and the `api` crate writes them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use control::{ControlError, FunctionHooks};
+use model::{FunctionName, FunctionRecord, Qualifier, Scope, limits};
+use pool::{Completed, FunctionSpec, Outcome, Pool};
+use runtimes::Catalog;
+use store::Store;
+
+/// How the caller wants the function run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvocationType {
+    RequestResponse,
+    Event,
+    DryRun,
+}
+
+impl InvocationType {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "RequestResponse" => Some(Self::RequestResponse),
+            "Event" => Some(Self::Event),
+            "DryRun" => Some(Self::DryRun),
+            _ => None,
+        }
+    }
+}
+
+/// One `Invoke` call.
+#[derive(Debug, Clone)]
+pub struct InvokeRequest {
+    /// The `{FunctionName}` path parameter, as given.
+    pub function: String,
+    pub qualifier: Option<String>,
+    pub payload: Bytes,
+    pub invocation_type: InvocationType,
+    /// `X-Amz-Log-Type: Tail`.
+    pub tail: bool,
+    /// `X-Amz-Client-Context` (base64 JSON), passed to the runtime.
+    pub client_context: Option<String>,
+    /// `X-Amzn-Trace-Id`, if the caller sent one.
+    pub trace_header: Option<String>,
+}
+
+/// What the caller gets back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvokeResult {
+    pub request_id: String,
+    pub executed_version: String,
+    pub payload: Bytes,
+    /// `Unhandled` when the function failed.
+    pub function_error: Option<&'static str>,
+    /// Base64 of the last 4 KB of the log, when asked for.
+    pub log_result: Option<String>,
+    /// 200, or 204 for DryRun.
+    pub status: u16,
+}
+
+/// Why an invocation was refused before it ran.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// Resolution failed (not found, malformed name, other account...).
+    #[error(transparent)]
+    Function(#[from] ControlError),
+    /// The payload is not JSON (`InvalidRequestContentException`).
+    #[error("{0}")]
+    InvalidContent(String),
+    /// The payload is too large (413 `RequestEntityTooLargeException`).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The concurrency limit is reached (429 `TooManyRequestsException`).
+    #[error("Rate Exceeded.")]
+    Throttled { reason: &'static str },
+    /// Not available on this server yet.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The platform could not run the function (500 `ServiceException`).
+    #[error("{0}")]
+    Service(String),
+}
+
+/// A function record with its resolved `$LATEST` spec, as cached.
+struct Cached {
+    record: FunctionRecord,
+    latest: Arc<FunctionSpec>,
+}
+
+type CacheKey = (Arc<Scope>, FunctionName);
+
+pub struct Invoker {
+    store: Arc<dyn Store>,
+    blobs: blobs::BlobStore,
+    catalog: Arc<Catalog>,
+    pool: Pool,
+    cache: Mutex<HashMap<CacheKey, Arc<Cached>>>,
+    scopes: Mutex<HashMap<Scope, Arc<Scope>>>,
+    /// Concurrent executions per account and region.
+    running: Mutex<HashMap<Arc<Scope>, Arc<AtomicU32>>>,
+    account_concurrency: u32,
+}
+
+/// Releases a concurrency slot when dropped.
+struct Admission(Arc<AtomicU32>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn trace_id(given: Option<&str>) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let root = given
+        .and_then(|h| h.split(';').find_map(|p| p.trim().strip_prefix("Root=")))
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("1-{:08x}-{}", model::time_fmt::now_ms() / 1000, &id[..24]));
+    format!("Root={root};Parent={};Sampled=0", &id[16..32])
+}
+
+fn error_doc(error_type: &str, message: &str) -> Bytes {
+    let v = serde_json::json!({ "errorType": error_type, "errorMessage": message });
+    Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+}
+
+impl Invoker {
+    pub fn new(
+        store: Arc<dyn Store>,
+        blobs: blobs::BlobStore,
+        catalog: Arc<Catalog>,
+        pool: Pool,
+        account_concurrency: u32,
+    ) -> Self {
+        Self {
+            store,
+            blobs,
+            catalog,
+            pool,
+            cache: Mutex::new(HashMap::new()),
+            scopes: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
+            account_concurrency,
+        }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// One shared `Arc<Scope>` per scope, so cache keys compare cheaply.
+    fn intern(&self, scope: &Scope) -> Arc<Scope> {
+        let mut s = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(a) = s.get(scope) {
+            return a.clone();
+        }
+        let a = Arc::new(scope.clone());
+        s.insert(scope.clone(), a.clone());
+        a
+    }
+
+    fn spec_for(
+        &self,
+        scope: &Arc<Scope>,
+        record: &FunctionRecord,
+    ) -> Result<Arc<FunctionSpec>, InvokeError> {
+        let cfg = &record.latest;
+        let runtime_id = cfg.runtime.as_deref().unwrap_or_default();
+        let runtime = self.catalog.get(runtime_id).cloned().ok_or_else(|| {
+            InvokeError::Service(format!(
+                "The runtime {runtime_id} of this function is not available on this host"
+            ))
+        })?;
+        let code_dir = self
+            .blobs
+            .ensure_unpacked(&cfg.code.digest_hex)
+            .map_err(|e| {
+                InvokeError::Service(format!("cannot prepare the function's code: {e}"))
+            })?;
+        Ok(Arc::new(FunctionSpec {
+            scope: scope.clone(),
+            name: cfg.name.clone(),
+            version: cfg.version.clone(),
+            revision: cfg.revision_id.clone(),
+            runtime,
+            handler: cfg.handler.clone().unwrap_or_default(),
+            memory_mb: cfg.memory_mb,
+            timeout: Duration::from_secs(u64::from(cfg.timeout_s)),
+            ephemeral_mb: cfg.ephemeral_mb,
+            variables: cfg
+                .environment
+                .as_ref()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+            code_dir,
+            code_digest: cfg.code.digest_hex.clone(),
+            log_group: cfg.logging.log_group.as_str().into(),
+        }))
+    }
+
+    /// The function's cached record and spec, loading them on a miss.
+    async fn resolve(
+        &self,
+        scope: &Arc<Scope>,
+        name: &FunctionName,
+        qualifier: Option<&Qualifier>,
+    ) -> Result<Arc<Cached>, InvokeError> {
+        let key = (scope.clone(), name.clone());
+        if let Some(c) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(c.clone());
+        }
+        let record = self
+            .store
+            .get_function(scope, name)
+            .await
+            .map_err(|e| InvokeError::Service(e.to_string()))?
+            .ok_or_else(|| {
+                control::function_not_found(
+                    scope,
+                    name,
+                    Some(qualifier.unwrap_or(&Qualifier::Latest)),
+                )
+            })?
+            .value;
+        let latest = self.spec_for(scope, &record)?;
+        let cached = Arc::new(Cached { record, latest });
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, cached.clone());
+        Ok(cached)
+    }
+
+    fn admit(&self, scope: &Arc<Scope>) -> Result<Admission, InvokeError> {
+        let counter = {
+            let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            r.entry(scope.clone()).or_default().clone()
+        };
+        let prev = counter.fetch_add(1, Ordering::AcqRel);
+        if prev >= self.account_concurrency {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            return Err(InvokeError::Throttled {
+                reason: "ConcurrentInvocationLimitExceeded",
+            });
+        }
+        Ok(Admission(counter))
+    }
+
+    /// Runs one invocation.
+    pub async fn invoke(
+        &self,
+        scope: &Scope,
+        req: InvokeRequest,
+    ) -> Result<InvokeResult, InvokeError> {
+        let r = control::resolve_ref(scope, &req.function).map_err(|e| match e {
+            // Invoke reports unknown names with the `$LATEST` ARN, as AWS does.
+            ControlError::NotFound(m)
+                if m.starts_with("Function not found: ")
+                    && !m.contains(":$LATEST")
+                    && req.qualifier.is_none() =>
+            {
+                ControlError::NotFound(format!("{m}:$LATEST"))
+            }
+            e => e,
+        })?;
+        let qualifier = match (&r.qualifier, req.qualifier.as_deref()) {
+            (Some(a), Some(b)) if a.to_string() != b => {
+                return Err(ControlError::InvalidParameter(
+                    "The derived qualifier from the function name does not match the specified qualifier.".into(),
+                )
+                .into());
+            }
+            (Some(a), _) => Some(a.clone()),
+            (None, Some(b)) => Some(Qualifier::parse(b).map_err(|e| {
+                let mut v = model::names::ValidationErrors::new();
+                v.push("qualifier", b, e);
+                ControlError::Validation(v.into_result().err().unwrap_or_default())
+            })?),
+            (None, None) => None,
+        };
+        let scope = self.intern(scope);
+        let limit = match req.invocation_type {
+            InvocationType::Event => limits::ASYNC_REQUEST_MAX_BYTES,
+            _ => limits::SYNC_REQUEST_MAX_BYTES,
+        };
+        if req.payload.len() > limit {
+            return Err(InvokeError::TooLarge(match req.invocation_type {
+                InvocationType::Event => format!(
+                    "{} byte payload is too large for the Event invocation type (limit {limit} bytes)",
+                    req.payload.len()
+                ),
+                _ => format!(
+                    "Request must be smaller than {limit} bytes for the InvokeFunction operation"
+                ),
+            }));
+        }
+        if !req.payload.is_empty() {
+            serde_json::from_slice::<serde::de::IgnoredAny>(&req.payload).map_err(|e| {
+                InvokeError::InvalidContent(format!(
+                    "Could not parse request body into json: Could not parse payload into json: {e}"
+                ))
+            })?;
+        }
+        let cached = self.resolve(&scope, &r.name, qualifier.as_ref()).await?;
+        let spec = match &qualifier {
+            None | Some(Qualifier::Latest) => cached.latest.clone(),
+            Some(q) => {
+                return Err(control::function_not_found(&scope, &r.name, Some(q)).into());
+            }
+        };
+        let executed_version = cached.record.latest.version.clone();
+        let request_id = uuid::Uuid::new_v4().to_string();
+        match req.invocation_type {
+            InvocationType::DryRun => {
+                return Ok(InvokeResult {
+                    request_id,
+                    executed_version,
+                    payload: Bytes::new(),
+                    function_error: None,
+                    log_result: None,
+                    status: 204,
+                });
+            }
+            InvocationType::Event => {
+                return Err(InvokeError::Unsupported(
+                    "InvocationType Event (asynchronous invocation) is not available on this server yet".into(),
+                ));
+            }
+            InvocationType::RequestResponse => {}
+        }
+        let _admission = self.admit(&scope)?;
+        let mut arn = scope.function_arn(&r.name);
+        arn.qualifier = qualifier.clone();
+        let inv = runtime_api::Invocation {
+            request_id: request_id.clone(),
+            payload: if req.payload.is_empty() {
+                Bytes::from_static(b"{}")
+            } else {
+                req.payload
+            },
+            timeout: spec.timeout,
+            invoked_arn: arn.to_string(),
+            trace_id: trace_id(req.trace_header.as_deref()),
+            client_context: req.client_context,
+            cognito_identity: None,
+        };
+        let mut lease = self
+            .pool
+            .acquire(&spec)
+            .await
+            .map_err(|e| InvokeError::Service(e.to_string()))?;
+        let done = lease.invoke(inv, req.tail).await;
+        drop(lease);
+        Ok(shape(request_id, executed_version, &spec, done))
+    }
+}
+
+/// Lambda's answer for each way an invocation can end.
+fn shape(
+    request_id: String,
+    executed_version: String,
+    spec: &FunctionSpec,
+    done: Completed,
+) -> InvokeResult {
+    let log_result = done
+        .log_tail
+        .as_ref()
+        .map(|t| base64::engine::general_purpose::STANDARD.encode(t.as_bytes()));
+    let (payload, function_error) = match done.outcome {
+        Outcome::Response(b) => (b, None),
+        Outcome::FunctionError { error_type, body } | Outcome::InitError { error_type, body } => {
+            let body = if body.is_empty() {
+                let t = error_type.as_deref().unwrap_or("Runtime.Unknown");
+                error_doc(
+                    t,
+                    &format!("RequestId: {request_id} Error: the runtime reported {t}"),
+                )
+            } else {
+                body
+            };
+            (body, Some("Unhandled"))
+        }
+        Outcome::Timeout => (
+            error_doc(
+                "Sandbox.Timedout",
+                &format!(
+                    "RequestId: {request_id} Error: Task timed out after {:.2} seconds",
+                    spec.timeout.as_secs_f64()
+                ),
+            ),
+            Some("Unhandled"),
+        ),
+        Outcome::Exited(st) => (
+            error_doc(
+                "Runtime.ExitError",
+                &format!("RequestId: {request_id} Error: {}", pool::exit_reason(st)),
+            ),
+            Some("Unhandled"),
+        ),
+        Outcome::ResponseTooLarge => (
+            error_doc(
+                "Function.ResponseSizeTooLarge",
+                "Response payload size exceeded maximum allowed payload size (6291556 bytes).",
+            ),
+            Some("Unhandled"),
+        ),
+        Outcome::Abandoned => (
+            error_doc(
+                "Runtime.InvalidResponse",
+                &format!(
+                    "RequestId: {request_id} Error: the runtime asked for the next invocation without answering this one"
+                ),
+            ),
+            Some("Unhandled"),
+        ),
+    };
+    InvokeResult {
+        request_id,
+        executed_version,
+        payload,
+        function_error,
+        log_result,
+        status: 200,
+    }
+}
+
+impl FunctionHooks for Invoker {
+    fn function_changed(&self, scope: &Scope, name: &FunctionName) {
+        let scope = self.intern(scope);
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(scope.clone(), name.clone()));
+        self.pool.retire(&scope, name);
+    }
+
+    fn code_in_use(&self, digest_hex: &str) -> bool {
+        self.pool.code_in_use(digest_hex)
+    }
+}
