@@ -44,9 +44,9 @@ struct KeyringFile {
 #[derive(Debug, Default)]
 pub struct Keyring {
     keys: HashMap<String, KeyEntry>,
-    /// Signing keys derived per (access key, date, region): deriving one costs
-    /// four HMACs, and a key is good for a whole day.
-    derived: Mutex<HashMap<(String, String, String), [u8; 32]>>,
+    /// Signing keys derived per (access key, date, region, service): deriving
+    /// one costs four HMACs, and a key is good for a whole day.
+    derived: Mutex<HashMap<(String, String, String, String), [u8; 32]>>,
 }
 
 impl Keyring {
@@ -103,6 +103,7 @@ impl Keyring {
             entry.access_key_id.clone(),
             auth.scope_date.clone(),
             auth.region.clone(),
+            auth.service.clone(),
         );
         if let Ok(cache) = self.derived.lock()
             && let Some(key) = cache.get(&k)

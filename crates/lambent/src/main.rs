@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod client;
+mod commands;
 mod credentials;
 mod serve;
 
@@ -27,6 +29,10 @@ struct Cli {
 enum Command {
     /// Run the platform: the Lambda API, the invoke path and the stores.
     Serve(serve::ServeArgs),
+    /// Invoke a function on a running server and print its response.
+    Invoke(commands::InvokeArgs),
+    /// Print a function's log lines (and follow new ones with --follow).
+    Logs(commands::LogsArgs),
 }
 
 /// `$LAMBENT_DATA_DIR`, else `$XDG_DATA_HOME/lambent`, else `~/.local/share/lambent`.
@@ -45,8 +51,10 @@ pub fn default_data_dir() -> PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+        Command::Serve(args) => serve::run(args).map_err(Into::into),
+        Command::Invoke(args) => commands::invoke(args).map_err(Into::into),
+        Command::Logs(args) => commands::logs(args).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
