@@ -93,6 +93,25 @@ class Server:
             raise AssertionError(f"aws {' '.join(args)} failed: {proc.stderr}")
         return proc
 
+    def status(self, key=KEY_A):
+        """Lambent's own status document (signed GET /lambent/status)."""
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+        import json
+        req = AWSRequest(method="GET", url=self.endpoint + "/lambent/status")
+        SigV4Auth(Credentials(*key), "lambda", "us-east-1").add_auth(req)
+        r = urllib.request.Request(req.url, headers=dict(req.headers), method="GET")
+        with urllib.request.urlopen(r, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def environments(self, name, version="$LATEST", key=KEY_A):
+        """(idle, busy) execution environments of a function version."""
+        for f in self.status(key)["Functions"]:
+            if f["FunctionName"] == name and f["Version"] == version:
+                return f["IdleEnvironments"], f["BusyEnvironments"]
+        return 0, 0
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()

@@ -185,3 +185,20 @@ pub async fn download_code(
     );
     Ok(resp)
 }
+
+/// `GET /lambent/status`: the caller's execution environments per function
+/// version (Lambent's own endpoint, signed like the Lambda API).
+pub async fn status(State(s): State<Arc<AppState>>, req: Authed) -> Response {
+    let stats = s.invoker.pool().stats(&req.caller.scope);
+    let functions: Vec<serde_json::Value> = stats
+        .iter()
+        .map(|v| {
+            serde_json::json!({"FunctionName": v.name, "Version": v.version,
+                               "IdleEnvironments": v.idle, "BusyEnvironments": v.busy})
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "Functions": functions }),
+    )
+}

@@ -74,6 +74,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::post(invoke::invoke_with_response_stream),
         )
         .route("/", axum::routing::post(logs::dispatch))
+        .route("/lambent/status", get(functions::status))
         .route(
             "/2017-03-31/tags/{arn}",
             get(functions::list_tags)

@@ -360,11 +360,23 @@ impl Invoker {
             client_context: req.client_context,
             cognito_identity: None,
         };
-        let mut lease = self
-            .pool
-            .acquire(&spec)
-            .await
-            .map_err(|e| InvokeError::Service(e.to_string()))?;
+        let mut lease = match self.pool.acquire(&spec).await {
+            Ok(l) => l,
+            Err(e @ pool::PoolError::InvalidEntrypoint { .. }) => {
+                return Ok(InvokeResult {
+                    payload: error_doc(
+                        "Runtime.InvalidEntrypoint",
+                        &format!("RequestId: {request_id} Error: {e}"),
+                    ),
+                    request_id,
+                    executed_version,
+                    function_error: Some("Unhandled"),
+                    log_result: None,
+                    status: 200,
+                });
+            }
+            Err(e) => return Err(InvokeError::Service(e.to_string())),
+        };
         let done = lease.invoke(inv, req.tail).await;
         drop(lease);
         Ok(shape(request_id, executed_version, &spec, done))

@@ -60,6 +60,15 @@ struct Slot {
     busy: usize,
 }
 
+/// How many environments one function version has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionStats {
+    pub name: String,
+    pub version: String,
+    pub idle: usize,
+    pub busy: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
     /// How long an idle environment stays warm.
@@ -68,6 +77,10 @@ pub struct PoolSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
+    /// The runtime's program could not be executed (missing, not executable,
+    /// wrong format): the function's fault, reported as `Runtime.InvalidEntrypoint`.
+    #[error("fork/exec {program}: {reason}")]
+    InvalidEntrypoint { program: String, reason: String },
     #[error("cannot start an execution environment: {0}")]
     Launch(#[from] sandbox::LaunchError),
     #[error("cannot set up an execution environment: {0}")]
@@ -155,6 +168,17 @@ fn release_code(inner: &Inner, digest: &str) {
         if *n == 0 {
             refs.remove(digest);
         }
+    }
+}
+
+/// An errno as Go's `syscall.Errno` prints it (Lambda's messages use Go's).
+fn go_errno_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(2) => "no such file or directory".into(),
+        Some(13) => "permission denied".into(),
+        Some(8) => "exec format error".into(),
+        Some(20) => "not a directory".into(),
+        _ => e.to_string().to_lowercase(),
     }
 }
 
@@ -340,7 +364,20 @@ impl Pool {
             output: std::os::fd::AsRawFd::as_raw_fd(&writer_fd),
         };
         let launched_at = Instant::now();
-        let process = self.inner.launcher.launch(&launch_spec)?;
+        let process = self
+            .inner
+            .launcher
+            .launch(&launch_spec)
+            .map_err(|e| match e {
+                sandbox::LaunchError::Spawn(sandbox::spawn::SpawnError::Exec {
+                    program,
+                    error,
+                }) => PoolError::InvalidEntrypoint {
+                    program,
+                    reason: go_errno_text(&error),
+                },
+                e => PoolError::Launch(e),
+            })?;
         drop(writer_fd);
         let channel = Arc::new(runtime_api::Channel::new());
         let api_task = tokio::spawn(runtime_api::serve(listener, channel.clone())).abort_handle();
@@ -408,6 +445,23 @@ impl Pool {
             .find(|(k, _)| &*k.scope == scope && &k.name == name && k.version == version)
             .map(|(_, s)| (s.idle.len(), s.busy))
             .unwrap_or((0, 0))
+    }
+
+    /// Environment counts of every function version in a scope.
+    pub fn stats(&self, scope: &Scope) -> Vec<VersionStats> {
+        let slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<VersionStats> = slots
+            .iter()
+            .filter(|(k, _)| &*k.scope == scope)
+            .map(|(k, s)| VersionStats {
+                name: k.name.to_string(),
+                version: k.version.clone(),
+                idle: s.idle.len(),
+                busy: s.busy,
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+        out
     }
 
     /// Stops every environment (shutdown).

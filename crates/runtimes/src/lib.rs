@@ -172,8 +172,14 @@ impl Catalog {
     }
 }
 
+/// The first executable `name` in `dirs`, with symlinks resolved (a virtualenv's
+/// `python3.11` points into the real installation, which is what environments
+/// must mount).
 fn find_in(dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
-    dirs.iter().map(|d| d.join(name)).find(|p| is_executable(p))
+    dirs.iter()
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+        .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
 }
 
 fn is_executable(p: &Path) -> bool {
