@@ -430,3 +430,20 @@ def test_aws_cli_invoke_with_tail(server, pyfn, tmp_path):
                      json.dumps({"action": "fail", "why": "cli"}), str(out))
     assert json.loads(res.stdout)["FunctionError"] == "Unhandled"
     assert json.loads(out.read_text())["errorMessage"] == "bad input: cli"
+
+
+def test_aws_lambda_ric_for_node_runs_unchanged(server):
+    """AWS's Node.js runtime interface client (npm aws-lambda-ric), vendored."""
+    ric = pathlib.Path(__file__).resolve().parents[1] / "fixtures/node-ric/node_modules/aws-lambda-ric"
+    assert (ric / "dist/rapid-client.node").is_file(), "scripts/test builds aws-lambda-ric first"
+    files = {"index.mjs": ("export const handler = async (event, context) => "
+                           "({ric: 'node', event, name: context.functionName});\n", 0o644),
+             "bootstrap": ("#!/bin/sh\nexec /usr/bin/node /var/task/node_modules/aws-lambda-ric/bin/index.mjs \"$_HANDLER\"\n", 0o755)}
+    for p in [ric / "package.json", *(ric / "bin").rglob("*"), *(ric / "dist").rglob("*")]:
+        if p.is_file():
+            files["node_modules/aws-lambda-ric/" + str(p.relative_to(ric))] = (p.read_bytes(), 0o755)
+    c = server.client()
+    create(c, "node-ric", files, runtime="provided.al2023", handler="index.handler")
+    r, body = invoke(c, "node-ric", {"y": 2})
+    assert "FunctionError" not in r, body
+    assert json.loads(body) == {"ric": "node", "event": {"y": 2}, "name": "node-ric"}
