@@ -40,13 +40,16 @@ struct KeyringFile {
     keys: Vec<KeyEntry>,
 }
 
+/// (access key id, date, region, service): what a derived signing key is for.
+type DerivedKeyId = (String, String, String, String);
+
 /// The access keys the server accepts.
 #[derive(Debug, Default)]
 pub struct Keyring {
     keys: HashMap<String, KeyEntry>,
     /// Signing keys derived per (access key, date, region, service): deriving
     /// one costs four HMACs, and a key is good for a whole day.
-    derived: Mutex<HashMap<(String, String, String, String), [u8; 32]>>,
+    derived: Mutex<HashMap<DerivedKeyId, [u8; 32]>>,
 }
 
 impl Keyring {
