@@ -23,7 +23,13 @@ fn fixture() -> Fixture {
         version_hash: "ab".into(),
     }]);
     let (sink, logs) = ::logs::open_store(&dir.path().join("logs.db")).unwrap();
-    let launcher = Arc::new(sandbox::NamespaceLauncher::new(&dir.path().join("sandbox")).unwrap());
+    let launcher = Arc::new(
+        sandbox::NamespaceLauncher::new(
+            &dir.path().join("sandbox"),
+            sandbox::NetworkMode::Isolated,
+        )
+        .unwrap(),
+    );
     let pool = pool::Pool::new(
         launcher,
         dir.path().join("runtimes"),

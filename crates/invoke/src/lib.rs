@@ -425,6 +425,13 @@ fn shape(
             ),
             Some("Unhandled"),
         ),
+        Outcome::OutOfMemory(st) => (
+            error_doc(
+                "Runtime.OutOfMemory",
+                &format!("RequestId: {request_id} Error: {}", pool::exit_reason(st)),
+            ),
+            Some("Unhandled"),
+        ),
         Outcome::ResponseTooLarge => (
             error_doc(
                 "Function.ResponseSizeTooLarge",

@@ -30,9 +30,22 @@ pub struct ServeArgs {
     #[arg(long, env = "LAMBENT_ACCOUNT_CONCURRENCY")]
     pub account_concurrency: Option<u32>,
 
+    /// How functions reach the network: `isolated` (their own network
+    /// namespace, the Runtime API reachable from inside only, no way out) or
+    /// `host` (share the host's network: for local development where functions
+    /// call services on localhost; weaker isolation).
+    #[arg(long, env = "LAMBENT_NETWORK", value_enum, default_value_t = Network::Isolated)]
+    pub network: Network,
+
     /// Seconds an idle execution environment stays warm before it is stopped.
     #[arg(long, env = "LAMBENT_KEEP_ALIVE", default_value_t = 300.0)]
     pub keep_alive: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Network {
+    Isolated,
+    Host,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +130,18 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         account_concurrency,
     };
     let (log_sink, log_store) = logs::open_store(&data_dir.join("logs.db"))?;
-    let launcher = Arc::new(sandbox::NamespaceLauncher::new(&data_dir.join("sandbox"))?);
+    let network = match args.network {
+        Network::Isolated => sandbox::NetworkMode::Isolated,
+        Network::Host => sandbox::NetworkMode::Host,
+    };
+    let launcher = Arc::new(sandbox::NamespaceLauncher::new(
+        &data_dir.join("sandbox"),
+        network,
+    )?);
+    tracing::info!(
+        isolation = sandbox::Launcher::isolation(&*launcher),
+        "execution environments"
+    );
     let runtime_base = data_dir.join("runtimes");
     let runtime_dir =
         runtimes::clients::install(&runtime_base).map_err(|source| ServeError::Runtimes {

@@ -69,6 +69,8 @@ pub enum Outcome {
     Timeout,
     /// The runtime process ended (during init or the invocation).
     Exited(ExitStatus),
+    /// The environment went over its memory limit and the kernel killed it.
+    OutOfMemory(ExitStatus),
     /// The response exceeded the 6 MB limit.
     ResponseTooLarge,
     /// The runtime asked for more work without answering.
@@ -110,6 +112,7 @@ pub struct Environment {
     pub(crate) state: Mutex<EnvState>,
     pub(crate) last_used: Mutex<Instant>,
     pub(crate) invocations: AtomicU64,
+    pub(crate) frozen: std::sync::atomic::AtomicBool,
 }
 
 /// `2.00`, as Lambda prints a timeout in seconds.
@@ -154,6 +157,7 @@ impl Environment {
     /// reaps them and closes its Runtime API.
     pub(crate) async fn stop(&self) {
         self.transition(EnvEvent::Retired);
+        self.thaw();
         self.channel.abandon();
         self.process.kill();
         let _ = self.process.wait().await;
@@ -181,9 +185,26 @@ impl Environment {
 
     fn peak_mb(&self) -> u64 {
         self.process
-            .peak_rss_bytes()
+            .memory_peak_bytes()
             .map(|b| b.div_ceil(1024 * 1024))
             .unwrap_or(0)
+    }
+
+    /// Whether the environment is frozen (idle, costing no CPU).
+    pub(crate) fn frozen(&self) -> bool {
+        self.frozen.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn freeze(&self) {
+        if !self.frozen.swap(true, Ordering::AcqRel) && !self.process.set_frozen(true) {
+            self.frozen.store(false, Ordering::Release);
+        }
+    }
+
+    pub(crate) fn thaw(&self) {
+        if self.frozen.swap(false, Ordering::AcqRel) {
+            self.process.set_frozen(false);
+        }
     }
 
     /// Runs one invocation to its end: hands it to the runtime, collects its
@@ -194,6 +215,7 @@ impl Environment {
         let timeout = inv.timeout;
         self.invocations.fetch_add(1, Ordering::Relaxed);
         let mut tail = want_tail.then(|| Tail::new(model::limits::LOG_TAIL_BYTES));
+        let oom_before = self.process.oom_kills();
         let mut output = self.output.lock().await;
         let log = &self.log;
 
@@ -251,6 +273,11 @@ impl Environment {
             None
         };
         output.drain(log, tail.as_mut());
+        if cold && early.is_none() {
+            // Init ran unthrottled, as Lambda boosts it; from now on the
+            // function gets the CPU share of its memory size.
+            self.process.limit_cpu();
+        }
         let version = &self.spec.version;
         log.emit(
             format!("START RequestId: {request_id} Version: {version}"),
@@ -284,6 +311,14 @@ impl Environment {
         };
         let duration = began.elapsed();
         let max_memory_mb = self.peak_mb();
+        let outcome = match outcome {
+            Outcome::Exited(st @ ExitStatus::Signaled(9))
+                if self.process.oom_kills() > oom_before =>
+            {
+                Outcome::OutOfMemory(st)
+            }
+            other => other,
+        };
         if matches!(outcome, Outcome::Timeout) {
             self.process.kill();
         }
@@ -320,6 +355,14 @@ impl Environment {
                     tail.as_mut(),
                 );
                 Some("Status: error\tError Type: Runtime.ExitError".to_owned())
+            }
+            Outcome::OutOfMemory(st) => {
+                let reason = exit_reason(*st);
+                log.emit(
+                    format!("RequestId: {request_id} Error: {reason}\nRuntime.OutOfMemory"),
+                    tail.as_mut(),
+                );
+                Some("Status: error\tError Type: Runtime.OutOfMemory".to_owned())
             }
             Outcome::InitError { error_type, .. } => Some(format!(
                 "Status: error\tError Type: {}",

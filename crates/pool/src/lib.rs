@@ -185,13 +185,11 @@ fn go_errno_text(e: &std::io::Error) -> String {
 /// Lambda's environment variables for one environment.
 fn lambda_env(
     spec: &FunctionSpec,
-    runtime_api: &str,
     stream: &str,
     extra: &[(String, String)],
 ) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = spec.variables.clone();
     let mut set = |k: &str, v: String| env.push((k.to_owned(), v));
-    set("AWS_LAMBDA_RUNTIME_API", runtime_api.to_owned());
     set("_HANDLER", spec.handler.clone());
     set("LAMBDA_TASK_ROOT", "/var/task".into());
     set("LAMBDA_RUNTIME_DIR", "/var/runtime".into());
@@ -249,7 +247,8 @@ impl Pool {
     fn spawn_reaper(&self) {
         let weak = Arc::downgrade(&self.inner);
         let period = (self.inner.settings.keep_alive / 4)
-            .clamp(Duration::from_millis(50), Duration::from_secs(5));
+            .min(FREEZE_AFTER / 2)
+            .max(Duration::from_millis(20));
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
                 let mut tick = tokio::time::interval(period);
@@ -294,6 +293,7 @@ impl Pool {
             spawn_stop(&self.inner, env);
         }
         if let Some(env) = found {
+            env.thaw();
             return Ok(Lease {
                 env,
                 inner: self.inner.clone(),
@@ -332,16 +332,6 @@ impl Pool {
             id
         )
         .into();
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| PoolError::Setup(format!("runtime API listener: {e}")))?;
-        std_listener
-            .set_nonblocking(true)
-            .map_err(|e| PoolError::Setup(e.to_string()))?;
-        let addr = std_listener
-            .local_addr()
-            .map_err(|e| PoolError::Setup(e.to_string()))?;
-        let listener = tokio::net::TcpListener::from_std(std_listener)
-            .map_err(|e| PoolError::Setup(e.to_string()))?;
         let (reader, writer) =
             std::io::pipe().map_err(|e| PoolError::Setup(format!("output pipe: {e}")))?;
         let reader =
@@ -354,7 +344,7 @@ impl Pool {
             env_id: id.clone(),
             program: launch.program,
             argv: launch.argv,
-            env: lambda_env(spec, &addr.to_string(), &stream, &launch.env),
+            env: lambda_env(spec, &stream, &launch.env),
             code_dir: spec.code_dir.clone(),
             opt_dir: None,
             runtime_dir: Some(self.inner.runtime_dir.clone()),
@@ -364,7 +354,7 @@ impl Pool {
             output: std::os::fd::AsRawFd::as_raw_fd(&writer_fd),
         };
         let launched_at = Instant::now();
-        let process = self
+        let launched = self
             .inner
             .launcher
             .launch(&launch_spec)
@@ -379,6 +369,9 @@ impl Pool {
                 e => PoolError::Launch(e),
             })?;
         drop(writer_fd);
+        let process = launched.process;
+        let listener = tokio::net::TcpListener::from_std(launched.runtime_api)
+            .map_err(|e| PoolError::Setup(format!("runtime API listener: {e}")))?;
         let channel = Arc::new(runtime_api::Channel::new());
         let api_task = tokio::spawn(runtime_api::serve(listener, channel.clone())).abort_handle();
         {
@@ -407,6 +400,7 @@ impl Pool {
             state: Mutex::new(EnvState::Starting),
             last_used: Mutex::new(Instant::now()),
             invocations: AtomicU64::new(0),
+            frozen: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -476,7 +470,11 @@ impl Pool {
     }
 }
 
-/// Stops environments idle for longer than the keep-alive.
+/// How long an environment stays idle before it is frozen.
+pub const FREEZE_AFTER: Duration = Duration::from_millis(250);
+
+/// Stops environments idle for longer than the keep-alive, and freezes those
+/// idle for a moment, so that an idle environment costs no CPU.
 fn reap(inner: &Arc<Inner>) {
     let keep = inner.settings.keep_alive;
     let mut expired = Vec::new();
@@ -493,6 +491,10 @@ fn reap(inner: &Arc<Inner>) {
                     expired.push(env.clone());
                     false
                 } else {
+                    // Under the slots lock, so no acquire can take it meanwhile.
+                    if idle_for >= FREEZE_AFTER && !env.frozen() {
+                        env.freeze();
+                    }
                     true
                 }
             });

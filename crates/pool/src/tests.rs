@@ -19,6 +19,10 @@ def handler(event, context):
         os._exit(event["code"])
     if action == "fail":
         raise ValueError("bad input")
+    if action == "hog":
+        hog = bytearray(event["mb"] * 1024 * 1024)
+        for i in range(0, len(hog), 4096):
+            hog[i] = 1
     with open("/tmp/marker", "a") as f:
         f.write("x")
     return {"count": COUNT, "pid": os.getpid(), "tmp": len(open("/tmp/marker").read()),
@@ -45,8 +49,13 @@ fn fixture(keep_alive: Duration) -> Fixture {
     let state = tempfile::tempdir().unwrap();
     let code = tempfile::tempdir().unwrap();
     std::fs::write(code.path().join("app.py"), APP).unwrap();
-    let launcher =
-        Arc::new(sandbox::NamespaceLauncher::new(&state.path().join("sandbox")).unwrap());
+    let launcher = Arc::new(
+        sandbox::NamespaceLauncher::new(
+            &state.path().join("sandbox"),
+            sandbox::NetworkMode::Isolated,
+        )
+        .unwrap(),
+    );
     let runtime_dir = runtimes::clients::install(&state.path().join("runtimes")).unwrap();
     let (sink, _store) = logs::open_store(&state.path().join("logs.db")).unwrap();
     let pool = Pool::new(launcher, runtime_dir, sink, PoolSettings { keep_alive });
@@ -277,4 +286,63 @@ async fn new_revision_retires_old_environments_and_keep_alive_reaps() {
         assert!(std::time::Instant::now() < deadline, "never reaped");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn memory_limit_kills_with_out_of_memory() {
+    let f = fixture(Duration::from_secs(60));
+    let mut lease = f.pool.acquire(&f.spec).await.unwrap();
+    let done = lease
+        .invoke(
+            inv("m", r#"{"action":"hog","mb":400}"#, Duration::from_secs(10)),
+            true,
+        )
+        .await;
+    assert_eq!(
+        done.outcome,
+        Outcome::OutOfMemory(sandbox::ExitStatus::Signaled(9)),
+        "{:?}",
+        done.log_tail
+    );
+    assert!(
+        done.max_memory_mb >= 120 && done.max_memory_mb <= 129,
+        "peak at the limit: {}",
+        done.max_memory_mb
+    );
+    assert!(done.log_tail.unwrap().contains("Runtime.OutOfMemory"));
+    drop(lease);
+    // The platform is fine and the next invocation gets a new environment.
+    let mut lease = f.pool.acquire(&f.spec).await.unwrap();
+    assert!(lease.is_cold());
+    assert_eq!(
+        body(
+            &lease
+                .invoke(inv("n", "{}", Duration::from_secs(3)), false)
+                .await
+        )["count"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn idle_environments_freeze_and_thaw_on_demand() {
+    let f = fixture(Duration::from_secs(60));
+    let mut lease = f.pool.acquire(&f.spec).await.unwrap();
+    lease
+        .invoke(inv("1", "{}", Duration::from_secs(3)), false)
+        .await;
+    let env = lease.env().clone();
+    drop(lease);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !env.process.is_frozen() {
+        assert!(std::time::Instant::now() < deadline, "never frozen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut lease = f.pool.acquire(&f.spec).await.unwrap();
+    assert_eq!(lease.env().id(), env.id());
+    assert!(!env.process.is_frozen(), "thawed when taken");
+    let done = lease
+        .invoke(inv("2", "{}", Duration::from_secs(3)), false)
+        .await;
+    assert_eq!(body(&done)["count"], 2);
 }

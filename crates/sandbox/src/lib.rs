@@ -13,10 +13,16 @@
 
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
+pub mod cgroup;
+pub mod net;
 pub mod plan;
 pub mod process;
+pub mod seccomp;
 pub mod spawn;
+
+pub use net::NetworkMode;
 
 pub use plan::{Entry, RootSpec};
 pub use process::{ExitStatus, Process};
@@ -61,11 +67,31 @@ pub enum LaunchError {
     },
     #[error("cannot watch the new process: {0}")]
     Watch(std::io::Error),
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::CgroupError),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::FilterError),
+    #[error("every sandbox identity is in use")]
+    NoIdentity,
+    #[error(transparent)]
+    Net(#[from] net::NetError),
+    #[error("cannot open the Runtime API listener: {0}")]
+    Listener(std::io::Error),
+    #[error("the launcher thread is gone")]
+    LauncherGone,
+}
+
+/// A started environment and its Runtime API listener, which only the
+/// environment can reach.
+pub struct Launched {
+    pub process: Process,
+    pub runtime_api: std::net::TcpListener,
 }
 
 /// Starts execution environments.
 pub trait Launcher: Send + Sync + 'static {
-    fn launch(&self, spec: &LaunchSpec) -> Result<Process, LaunchError>;
+    /// Starts one; `spec.env` gets `AWS_LAMBDA_RUNTIME_API` added.
+    fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError>;
     /// What kind of isolation this launcher gives, for logs and docs.
     fn isolation(&self) -> &'static str;
 }
@@ -91,12 +117,144 @@ const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 pub struct NamespaceLauncher {
     mount_point: PathBuf,
     etc_dir: PathBuf,
+    cgroups: cgroup::Hierarchy,
+    seccomp: Arc<Vec<seccompiler::BpfProgram>>,
+    uids: Arc<UidPool>,
+    network: NetworkMode,
+    thread: LauncherThread,
+}
+
+type Job = Box<dyn FnOnce(&net::Home) + Send>;
+
+/// The one long-lived thread that creates environments. Environments die with
+/// the thread that created them (`PR_SET_PDEATHSIG`), and setting up a network
+/// namespace switches the creating thread's namespace for a moment, so that
+/// thread must be dedicated and never end before the platform does.
+struct LauncherThread {
+    tx: Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+impl LauncherThread {
+    fn start() -> Result<Self, LaunchError> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("env-launcher".into())
+            .spawn(move || {
+                let home = match net::Home::current() {
+                    Ok(h) => {
+                        let _ = ready_tx.send(Ok(()));
+                        h
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                while let Ok(job) = rx.recv() {
+                    job(&home);
+                }
+            })
+            .map_err(|e| LaunchError::Prepare {
+                path: "env-launcher thread".into(),
+                source: e,
+            })?;
+        ready_rx
+            .recv()
+            .map_err(|_| LaunchError::LauncherGone)?
+            .map_err(|e| LaunchError::Prepare {
+                path: "/proc/thread-self/ns/net".into(),
+                source: e,
+            })?;
+        Ok(Self { tx: Mutex::new(tx) })
+    }
+
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&net::Home) -> T + Send + 'static,
+    ) -> Result<T, LaunchError> {
+        let (reply_tx, reply_rx) = std::sync::mpsc::sync_channel(1);
+        let job: Job = Box::new(move |home| {
+            let _ = reply_tx.send(f(home));
+        });
+        self.tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .map_err(|_| LaunchError::LauncherGone)?;
+        reply_rx.recv().map_err(|_| LaunchError::LauncherGone)
+    }
+}
+
+/// The cgroup name of one platform instance: `lambent-` and a hash of its state
+/// directory, so that two servers on one host never touch each other's groups.
+fn instance_name(state_dir: &Path) -> String {
+    let path = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_owned());
+    // FNV-1a: stable across runs and builds.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in path.as_os_str().as_encoded_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("lambent-{h:016x}")
+}
+
+impl Drop for NamespaceLauncher {
+    fn drop(&mut self) {
+        self.cgroups.sweep();
+        self.cgroups.remove_parents();
+    }
+}
+
+/// First uid (and gid) handed to environments; each live environment has its own.
+pub const UID_BASE: u32 = 2_000_000;
+const UID_COUNT: u32 = 1 << 20;
+
+/// Distinct unprivileged identities for live environments.
+#[derive(Debug, Default)]
+pub struct UidPool {
+    state: Mutex<(u32, std::collections::BTreeSet<u32>)>,
+}
+
+impl UidPool {
+    fn take(&self) -> Option<u32> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        for _ in 0..UID_COUNT {
+            let candidate = UID_BASE + st.0 % UID_COUNT;
+            st.0 = st.0.wrapping_add(1);
+            if st.1.insert(candidate) {
+                return Some(candidate);
+            }
+        }
+        None
+    }
+
+    fn give_back(&self, uid: u32) {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .remove(&uid);
+    }
+}
+
+/// An identity lent to one environment; returned when dropped.
+pub struct UidLease {
+    pool: Arc<UidPool>,
+    pub uid: u32,
+}
+
+impl Drop for UidLease {
+    fn drop(&mut self) {
+        self.pool.give_back(self.uid);
+    }
 }
 
 impl NamespaceLauncher {
-    /// Prepares the launcher's host-side directories under `state_dir`: an
-    /// empty mount point and the environment's `/etc`.
-    pub fn new(state_dir: &Path) -> Result<Self, LaunchError> {
+    /// Prepares the launcher's host-side directories under `state_dir` (an
+    /// empty mount point and the environment's `/etc`), its cgroups, seccomp
+    /// filters and launcher thread.
+    pub fn new(state_dir: &Path, network: NetworkMode) -> Result<Self, LaunchError> {
         let prep = |path: &Path, r: std::io::Result<()>| {
             r.map_err(|source| LaunchError::Prepare {
                 path: path.to_owned(),
@@ -141,6 +299,11 @@ impl NamespaceLauncher {
         Ok(Self {
             mount_point,
             etc_dir,
+            cgroups: cgroup::Hierarchy::detect(&instance_name(state_dir))?,
+            seccomp: Arc::new(seccomp::filters()?),
+            uids: Arc::new(UidPool::default()),
+            network,
+            thread: LauncherThread::start()?,
         })
     }
 
@@ -219,28 +382,143 @@ impl NamespaceLauncher {
 }
 
 impl Launcher for NamespaceLauncher {
-    fn launch(&self, spec: &LaunchSpec) -> Result<Process, LaunchError> {
+    fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
         let steps = plan::plan(&self.root_spec(spec), Path::new("/var/task"))?;
-        let spawned = spawn::spawn(&spawn::Command {
-            program: &spec.program,
-            argv: &spec.argv,
-            env: &spec.env,
-            steps: &steps,
-            namespaces: spawn::Namespaces {
-                mount: true,
-                pid: true,
-                ipc: true,
-                uts: true,
-                net: false,
-            },
+        let uid = self.uids.take().ok_or(LaunchError::NoIdentity)?;
+        let lease = UidLease {
+            pool: self.uids.clone(),
+            uid,
+        };
+        let cgroup = self.cgroups.create(&spec.env_id, spec.memory_mb)?;
+        let mut env = spec.env.clone();
+        let host_listener = match self.network {
+            NetworkMode::Isolated => {
+                env.push((
+                    "AWS_LAMBDA_RUNTIME_API".into(),
+                    net::RUNTIME_API_ADDR.into(),
+                ));
+                None
+            }
+            NetworkMode::Host => {
+                let l =
+                    std::net::TcpListener::bind("127.0.0.1:0").map_err(LaunchError::Listener)?;
+                l.set_nonblocking(true).map_err(LaunchError::Listener)?;
+                let addr = l.local_addr().map_err(LaunchError::Listener)?;
+                env.push(("AWS_LAMBDA_RUNTIME_API".into(), addr.to_string()));
+                Some(l)
+            }
+        };
+        let job = SpawnJob {
+            program: spec.program.clone(),
+            argv: spec.argv.clone(),
+            env,
+            steps,
+            network: self.network,
             output: spec.output,
-            hostname: Some("localhost"),
-        })?;
-        Process::new(spawned.pid, spawned.pidfd, spawned.status).map_err(LaunchError::Watch)
+            cgroups: cgroup.procs_files(),
+            identity: spawn::Identity { uid, gid: uid },
+            seccomp: self.seccomp.clone(),
+        };
+        let (spawned, inside) = self.thread.run(move |home| job.run(home))??;
+        let runtime_api = match (inside, host_listener) {
+            (Some(l), _) | (None, Some(l)) => l,
+            (None, None) => {
+                return Err(LaunchError::Listener(std::io::Error::other(
+                    "no Runtime API listener",
+                )));
+            }
+        };
+        let process = Process::new(
+            spawned.pid,
+            spawned.pidfd,
+            spawned.status,
+            Some(cgroup),
+            Some(lease),
+        )
+        .map_err(LaunchError::Watch)?;
+        Ok(Launched {
+            process,
+            runtime_api,
+        })
     }
 
     fn isolation(&self) -> &'static str {
-        "mount, pid, ipc and uts namespaces with a read-only minimal root"
+        match self.network {
+            NetworkMode::Isolated => {
+                "mount, pid, ipc, uts and network namespaces, a read-only minimal root, cgroup limits, \
+                 a distinct unprivileged uid, no capabilities, no_new_privs and a seccomp filter"
+            }
+            NetworkMode::Host => {
+                "mount, pid, ipc and uts namespaces (host network), a read-only minimal root, cgroup limits, \
+                 a distinct unprivileged uid, no capabilities, no_new_privs and a seccomp filter"
+            }
+        }
+    }
+}
+
+/// Everything the launcher thread needs for one spawn, owned.
+struct SpawnJob {
+    program: String,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    steps: Vec<plan::Step>,
+    network: NetworkMode,
+    output: RawFd,
+    cgroups: Vec<PathBuf>,
+    identity: spawn::Identity,
+    seccomp: Arc<Vec<seccompiler::BpfProgram>>,
+}
+
+impl SpawnJob {
+    fn run(
+        self,
+        home: &net::Home,
+    ) -> Result<(spawn::Spawned, Option<std::net::TcpListener>), LaunchError> {
+        let mut listener = None;
+        let mut net_error = None;
+        let isolated = self.network == NetworkMode::Isolated;
+        let mut before = |_pid: libc::pid_t, pidfd: &std::os::fd::OwnedFd| {
+            if isolated {
+                match net::runtime_api_inside(pidfd, home) {
+                    Ok(l) => listener = Some(l),
+                    Err(e) => {
+                        let msg = e.to_string();
+                        net_error = Some(e);
+                        return Err(spawn::SpawnError::Setup {
+                            step: "open the Runtime API inside the environment".into(),
+                            error: std::io::Error::other(msg),
+                        });
+                    }
+                }
+            }
+            Ok(())
+        };
+        let spawned = spawn::spawn(
+            &spawn::Command {
+                program: &self.program,
+                argv: &self.argv,
+                env: &self.env,
+                steps: &self.steps,
+                namespaces: spawn::Namespaces {
+                    mount: true,
+                    pid: true,
+                    ipc: true,
+                    uts: true,
+                    net: isolated,
+                },
+                output: self.output,
+                hostname: Some("localhost"),
+                cgroups: &self.cgroups,
+                identity: Some(self.identity),
+                seccomp: &self.seccomp,
+                rlimits: &[(libc::RLIMIT_NOFILE, 1024), (libc::RLIMIT_CORE, 0)],
+            },
+            &mut before,
+        );
+        if let Some(e @ net::NetError::Return(_)) = net_error {
+            return Err(e.into());
+        }
+        Ok((spawned?, listener))
     }
 }
 

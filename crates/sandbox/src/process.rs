@@ -60,16 +60,32 @@ pub struct Process {
     pid: libc::pid_t,
     pidfd: AsyncFd<OwnedFd>,
     status: OwnedFd,
+    // Dropped after the process is reaped (declaration order): the cgroup is
+    // removed and the uid freed only once nothing runs in them.
+    cgroup: Option<crate::cgroup::EnvCgroup>,
+    _uid: Option<crate::UidLease>,
 }
 
 impl Process {
-    pub(crate) fn new(pid: libc::pid_t, pidfd: OwnedFd, status: OwnedFd) -> std::io::Result<Self> {
+    pub(crate) fn new(
+        pid: libc::pid_t,
+        pidfd: OwnedFd,
+        status: OwnedFd,
+        cgroup: Option<crate::cgroup::EnvCgroup>,
+        uid: Option<crate::UidLease>,
+    ) -> std::io::Result<Self> {
         // SAFETY: `OwnedFd` keeps the pidfd open and unchanged for as long as
         // the `AsyncFd` owns it.
         let pidfd =
             unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
                 .map_err(|e| e.into_parts().1)?;
-        Ok(Self { pid, pidfd, status })
+        Ok(Self {
+            pid,
+            pidfd,
+            status,
+            cgroup,
+            _uid: uid,
+        })
     }
 
     /// The pid of the environment's init in the platform's pid namespace.
@@ -167,6 +183,53 @@ impl Process {
         }))
     }
 
+    /// The uid the environment's processes run as.
+    pub fn uid(&self) -> Option<u32> {
+        self._uid.as_ref().map(|l| l.uid)
+    }
+
+    /// Peak memory of the whole environment: from its cgroup, else the
+    /// runtime process's peak resident set.
+    pub fn memory_peak_bytes(&self) -> Option<u64> {
+        match &self.cgroup {
+            Some(cg) => cg.memory_peak(),
+            None => self.peak_rss_bytes(),
+        }
+    }
+
+    /// How many processes the kernel killed for exceeding the memory limit.
+    pub fn oom_kills(&self) -> u64 {
+        self.cgroup.as_ref().map(|c| c.oom_kills()).unwrap_or(0)
+    }
+
+    /// Applies the steady-state CPU share once init is over (init runs unthrottled).
+    pub fn limit_cpu(&self) {
+        if let Some(cg) = &self.cgroup
+            && let Err(e) = cg.limit_cpu()
+        {
+            tracing::warn!(error = %e, "could not apply the CPU limit");
+        }
+    }
+
+    /// Freezes (or thaws) every process of the environment; `false` when the
+    /// environment has no freezer.
+    pub fn set_frozen(&self, frozen: bool) -> bool {
+        match &self.cgroup {
+            Some(cg) => match cg.set_frozen(frozen) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, frozen, "could not change the freezer state");
+                    false
+                }
+            },
+            None => false,
+        }
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        self.cgroup.as_ref().is_some_and(|c| c.is_frozen())
+    }
+
     /// Peak resident memory of the runtime process (`VmHWM`), in bytes.
     pub fn peak_rss_bytes(&self) -> Option<u64> {
         let children =
@@ -181,6 +244,10 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
+        // A frozen environment cannot die; thaw it so the kill lands.
+        if self.is_frozen() {
+            self.set_frozen(false);
+        }
         self.kill();
         // Reap so no zombie is left; the process was just killed.
         // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.

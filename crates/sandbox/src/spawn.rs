@@ -62,6 +62,13 @@ impl Namespaces {
     }
 }
 
+/// Who the environment's processes run as, once set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+}
+
 /// A process to start.
 pub struct Command<'a> {
     pub program: &'a str,
@@ -72,7 +79,20 @@ pub struct Command<'a> {
     /// Becomes the child's stdout and stderr.
     pub output: RawFd,
     pub hostname: Option<&'a str>,
+    /// `cgroup.procs` files the child joins before anything else.
+    pub cgroups: &'a [std::path::PathBuf],
+    /// Drop to this identity, with every capability gone and no_new_privs.
+    pub identity: Option<Identity>,
+    /// Seccomp filters installed last, just before the runtime starts.
+    pub seccomp: &'a [seccompiler::BpfProgram],
+    /// `(resource, limit)` applied as both soft and hard limits.
+    pub rlimits: &'a [(u32, u64)],
 }
+
+/// Work the parent does after the environment exists and before its runtime
+/// starts (the child waits): e.g. its Runtime API listener inside its network
+/// namespace. Gets the environment's init pid and pidfd.
+pub type BeforeStart<'a> = &'a mut dyn FnMut(libc::pid_t, &OwnedFd) -> Result<(), SpawnError>;
 
 /// A started environment: the pid (in the parent's namespace) and pidfd of
 /// its init, and the pipe on which init reports how the runtime ended.
@@ -104,7 +124,7 @@ fn cstring(s: &str, what: &'static str) -> Result<CString, SpawnError> {
 }
 
 /// Starts `cmd`. Returns once the child has `exec`ed (or failed to).
-pub fn spawn(cmd: &Command<'_>) -> Result<Spawned, SpawnError> {
+pub fn spawn(cmd: &Command<'_>, before_start: BeforeStart<'_>) -> Result<Spawned, SpawnError> {
     let program = cstring(cmd.program, "the program path")?;
     let argv: Vec<CString> = cmd
         .argv
@@ -125,6 +145,23 @@ pub fn spawn(cmd: &Command<'_>) -> Result<Spawned, SpawnError> {
         .map(|h| cstring(h, "the hostname"))
         .transpose()?;
     let devnull = c"/dev/null";
+    let cgroups: Vec<CString> = cmd
+        .cgroups
+        .iter()
+        .map(|p| {
+            crate::plan::cstr(p).map_err(|_| SpawnError::Nul {
+                what: "a cgroup path",
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let filters: Vec<libc::sock_fprog> = cmd
+        .seccomp
+        .iter()
+        .map(|p| libc::sock_fprog {
+            len: p.len() as libc::c_ushort,
+            filter: p.as_ptr() as *mut libc::sock_filter,
+        })
+        .collect();
 
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
@@ -140,6 +177,13 @@ pub fn spawn(cmd: &Command<'_>) -> Result<Spawned, SpawnError> {
     }
     // SAFETY: pipe2 succeeded, so both descriptors are open and owned by us alone.
     let (status_read, status_write) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: as above, for the go pipe (the child waits on it before the runtime starts).
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(SpawnError::Pipe(std::io::Error::last_os_error()));
+    }
+    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by us alone.
+    let (go_read, go_write) =
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
 
     let mut pidfd: libc::c_int = -1;
@@ -157,8 +201,13 @@ pub fn spawn(cmd: &Command<'_>) -> Result<Spawned, SpawnError> {
         output: cmd.output,
         err_fd: err_write.as_raw_fd(),
         status_fd: status_write.as_raw_fd(),
+        go_fd: go_read.as_raw_fd(),
         hostname: hostname.as_ref(),
         devnull,
+        cgroups: &cgroups,
+        identity: cmd.identity,
+        filters: &filters,
+        rlimits: cmd.rlimits,
     };
     // SAFETY: clone3 with a zero stack behaves like fork: the child runs on a
     // copy of this stack. In the child we only call `child.run()`, which makes
@@ -182,9 +231,35 @@ pub fn spawn(cmd: &Command<'_>) -> Result<Spawned, SpawnError> {
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     drop(err_write);
     drop(status_write);
+    drop(go_read);
+
+    // The child sets itself up meanwhile; it waits for `go` before the runtime.
+    let prepared = before_start(pid, &pidfd);
+    if prepared.is_ok() {
+        // SAFETY: one byte into our own pipe.
+        unsafe { libc::write(go_write.as_raw_fd(), b"g".as_ptr().cast(), 1) };
+    }
+    drop(go_write);
 
     let mut report = [0u8; 8];
     let n = read_full(err_read.as_raw_fd(), &mut report);
+    if n != 8
+        && let Err(e) = prepared
+    {
+        // SAFETY: signal and reap our own child.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                pidfd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0u32,
+            );
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+        }
+        return Err(e);
+    }
     if n == 0 {
         return Ok(Spawned {
             pid,
@@ -199,6 +274,12 @@ pub fn spawn(cmd: &Command<'_>) -> Result<Spawned, SpawnError> {
     let step = u32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
     let errno = i32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
     let error = std::io::Error::from_raw_os_error(errno);
+    if let Some(phase) = phase_name(step) {
+        return Err(SpawnError::Setup {
+            step: phase.to_owned(),
+            error,
+        });
+    }
     if step as usize >= cmd.steps.len() {
         return Err(SpawnError::Exec {
             program: cmd.program.to_owned(),
@@ -209,6 +290,22 @@ pub fn spawn(cmd: &Command<'_>) -> Result<Spawned, SpawnError> {
         step: cmd.steps[step as usize].describe(),
         error,
     })
+}
+
+/// Failure codes for the phases around the setup steps.
+const PHASE_CGROUP: u32 = u32::MAX - 1;
+const PHASE_RLIMIT: u32 = u32::MAX - 2;
+const PHASE_IDENTITY: u32 = u32::MAX - 3;
+const PHASE_SECCOMP: u32 = u32::MAX - 4;
+
+fn phase_name(code: u32) -> Option<&'static str> {
+    match code {
+        PHASE_CGROUP => Some("join the environment's cgroups"),
+        PHASE_RLIMIT => Some("set resource limits"),
+        PHASE_IDENTITY => Some("drop privileges"),
+        PHASE_SECCOMP => Some("install the seccomp filter"),
+        _ => None,
+    }
 }
 
 fn read_full(fd: RawFd, buf: &mut [u8]) -> usize {
@@ -236,8 +333,13 @@ struct ChildPlan<'a> {
     output: RawFd,
     err_fd: RawFd,
     status_fd: RawFd,
+    go_fd: RawFd,
     hostname: Option<&'a CString>,
     devnull: &'a std::ffi::CStr,
+    cgroups: &'a [CString],
+    identity: Option<Identity>,
+    filters: &'a [libc::sock_fprog],
+    rlimits: &'a [(u32, u64)],
 }
 
 impl ChildPlan<'_> {
@@ -264,7 +366,17 @@ impl ChildPlan<'_> {
             libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
             // Rust ignores SIGPIPE; runtimes expect the default.
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            // The environment dies with the launcher thread that made it, so
+            // nothing outlives the platform (even after kill -9).
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
 
+            for path in self.cgroups {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 || libc::write(fd, c"0".as_ptr().cast(), 1) != 1 {
+                    self.fail(PHASE_CGROUP);
+                }
+                libc::close(fd);
+            }
             for (i, step) in self.steps.iter().enumerate() {
                 if run_step(step) != 0 {
                     self.fail(i as u32);
@@ -276,9 +388,61 @@ impl ChildPlan<'_> {
             {
                 self.fail(done);
             }
+            for (resource, limit) in self.rlimits {
+                let rl = libc::rlimit {
+                    rlim_cur: *limit,
+                    rlim_max: *limit,
+                };
+                if libc::setrlimit(*resource as _, &rl) != 0 {
+                    self.fail(PHASE_RLIMIT);
+                }
+            }
+            if let Some(id) = self.identity {
+                // Empty the bounding set while still privileged, then change
+                // identity: a non-root uid loses every remaining capability.
+                for cap in 0..64 {
+                    if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0
+                        && *libc::__errno_location() != libc::EINVAL
+                    {
+                        self.fail(PHASE_IDENTITY);
+                    }
+                }
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setresgid(id.gid, id.gid, id.gid) != 0
+                    || libc::setresuid(id.uid, id.uid, id.uid) != 0
+                {
+                    self.fail(PHASE_IDENTITY);
+                }
+            }
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                self.fail(PHASE_IDENTITY);
+            }
+            for prog in self.filters {
+                if libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    0,
+                    prog as *const libc::sock_fprog,
+                ) != 0
+                {
+                    self.fail(PHASE_SECCOMP);
+                }
+            }
             let null = libc::open(self.devnull.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
             if null < 0 {
                 self.fail(done);
+            }
+            // Wait until the platform has finished its side (the Runtime API).
+            let mut go = [0u8; 1];
+            loop {
+                let n = libc::read(self.go_fd, go.as_mut_ptr().cast(), 1);
+                if n == 1 {
+                    break;
+                }
+                if n < 0 && *libc::__errno_location() == libc::EINTR {
+                    continue;
+                }
+                libc::_exit(126);
             }
             let runtime = libc::syscall(
                 libc::SYS_clone,

@@ -3,6 +3,12 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::*;
 
+fn unique(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("test-{prefix}-{}-{n}", std::process::id())
+}
+
 struct Env {
     _state: tempfile::TempDir,
     code: tempfile::TempDir,
@@ -13,7 +19,7 @@ fn env() -> Env {
     let state = tempfile::tempdir().unwrap();
     let code = tempfile::tempdir().unwrap();
     std::fs::write(code.path().join("hello.txt"), "from the package\n").unwrap();
-    let launcher = NamespaceLauncher::new(state.path()).unwrap();
+    let launcher = NamespaceLauncher::new(state.path(), NetworkMode::Isolated).unwrap();
     Env {
         _state: state,
         code,
@@ -34,7 +40,7 @@ fn pipe() -> (OwnedFd, OwnedFd) {
 async fn run(e: &Env, script: &str) -> (String, ExitStatus) {
     let (r, w) = pipe();
     let spec = LaunchSpec {
-        env_id: "test".into(),
+        env_id: unique("run"),
         program: "/bin/sh".into(),
         argv: vec!["sh".into(), "-c".into(), script.into()],
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
@@ -46,7 +52,7 @@ async fn run(e: &Env, script: &str) -> (String, ExitStatus) {
         memory_mb: 128,
         output: w.as_raw_fd(),
     };
-    let p = e.launcher.launch(&spec).unwrap();
+    let p = e.launcher.launch(&spec).unwrap().process;
     drop(w);
     let status = p.wait().await.unwrap();
     let mut out = String::new();
@@ -132,7 +138,7 @@ async fn missing_program_is_an_exec_error() {
     let e = env();
     let (_r, w) = pipe();
     let spec = LaunchSpec {
-        env_id: "t".into(),
+        env_id: unique("missing"),
         program: "/var/task/nope".into(),
         argv: vec!["nope".into()],
         env: vec![],
@@ -158,7 +164,7 @@ async fn killing_ends_the_whole_environment() {
     let e = env();
     let (r, w) = pipe();
     let spec = LaunchSpec {
-        env_id: "k".into(),
+        env_id: unique("kill"),
         program: "/bin/sh".into(),
         argv: vec![
             "sh".into(),
@@ -174,7 +180,7 @@ async fn killing_ends_the_whole_environment() {
         memory_mb: 128,
         output: w.as_raw_fd(),
     };
-    let p = e.launcher.launch(&spec).unwrap();
+    let p = e.launcher.launch(&spec).unwrap().process;
     drop(w);
     let mut f = std::fs::File::from(r);
     let mut buf = [0u8; 8];
@@ -184,4 +190,67 @@ async fn killing_ends_the_whole_environment() {
     // Every process of the environment is gone: the pipe's write ends closed.
     let mut rest = Vec::new();
     f.read_to_end(&mut rest).unwrap();
+}
+
+#[tokio::test]
+async fn unprivileged_without_capabilities_under_seccomp() {
+    let e = env();
+    let (out, status) = run(
+        &e,
+        "id -u; id -g; grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; \
+         ulimit -n; cat /proc/self/cgroup | grep -c lambent-",
+    )
+    .await;
+    assert!(status.success(), "{status}: {out}");
+    let mut lines = out.lines();
+    let uid: u32 = lines.next().unwrap().parse().unwrap();
+    assert!(uid >= UID_BASE, "{out}");
+    assert_eq!(lines.next().unwrap().parse::<u32>().unwrap(), uid);
+    assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+    assert!(out.contains("CapPrm:\t0000000000000000"), "{out}");
+    assert!(out.contains("CapBnd:\t0000000000000000"), "{out}");
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    assert!(out.contains("\n1024\n"), "open files limited: {out}");
+}
+
+#[tokio::test]
+async fn runtime_api_is_reachable_inside_only() {
+    let e = env();
+    let (r, w) = pipe();
+    let spec = LaunchSpec {
+        env_id: unique("api"),
+        program: "/usr/bin/python3.11".into(),
+        argv: vec![
+            "python3".into(),
+            "-c".into(),
+            "import os, socket; s = socket.create_connection(os.environ['AWS_LAMBDA_RUNTIME_API'].split(':')); print('connected', os.environ['AWS_LAMBDA_RUNTIME_API'])".into(),
+        ],
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        code_dir: e.code.path().to_owned(),
+        opt_dir: None,
+        runtime_dir: None,
+        host_paths: vec![],
+        tmp_mb: 8,
+        memory_mb: 128,
+        output: w.as_raw_fd(),
+    };
+    let launched = e.launcher.launch(&spec).unwrap();
+    drop(w);
+    assert_eq!(
+        launched.runtime_api.local_addr().unwrap().to_string(),
+        "127.0.0.1:9001"
+    );
+    let status = launched.process.wait().await.unwrap();
+    let mut out = String::new();
+    std::fs::File::from(r).read_to_string(&mut out).unwrap();
+    assert!(status.success(), "{status}: {out}");
+    assert_eq!(out.trim(), "connected 127.0.0.1:9001");
+    // From the host, that address is not the environment's listener.
+    if let Ok(s) = std::net::TcpStream::connect("127.0.0.1:9001") {
+        let local = s.peer_addr().unwrap();
+        panic!(
+            "reached something at {local} from the host: it must not be the environment's Runtime API"
+        );
+    }
 }
