@@ -30,12 +30,19 @@ pub struct ServeArgs {
     #[arg(long, env = "LAMBENT_ACCOUNT_CONCURRENCY")]
     pub account_concurrency: Option<u32>,
 
-    /// How functions reach the network: `isolated` (their own network
-    /// namespace, the Runtime API reachable from inside only, no way out) or
-    /// `host` (share the host's network: for local development where functions
-    /// call services on localhost; weaker isolation).
-    #[arg(long, env = "LAMBENT_NETWORK", value_enum, default_value_t = Network::Isolated)]
+    /// How functions reach the network. `egress` (default, as on Lambda):
+    /// their own network namespace with a NAT link out; the host's services,
+    /// other environments and metadata addresses are unreachable (needs
+    /// iptables). `isolated`: their own network namespace and no way out.
+    /// `host`: share the host's network, for local development where functions
+    /// call services on localhost (weaker isolation).
+    #[arg(long, env = "LAMBENT_NETWORK", value_enum, default_value_t = Network::Egress)]
     pub network: Network,
+
+    /// Run functions as plain host processes, without any isolation. Only for
+    /// hosts where Lambent cannot isolate (it refuses to start there otherwise).
+    #[arg(long, env = "LAMBENT_INSECURE_NO_SANDBOX")]
+    pub insecure_no_sandbox: bool,
 
     /// Seconds an idle execution environment stays warm before it is stopped.
     #[arg(long, env = "LAMBENT_KEEP_ALIVE", default_value_t = 300.0)]
@@ -44,6 +51,7 @@ pub struct ServeArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Network {
+    Egress,
     Isolated,
     Host,
 }
@@ -65,6 +73,10 @@ pub enum ServeError {
     Logs(#[from] logs::LogError),
     #[error("cannot prepare execution environments: {0}")]
     Sandbox(#[from] sandbox::LaunchError),
+    #[error(
+        "refusing to start: {0}.\nLambent isolates every function; run it as root, or pass --insecure-no-sandbox to run functions as plain processes with no isolation at all"
+    )]
+    CannotIsolate(String),
     #[error("cannot install the runtime clients into {path}: {source}")]
     Runtimes {
         path: PathBuf,
@@ -130,18 +142,26 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         account_concurrency,
     };
     let (log_sink, log_store) = logs::open_store(&data_dir.join("logs.db"))?;
-    let network = match args.network {
-        Network::Isolated => sandbox::NetworkMode::Isolated,
-        Network::Host => sandbox::NetworkMode::Host,
+    let launcher: Arc<dyn sandbox::Launcher> = if args.insecure_no_sandbox {
+        tracing::warn!(
+            "--insecure-no-sandbox: functions run as plain host processes without isolation"
+        );
+        Arc::new(sandbox::DirectLauncher::new()?)
+    } else {
+        if let Some(why) = sandbox::cannot_isolate() {
+            return Err(ServeError::CannotIsolate(why));
+        }
+        let network = match args.network {
+            Network::Egress => sandbox::NetworkMode::Egress,
+            Network::Isolated => sandbox::NetworkMode::Isolated,
+            Network::Host => sandbox::NetworkMode::Host,
+        };
+        Arc::new(sandbox::NamespaceLauncher::new(
+            &data_dir.join("sandbox"),
+            network,
+        )?)
     };
-    let launcher = Arc::new(sandbox::NamespaceLauncher::new(
-        &data_dir.join("sandbox"),
-        network,
-    )?);
-    tracing::info!(
-        isolation = sandbox::Launcher::isolation(&*launcher),
-        "execution environments"
-    );
+    tracing::info!(isolation = launcher.isolation(), "execution environments");
     let runtime_base = data_dir.join("runtimes");
     let runtime_dir =
         runtimes::clients::install(&runtime_base).map_err(|source| ServeError::Runtimes {

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 pub mod cgroup;
 pub mod net;
+pub mod netlink;
 pub mod plan;
 pub mod process;
 pub mod seccomp;
@@ -121,6 +122,7 @@ pub struct NamespaceLauncher {
     seccomp: Arc<Vec<seccompiler::BpfProgram>>,
     uids: Arc<UidPool>,
     network: NetworkMode,
+    egress: Option<Arc<net::Egress>>,
     thread: LauncherThread,
 }
 
@@ -303,6 +305,10 @@ impl NamespaceLauncher {
             seccomp: Arc::new(seccomp::filters()?),
             uids: Arc::new(UidPool::default()),
             network,
+            egress: match network {
+                NetworkMode::Egress => Some(Arc::new(net::Egress::prepare()?)),
+                _ => None,
+            },
             thread: LauncherThread::start()?,
         })
     }
@@ -392,7 +398,7 @@ impl Launcher for NamespaceLauncher {
         let cgroup = self.cgroups.create(&spec.env_id, spec.memory_mb)?;
         let mut env = spec.env.clone();
         let host_listener = match self.network {
-            NetworkMode::Isolated => {
+            NetworkMode::Isolated | NetworkMode::Egress => {
                 env.push((
                     "AWS_LAMBDA_RUNTIME_API".into(),
                     net::RUNTIME_API_ADDR.into(),
@@ -414,6 +420,7 @@ impl Launcher for NamespaceLauncher {
             env,
             steps,
             network: self.network,
+            egress: self.egress.clone(),
             output: spec.output,
             cgroups: cgroup.procs_files(),
             identity: spawn::Identity { uid, gid: uid },
@@ -444,6 +451,10 @@ impl Launcher for NamespaceLauncher {
 
     fn isolation(&self) -> &'static str {
         match self.network {
+            NetworkMode::Egress => {
+                "mount, pid, ipc, uts and network namespaces (outbound through NAT), a read-only minimal root, \
+                 cgroup limits, a distinct unprivileged uid, no capabilities, no_new_privs and a seccomp filter"
+            }
             NetworkMode::Isolated => {
                 "mount, pid, ipc, uts and network namespaces, a read-only minimal root, cgroup limits, \
                  a distinct unprivileged uid, no capabilities, no_new_privs and a seccomp filter"
@@ -456,6 +467,108 @@ impl Launcher for NamespaceLauncher {
     }
 }
 
+/// Runs runtimes as plain processes on the host, without any isolation:
+/// `--insecure-no-sandbox`, for hosts where the platform cannot isolate. The
+/// code runs from its host directory (`LAMBDA_TASK_ROOT` points there), `/tmp`
+/// is the host's, and the Runtime API is a host loopback port.
+pub struct DirectLauncher {
+    thread: LauncherThread,
+}
+
+impl DirectLauncher {
+    pub fn new() -> Result<Self, LaunchError> {
+        Ok(Self {
+            thread: LauncherThread::start()?,
+        })
+    }
+}
+
+/// Rewrites a path inside an environment to where it lives on the host.
+fn host_path(p: &str, spec: &LaunchSpec) -> String {
+    let map = |prefix: &str, host: Option<&Path>| -> Option<String> {
+        let rest = p.strip_prefix(prefix)?;
+        let host = host?;
+        (rest.is_empty() || rest.starts_with('/')).then(|| format!("{}{rest}", host.display()))
+    };
+    map("/var/task", Some(&spec.code_dir))
+        .or_else(|| map("/var/runtime", spec.runtime_dir.as_deref()))
+        .or_else(|| map("/opt", spec.opt_dir.as_deref()))
+        .unwrap_or_else(|| p.to_owned())
+}
+
+impl Launcher for DirectLauncher {
+    fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(LaunchError::Listener)?;
+        listener
+            .set_nonblocking(true)
+            .map_err(LaunchError::Listener)?;
+        let addr = listener.local_addr().map_err(LaunchError::Listener)?;
+        let mut env: Vec<(String, String)> = spec
+            .env
+            .iter()
+            .map(|(k, v)| match k.as_str() {
+                "LAMBDA_TASK_ROOT" | "LAMBDA_RUNTIME_DIR" => (k.clone(), host_path(v, spec)),
+                _ => (k.clone(), v.clone()),
+            })
+            .collect();
+        env.push(("AWS_LAMBDA_RUNTIME_API".into(), addr.to_string()));
+        let program = host_path(&spec.program, spec);
+        let argv: Vec<String> = spec.argv.iter().map(|a| host_path(a, spec)).collect();
+        let cwd = plan::cstr(&spec.code_dir)?;
+        let output = spec.output;
+        let spawned = self.thread.run(move |_home| {
+            spawn::spawn(
+                &spawn::Command {
+                    program: &program,
+                    argv: &argv,
+                    env: &env,
+                    steps: &[plan::Step::Chdir { path: cwd }],
+                    namespaces: spawn::Namespaces {
+                        mount: false,
+                        pid: false,
+                        ipc: false,
+                        uts: false,
+                        net: false,
+                    },
+                    output,
+                    hostname: None,
+                    cgroups: &[],
+                    identity: None,
+                    seccomp: &[],
+                    rlimits: &[(libc::RLIMIT_NOFILE, 1024), (libc::RLIMIT_CORE, 0)],
+                },
+                &mut |_, _| Ok(()),
+            )
+        })??;
+        let process = Process::new(spawned.pid, spawned.pidfd, spawned.status, None, None)
+            .map_err(LaunchError::Watch)?;
+        Ok(Launched {
+            process,
+            runtime_api: listener,
+        })
+    }
+
+    fn isolation(&self) -> &'static str {
+        "none (--insecure-no-sandbox): functions run as plain host processes"
+    }
+}
+
+/// Why the platform cannot isolate environments on this host, if it cannot.
+pub fn cannot_isolate() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some(
+            "isolating execution environments needs root (mount, pid and network namespaces, cgroups, \
+             per-environment uids); this process is not root"
+                .into(),
+        );
+    }
+    if !Path::new("/proc/self/ns/pid").exists() {
+        return Some("this kernel has no namespaces".into());
+    }
+    None
+}
+
 /// Everything the launcher thread needs for one spawn, owned.
 struct SpawnJob {
     program: String,
@@ -463,6 +576,7 @@ struct SpawnJob {
     env: Vec<(String, String)>,
     steps: Vec<plan::Step>,
     network: NetworkMode,
+    egress: Option<Arc<net::Egress>>,
     output: RawFd,
     cgroups: Vec<PathBuf>,
     identity: spawn::Identity,
@@ -476,10 +590,11 @@ impl SpawnJob {
     ) -> Result<(spawn::Spawned, Option<std::net::TcpListener>), LaunchError> {
         let mut listener = None;
         let mut net_error = None;
-        let isolated = self.network == NetworkMode::Isolated;
-        let mut before = |_pid: libc::pid_t, pidfd: &std::os::fd::OwnedFd| {
+        let isolated = self.network != NetworkMode::Host;
+        let egress = self.egress.as_deref();
+        let mut before = |pid: libc::pid_t, pidfd: &std::os::fd::OwnedFd| {
             if isolated {
-                match net::runtime_api_inside(pidfd, home) {
+                match net::runtime_api_inside(pid, pidfd, home, egress) {
                     Ok(l) => listener = Some(l),
                     Err(e) => {
                         let msg = e.to_string();

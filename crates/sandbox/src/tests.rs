@@ -254,3 +254,123 @@ async fn runtime_api_is_reachable_inside_only() {
         );
     }
 }
+
+/// A stand-in for the internet: a network namespace behind its own veth,
+/// running a one-shot TCP echo server.
+struct Peer {
+    ns: String,
+    host_if: String,
+}
+
+impl Peer {
+    fn start(tag: &str, addr_octet: u8) -> Self {
+        let ns = format!("lmbtest-{tag}-{}", std::process::id());
+        let host_if = format!("tpeer{addr_octet}x{}", std::process::id() % 1000);
+        let ip = |args: &str| {
+            let ok = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("ip {args}"))
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "ip {args}");
+        };
+        ip(&format!("netns add {ns}"));
+        ip(&format!(
+            "link add {host_if} type veth peer name eth0 netns {ns}"
+        ));
+        ip(&format!("addr add 10.98.{addr_octet}.1/30 dev {host_if}"));
+        ip(&format!("link set {host_if} up"));
+        ip(&format!(
+            "-n {ns} addr add 10.98.{addr_octet}.2/30 dev eth0"
+        ));
+        ip(&format!("-n {ns} link set eth0 up"));
+        ip(&format!("-n {ns} link set lo up"));
+        ip(&format!(
+            "-n {ns} route add default via 10.98.{addr_octet}.1"
+        ));
+        Self { ns, host_if }
+    }
+
+    fn serve_once(&self, reply: &str) -> std::process::Child {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &self.ns, "python3", "-c"])
+            .arg(format!(
+                "import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); \
+                 s.bind(('0.0.0.0', 8080)); s.listen(); c, a = s.accept(); c.sendall(b'{reply} ' + a[0].encode()); c.close()"
+            ))
+            .spawn()
+            .unwrap()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn egress_reaches_out_but_not_the_host() {
+    let state = tempfile::tempdir().unwrap();
+    let code = tempfile::tempdir().unwrap();
+    let launcher = NamespaceLauncher::new(state.path(), NetworkMode::Egress).unwrap();
+    let e = Env {
+        _state: state,
+        code,
+        launcher,
+    };
+    let peer = Peer::start("egress", 7);
+    let mut server = peer.serve_once("hello-from-outside");
+    // A host service the environment must not reach.
+    let host_service = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let host_port = host_service.local_addr().unwrap().port();
+    let script = format!(
+        "import socket, time\n\
+         for _ in range(50):\n\
+         \x20   try:\n\
+         \x20       s = socket.create_connection(('10.98.7.2', 8080), timeout=2); break\n\
+         \x20   except OSError: time.sleep(0.1)\n\
+         print(s.recv(100).decode())\n\
+         gw = open('/proc/net/route').read().split('\\n')[1].split()[2]\n\
+         gw = '.'.join(str(int(gw[i:i+2], 16)) for i in (6, 4, 2, 0))\n\
+         try:\n\
+         \x20   socket.create_connection((gw, {host_port}), timeout=1); print('HOST-REACHED')\n\
+         except OSError as e: print('host blocked', type(e).__name__)\n"
+    );
+    let (r, w) = pipe();
+    let spec = LaunchSpec {
+        env_id: unique("egress"),
+        program: "/usr/bin/python3.11".into(),
+        argv: vec!["python3".into(), "-c".into(), script],
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        code_dir: e.code.path().to_owned(),
+        opt_dir: None,
+        runtime_dir: None,
+        host_paths: vec![],
+        tmp_mb: 8,
+        memory_mb: 128,
+        output: w.as_raw_fd(),
+    };
+    let launched = e.launcher.launch(&spec).unwrap();
+    drop(w);
+    let status = launched.process.wait().await.unwrap();
+    let mut out = String::new();
+    std::fs::File::from(r).read_to_string(&mut out).unwrap();
+    if !out.starts_with("hello") {
+        let _ = server.kill();
+    }
+    let _ = server.wait();
+    assert!(status.success(), "{status}: {out}");
+    assert!(
+        out.starts_with("hello-from-outside 10.98.7.1\n"),
+        "reached the outside through NAT: {out}"
+    );
+    assert!(out.contains("host blocked"), "{out}");
+    assert!(!out.contains("HOST-REACHED"), "{out}");
+}
