@@ -348,7 +348,7 @@ impl Pool {
             code_dir: spec.code_dir.clone(),
             opt_dir: None,
             runtime_dir: Some(self.inner.runtime_dir.clone()),
-            host_paths: launch.host_paths,
+            lang_dir: launch.lang_dir,
             tmp_mb: spec.ephemeral_mb,
             memory_mb: spec.memory_mb,
             output: std::os::fd::AsRawFd::as_raw_fd(&writer_fd),

@@ -37,8 +37,9 @@ pub struct Launch {
     pub argv: Vec<String>,
     /// Variables the runtime itself needs, besides Lambda's.
     pub env: Vec<(String, String)>,
-    /// Host directories to mount read-only at the same path.
-    pub host_paths: Vec<PathBuf>,
+    /// A host interpreter installation to mount read-only at `/var/lang`
+    /// (where Lambda keeps its language runtimes).
+    pub lang_dir: Option<PathBuf>,
 }
 
 /// The installation prefix of an interpreter found at `<prefix>/bin/<name>`.
@@ -62,25 +63,40 @@ pub fn launch_command(runtime: &RuntimeInfo, has_task_bootstrap: bool) -> Launch
                 program: program.into(),
                 argv: vec![program.into()],
                 env: vec![],
-                host_paths: vec![],
+                lang_dir: None,
             }
         }
         Kind::Python { interpreter, minor } => {
-            let prefix = prefix_of(interpreter);
+            // Interpreters outside /usr (pyenv, /opt) appear at /var/lang.
+            let lang_dir = prefix_of(interpreter).filter(|p| !p.starts_with("/usr"));
+            let inside_prefix = match &lang_dir {
+                Some(_) => PathBuf::from("/var/lang"),
+                None => prefix_of(interpreter).unwrap_or_else(|| PathBuf::from("/usr")),
+            };
             let mut env = Vec::new();
             // The interpreter's own site-packages (where boto3 lives on most
             // hosts) is searched last, after /var/task and the layers.
-            let site = prefix
-                .as_ref()
-                .map(|p| p.join(format!("lib/python3.{minor}/site-packages")))
-                .filter(|p| p.is_dir())
-                .or_else(|| {
+            let site_rel = format!("lib/python3.{minor}/site-packages");
+            let site = match &lang_dir {
+                Some(host) => host
+                    .join(&site_rel)
+                    .is_dir()
+                    .then(|| inside_prefix.join(&site_rel)),
+                None => {
                     Some(PathBuf::from("/usr/lib/python3/dist-packages")).filter(|p| p.is_dir())
-                });
+                }
+            };
             if let Some(site) = site {
                 env.push(("_LAMBENT_PYTHON_SITE".into(), site.display().to_string()));
             }
-            let program = interpreter.display().to_string();
+            let program = match &lang_dir {
+                Some(_) => inside_prefix
+                    .join("bin")
+                    .join(interpreter.file_name().unwrap_or_default()),
+                None => interpreter.clone(),
+            }
+            .display()
+            .to_string();
             Launch {
                 argv: vec![
                     program.clone(),
@@ -91,11 +107,17 @@ pub fn launch_command(runtime: &RuntimeInfo, has_task_bootstrap: bool) -> Launch
                 ],
                 program,
                 env,
-                host_paths: prefix.into_iter().collect(),
+                lang_dir,
             }
         }
         Kind::Node { node, major } => {
-            let program = node.display().to_string();
+            let lang_dir = prefix_of(node).filter(|p| !p.starts_with("/usr"));
+            let program = match &lang_dir {
+                Some(_) => Path::new("/var/lang/bin").join(node.file_name().unwrap_or_default()),
+                None => node.clone(),
+            }
+            .display()
+            .to_string();
             Launch {
                 argv: vec![program.clone(), "/var/runtime/node/bootstrap.js".into()],
                 program,
@@ -105,7 +127,7 @@ pub fn launch_command(runtime: &RuntimeInfo, has_task_bootstrap: bool) -> Launch
                         "/opt/nodejs/node{major}/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules"
                     ),
                 )],
-                host_paths: prefix_of(node).into_iter().collect(),
+                lang_dir,
             }
         }
     }
@@ -140,9 +162,21 @@ mod tests {
             },
         );
         let l = launch_command(&py, false);
-        assert_eq!(l.program, "/opt/py/3.11/bin/python3.11");
+        assert_eq!(l.program, "/var/lang/bin/python3.11");
         assert_eq!(l.argv.last().unwrap(), "/var/runtime/python/bootstrap.py");
-        assert_eq!(l.host_paths, vec![PathBuf::from("/opt/py/3.11")]);
+        assert_eq!(l.lang_dir, Some(PathBuf::from("/opt/py/3.11")));
+        let system = RuntimeInfo::new(
+            "python3.11",
+            Kind::Python {
+                interpreter: "/usr/bin/python3.11".into(),
+                minor: 11,
+            },
+        );
+        let l = launch_command(&system, false);
+        assert_eq!(
+            (l.program.as_str(), l.lang_dir),
+            ("/usr/bin/python3.11", None)
+        );
         let node = RuntimeInfo::new(
             "nodejs20.x",
             Kind::Node {

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 pub const MB_PER_VCPU: u64 = 1769;
 /// Processes and threads per environment.
 pub const PIDS_MAX: u64 = 1024;
-const CPU_PERIOD_US: u64 = 100_000;
+/// A short CFS period: a throttled environment bursts for at most its share of
+/// 20 ms at a time.
+const CPU_PERIOD_US: u64 = 20_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -63,6 +65,7 @@ impl Hierarchy {
         let h = Self::from_proc(&own, &mounts, name)?;
         h.prepare()?;
         h.sweep();
+        h.sweep_orphans();
         Ok(h)
     }
 
@@ -194,6 +197,47 @@ impl Hierarchy {
         }
     }
 
+    /// Frees environments whose platform died without stopping them (killed
+    /// with SIGKILL while they were frozen, so their parent-death signal
+    /// waits for a thaw), in every instance's groups on this host. An
+    /// environment is orphaned when its init's parent is gone (it was
+    /// reparented to the host's init).
+    pub fn sweep_orphans(&self) {
+        let instance_parents: Vec<PathBuf> = match self {
+            Self::V2 { base, .. } => base.parent().into_iter().map(Path::to_path_buf).collect(),
+            Self::V1 {
+                freezer,
+                memory,
+                cpu,
+                pids,
+            } => [freezer, memory, cpu, pids]
+                .iter()
+                .filter_map(|p| p.parent().map(Path::to_path_buf))
+                .collect(),
+        };
+        for parent in instance_parents {
+            let Ok(instances) = std::fs::read_dir(&parent) else {
+                continue;
+            };
+            for inst in instances.flatten() {
+                if !inst.file_name().to_string_lossy().starts_with("lambent-") {
+                    continue;
+                }
+                let Ok(envs) = std::fs::read_dir(inst.path()) else {
+                    continue;
+                };
+                for env in envs.flatten() {
+                    let dir = env.path();
+                    if dir.is_dir() && is_orphaned(&dir) {
+                        tracing::warn!(group = %dir.display(), "stopping an environment whose platform is gone");
+                        kill_group(&dir);
+                        let _ = std::fs::remove_dir(&dir);
+                    }
+                }
+            }
+        }
+    }
+
     /// Kills whatever an earlier run of the platform left in its groups and
     /// removes those groups.
     pub fn sweep(&self) {
@@ -215,24 +259,7 @@ impl Hierarchy {
                 if !dir.is_dir() {
                     continue;
                 }
-                let _ = write(&dir.join("freezer.state"), "THAWED");
-                let _ = write(&dir.join("cgroup.freeze"), "0");
-                let _ = write(&dir.join("cgroup.kill"), "1");
-                for _ in 0..100 {
-                    let procs =
-                        std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-                    if procs.trim().is_empty() {
-                        break;
-                    }
-                    for pid in procs
-                        .split_whitespace()
-                        .filter_map(|p| p.parse::<i32>().ok())
-                    {
-                        // SAFETY: kill(2) on a pid read from our own cgroup.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
+                kill_group(&dir);
                 if std::fs::remove_dir(&dir).is_ok() {
                     tracing::info!(group = %dir.display(), "removed a cgroup left by an earlier run");
                 }
@@ -244,6 +271,9 @@ impl Hierarchy {
     pub fn create(&self, id: &str, memory_mb: u32) -> Result<EnvCgroup, CgroupError> {
         let bytes = u64::from(memory_mb) * 1024 * 1024;
         let quota = (CPU_PERIOD_US * u64::from(memory_mb) / MB_PER_VCPU).max(1000);
+        // Weight in contention, also proportional to memory (1,769 MB = the default weight).
+        let weight_v2 = (100 * u64::from(memory_mb) / MB_PER_VCPU).clamp(1, 10_000);
+        let shares_v1 = (1024 * u64::from(memory_mb) / MB_PER_VCPU).clamp(2, 262_144);
         let cg = match self {
             Self::V2 { base, .. } => {
                 let dir = base.join(id);
@@ -256,6 +286,7 @@ impl Hierarchy {
                 let _ = write(&dir.join("memory.swap.max"), "0");
                 let _ = write(&dir.join("memory.oom.group"), "1");
                 write(&dir.join("pids.max"), &PIDS_MAX.to_string())?;
+                let _ = write(&dir.join("cpu.weight"), &weight_v2.to_string());
                 cg
             }
             Self::V1 {
@@ -283,6 +314,7 @@ impl Hierarchy {
                 let _ = write(&memory.join("memory.swappiness"), "0");
                 write(&pids.join("pids.max"), &PIDS_MAX.to_string())?;
                 write(&cpu.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
+                write(&cpu.join("cpu.shares"), &shares_v1.to_string())?;
                 EnvCgroup {
                     kind: Kind::V1 {
                         memory,
@@ -295,6 +327,54 @@ impl Hierarchy {
             }
         };
         Ok(cg)
+    }
+}
+
+/// The parent pid of a process, from `/proc/<pid>/stat`.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Whether the environment in `dir` lost its platform: the process whose
+/// parent is outside the group (its init) now has the host's init as parent.
+fn is_orphaned(dir: &Path) -> bool {
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    let pids: Vec<i32> = procs
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    pids.iter()
+        .filter_map(|pid| parent_of(*pid))
+        .any(|ppid| !pids.contains(&ppid) && ppid <= 1)
+}
+
+/// Thaws a group, lifts its CPU quota (dying processes need CPU to exit) and
+/// kills every process in it, waiting briefly for them.
+fn kill_group(dir: &Path) {
+    let _ = write(&dir.join("cpu.cfs_quota_us"), "-1");
+    let _ = write(&dir.join("cpu.max"), "max");
+    let _ = write(&dir.join("freezer.state"), "THAWED");
+    let _ = write(&dir.join("cgroup.freeze"), "0");
+    let _ = write(&dir.join("cgroup.kill"), "1");
+    for _ in 0..100 {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        if procs.trim().is_empty() {
+            break;
+        }
+        for pid in procs
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            // SAFETY: kill(2) on a pid read from a Lambent cgroup.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
@@ -348,6 +428,15 @@ impl EnvCgroup {
                 &self.cpu_quota_us.to_string(),
             ),
         }
+    }
+
+    /// Lifts the CPU quota, so that a throttled environment being killed can
+    /// exit at once (a thousand throttled processes otherwise take minutes).
+    pub fn unlimit_cpu(&self) {
+        let _ = match &self.kind {
+            Kind::V2 { dir } => write(&dir.join("cpu.max"), "max"),
+            Kind::V1 { cpu, .. } => write(&cpu.join("cpu.cfs_quota_us"), "-1"),
+        };
     }
 
     /// Highest memory use so far, in bytes.
@@ -503,12 +592,17 @@ mod tests {
         cg.limit_cpu().unwrap();
         assert_eq!(
             read("cpu/lambent/env1/cpu.cfs_quota_us"),
-            "100000",
+            "20000",
             "1,769 MB is one vCPU"
         );
+        assert_eq!(read("cpu/lambent/env1/cpu.cfs_period_us"), "20000");
+        assert_eq!(read("cpu/lambent/env1/cpu.shares"), "1024");
         let small = h.create("env2", 128).unwrap();
         small.limit_cpu().unwrap();
-        assert_eq!(read("cpu/lambent/env2/cpu.cfs_quota_us"), "7235");
+        assert_eq!(read("cpu/lambent/env2/cpu.cfs_quota_us"), "1447");
+        assert_eq!(read("cpu/lambent/env2/cpu.shares"), "74");
+        cg.unlimit_cpu();
+        assert_eq!(read("cpu/lambent/env1/cpu.cfs_quota_us"), "-1");
         std::fs::write(
             root.path().join("memory/lambent/env1/memory.oom_control"),
             "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
@@ -546,7 +640,8 @@ mod tests {
         assert_eq!(read("memory.max"), (512u64 << 20).to_string());
         assert_eq!(read("memory.oom.group"), "1");
         cg.limit_cpu().unwrap();
-        assert_eq!(read("cpu.max"), "28942 100000");
+        assert_eq!(read("cpu.max"), "5788 20000");
+        assert_eq!(read("cpu.weight"), "28");
         std::fs::write(
             root.path().join("lambent/e/memory.events"),
             "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",

@@ -43,9 +43,8 @@ pub struct LaunchSpec {
     pub opt_dir: Option<PathBuf>,
     /// Lambent's runtime clients, mounted read-only at `/var/runtime`.
     pub runtime_dir: Option<PathBuf>,
-    /// Host directories the runtime needs (an interpreter's prefix), mounted
-    /// read-only at the same path.
-    pub host_paths: Vec<PathBuf>,
+    /// A host interpreter installation, mounted read-only at `/var/lang`.
+    pub lang_dir: Option<PathBuf>,
     /// Size of `/tmp`, MiB.
     pub tmp_mb: u32,
     /// Memory limit, MiB.
@@ -360,10 +359,8 @@ impl NamespaceLauncher {
                 inside: link.into(),
             });
         }
-        for p in &spec.host_paths {
-            if !p.starts_with("/usr") {
-                entries.push(Entry::ro(p, p));
-            }
+        if let Some(lang) = &spec.lang_dir {
+            entries.push(Entry::ro(lang, "/var/lang"));
         }
         entries.push(Entry::ro(&spec.code_dir, "/var/task"));
         if let Some(rt) = &spec.runtime_dir {
@@ -492,6 +489,7 @@ fn host_path(p: &str, spec: &LaunchSpec) -> String {
     };
     map("/var/task", Some(&spec.code_dir))
         .or_else(|| map("/var/runtime", spec.runtime_dir.as_deref()))
+        .or_else(|| map("/var/lang", spec.lang_dir.as_deref()))
         .or_else(|| map("/opt", spec.opt_dir.as_deref()))
         .unwrap_or_else(|| p.to_owned())
 }
@@ -507,7 +505,9 @@ impl Launcher for DirectLauncher {
             .env
             .iter()
             .map(|(k, v)| match k.as_str() {
-                "LAMBDA_TASK_ROOT" | "LAMBDA_RUNTIME_DIR" => (k.clone(), host_path(v, spec)),
+                "LAMBDA_TASK_ROOT" | "LAMBDA_RUNTIME_DIR" | "_LAMBENT_PYTHON_SITE" => {
+                    (k.clone(), host_path(v, spec))
+                }
                 _ => (k.clone(), v.clone()),
             })
             .collect();

@@ -96,6 +96,11 @@ impl Process {
     /// Sends SIGKILL (to the whole environment when the process is the init of
     /// its own pid namespace). Safe to call after the process ended.
     pub fn kill(&self) {
+        if let Some(cg) = &self.cgroup {
+            // A frozen or throttled environment cannot die promptly.
+            cg.unlimit_cpu();
+            let _ = cg.set_frozen(false);
+        }
         // SAFETY: pidfd_send_signal on a pidfd we own; it cannot reach another
         // process even if the pid was reused.
         unsafe {

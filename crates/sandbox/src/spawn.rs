@@ -476,7 +476,7 @@ impl ChildPlan<'_> {
                     libc::write(self.status_fd, bytes.as_ptr().cast(), bytes.len());
                     libc::_exit(0);
                 }
-                if pid < 0 && *libc::__errno_location() == libc::ECHILD {
+                if pid < 0 && *libc::__errno_location() != libc::EINTR {
                     libc::_exit(0);
                 }
             }

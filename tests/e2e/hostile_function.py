@@ -1,0 +1,211 @@
+"""A hostile Lambda function: each event names an escape or abuse attempt; the
+handler tries it and reports what happened. The tests assert every attempt is
+contained, and which layer of the sandbox stopped it."""
+
+import ctypes
+import errno
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+libc = ctypes.CDLL(None, use_errno=True)
+# x86_64 system call numbers.
+SYS = {"mount": 165, "ptrace": 101, "unshare": 272, "open_by_handle_at": 304, "init_module": 175,
+       "finit_module": 313, "kexec_load": 246, "bpf": 321, "perf_event_open": 298, "keyctl": 250,
+       "setns": 308, "pivot_root": 155, "userfaultfd": 323}
+
+
+def syscall(name, *args):
+    libc.syscall.restype = ctypes.c_long
+    r = libc.syscall(SYS[name], *[ctypes.c_long(a) if isinstance(a, int) else a for a in args])
+    return r, ctypes.get_errno()
+
+
+def err(e):
+    return errno.errorcode.get(e, str(e))
+
+
+def attempt(name, event):
+    if name == "read_host_files":
+        seen = []
+        for path in ["/etc/shadow", "/root", "/home", "/work", "/var/lib/postgresql", "/sys/kernel",
+                     "/proc/1/root/etc/shadow", "/dev/mem", "/dev/kvm", "/dev/sda"]:
+            try:
+                if os.path.isdir(path):
+                    seen.append(f"{path}: listed {os.listdir(path)[:3]}")
+                else:
+                    with open(path, "rb") as f:
+                        seen.append(f"{path}: read {len(f.read(10))} bytes")
+            except OSError as e:
+                seen.append(f"{path}: {err(e.errno)}")
+        blocked = all(("ENOENT" in s or "EACCES" in s) for s in seen)
+        return blocked, "; ".join(seen)
+    if name == "list_host_processes":
+        pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+        comms = []
+        for p in pids:
+            try:
+                comms.append(open(f"/proc/{p}/comm").read().strip())
+            except OSError:
+                pass
+        return len(pids) <= 4 and "lambent" not in comms, f"pids {pids} {comms}"
+    if name == "signal_platform":
+        results = []
+        for target in [event.get("platform_pid", 1), 1, -1]:
+            try:
+                os.kill(target, signal.SIGKILL if target != -1 else signal.SIGTERM)
+                results.append(f"kill({target}) returned")
+            except OSError as e:
+                results.append(f"kill({target}): {err(e.errno)}")
+        return True, "; ".join(results)
+    if name == "write_outside_tmp":
+        out = []
+        for path in ["/var/task/x", "/etc/x", "/x", "/opt/x", "/var/runtime/x", "/usr/x", "/proc/sys/kernel/core_pattern"]:
+            try:
+                with open(path, "w") as f:
+                    f.write("pwned")
+                out.append(f"{path}: WRITTEN")
+            except OSError as e:
+                out.append(f"{path}: {err(e.errno)}")
+        return not any("WRITTEN" in o for o in out), "; ".join(out)
+    if name == "fill_tmp":
+        written = 0
+        chunk = b"x" * (1 << 20)
+        try:
+            with open("/tmp/fill", "wb") as f:
+                while written < (4 << 30):
+                    f.write(chunk)
+                    written += len(chunk)
+                    f.flush()
+        except OSError as e:
+            os.unlink("/tmp/fill")
+            return True, f"{err(e.errno)} after {written >> 20} MB"
+        return False, f"wrote {written >> 20} MB"
+    if name == "allocate_past_memory":
+        hog = []
+        while True:
+            hog.append(bytearray(64 << 20))
+            hog[-1][::4096] = b"\x01" * len(hog[-1][::4096])
+    if name == "fork_bomb":
+        threads = []
+        stop = threading.Event()
+        try:
+            for _ in range(5000):
+                t = threading.Thread(target=stop.wait)
+                t.start()
+                threads.append(t)
+        except RuntimeError as e:
+            n = len(threads)
+            stop.set()
+            for t in threads:
+                t.join()
+            children = 0
+            try:
+                for _ in range(5000):
+                    pid = os.fork()
+                    if pid == 0:
+                        time.sleep(2)
+                        os._exit(0)
+                    children += 1
+            except OSError as fe:
+                return n < 1100 and children < 1100, f"threads stopped at {n} ({e}); forks stopped at {children} ({err(fe.errno)})"
+            return False, f"{children} forks"
+        return False, f"{len(threads)} threads"
+    if name == "open_many_files":
+        files = []
+        try:
+            for _ in range(10_000):
+                files.append(open("/dev/null"))
+        except OSError as e:
+            n = len(files)
+            for f in files:
+                f.close()
+            return n < 1100, f"{err(e.errno)} after {n} files"
+        return False, "opened 10,000 files"
+    if name == "spin_every_core":
+        stop = time.monotonic() + event.get("seconds", 1.0)
+        def spin():
+            while time.monotonic() < stop:
+                pass
+        ts = [threading.Thread(target=spin) for _ in range(os.cpu_count() or 2)]
+        t0 = os.times()
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        t1 = os.times()
+        cpu = (t1.user - t0.user) + (t1.system - t0.system)
+        wall = event.get("seconds", 1.0)
+        return cpu < 0.5 * wall, f"{cpu:.2f} s of CPU in {wall:.2f} s of wall time with {len(ts)} spinning threads"
+    if name == "other_runtime_api":
+        out = []
+        gw = None
+        try:
+            route = open("/proc/net/route").read().split("\n")[1].split()[2]
+            gw = ".".join(str(int(route[i:i + 2], 16)) for i in (6, 4, 2, 0))
+        except (OSError, IndexError):
+            pass
+        targets = [(t, 9001) for t in event.get("other_envs", [])]
+        if gw:
+            targets += [(gw, event.get("platform_port", 9765)), (gw, 9001)]
+        targets += [("127.0.0.1", p) for p in (5432, 6379, event.get("platform_port", 9765))]
+        for host, port in targets:
+            try:
+                socket.create_connection((host, port), timeout=1).close()
+                out.append(f"{host}:{port} CONNECTED")
+            except OSError as e:
+                out.append(f"{host}:{port} {type(e).__name__}")
+        # Our own Runtime API refuses invocation ids that are not ours.
+        import http.client
+        h, p = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+        c = http.client.HTTPConnection(h, int(p), timeout=2)
+        c.request("POST", "/2018-06-01/runtime/invocation/someone-elses-id/response", b"{}")
+        status = c.getresponse().status
+        out.append(f"foreign request id answered {status}")
+        return not any("CONNECTED" in o for o in out) and status == 400, "; ".join(out)
+    if name in ("mount", "ptrace", "unshare", "open_by_handle_at", "init_module", "finit_module",
+                "kexec_load", "bpf", "perf_event_open", "keyctl", "setns", "pivot_root", "userfaultfd"):
+        args = {
+            "mount": (b"none", b"/tmp", b"tmpfs", 0, None),
+            "ptrace": (16, 1, 0, 0),  # PTRACE_ATTACH to init
+            "unshare": (0x10000000,),  # CLONE_NEWUSER
+            "open_by_handle_at": (-100, None, 0),
+            "init_module": (None, 0, b""),
+            "finit_module": (0, b"", 0),
+            "kexec_load": (0, 0, None, 0),
+            "bpf": (0, None, 0),
+            "perf_event_open": (None, 0, -1, -1, 0),
+            "keyctl": (0, 0),
+            "setns": (0, 0),
+            "pivot_root": (b"/tmp", b"/tmp"),
+            "userfaultfd": (0,),
+        }[name]
+        r, e = syscall(name, *args)
+        return r == -1 and e == errno.EPERM, f"{name} returned {r}, errno {err(e)}"
+    if name == "setuid_escalation":
+        p = subprocess.run(["/usr/bin/mount", "-t", "tmpfs", "x", "/tmp"], capture_output=True, text=True)
+        q = subprocess.run(["/usr/bin/su", "-c", "id -u"], capture_output=True, text=True, input="")
+        euid = os.geteuid()
+        return p.returncode != 0 and q.stdout.strip() != "0" and euid != 0, \
+            f"setuid mount exited {p.returncode} ({p.stderr.strip()[:80]}); su exited {q.returncode}; euid {euid}"
+    if name == "raw_socket":
+        try:
+            socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+            return False, "raw socket opened"
+        except OSError as e:
+            return e.errno == errno.EPERM, err(e.errno)
+    if name == "metadata_service":
+        try:
+            socket.create_connection(("169.254.169.254", 80), timeout=1).close()
+            return False, "reached 169.254.169.254"
+        except OSError as e:
+            return True, type(e).__name__
+    raise ValueError(f"unknown attempt {name}")
+
+
+def handler(event, context):
+    blocked, evidence = attempt(event["attempt"], event)
+    return {"attempt": event["attempt"], "blocked": blocked, "evidence": evidence}
