@@ -193,8 +193,16 @@ pub async fn status(State(s): State<Arc<AppState>>, req: Authed) -> Response {
     let functions: Vec<serde_json::Value> = stats
         .iter()
         .map(|v| {
+            let cold = v.last_cold_start.map(|c| {
+                serde_json::json!({
+                    "SandboxSetupMicros": c.sandbox_setup.as_micros() as u64,
+                    "RuntimeInitMicros": c.runtime_init.as_micros() as u64,
+                    "FirstInvokeMicros": c.first_invoke.as_micros() as u64,
+                })
+            });
             serde_json::json!({"FunctionName": v.name, "Version": v.version,
-                               "IdleEnvironments": v.idle, "BusyEnvironments": v.busy})
+                               "IdleEnvironments": v.idle, "BusyEnvironments": v.busy,
+                               "LastColdStart": cold})
         })
         .collect();
     json_response(

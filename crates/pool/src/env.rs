@@ -108,7 +108,10 @@ pub struct Environment {
     pub(crate) api_task: tokio::task::AbortHandle,
     pub(crate) output: tokio::sync::Mutex<Output>,
     pub(crate) log: LogTarget,
+    /// When the runtime process started (after the sandbox was set up).
     pub(crate) launched_at: Instant,
+    /// How long setting up the sandbox took.
+    pub(crate) setup: Duration,
     pub(crate) state: Mutex<EnvState>,
     pub(crate) last_used: Mutex<Instant>,
     pub(crate) invocations: AtomicU64,

@@ -58,6 +58,19 @@ struct Slot {
     revision: String,
     idle: Vec<Arc<Environment>>,
     busy: usize,
+    /// The parts of the most recent cold start.
+    last_cold: Option<ColdStart>,
+}
+
+/// Where a cold start's time went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColdStart {
+    /// Creating the sandbox and starting the runtime process.
+    pub sandbox_setup: Duration,
+    /// From the process start to the runtime's first `/next` (Init Duration).
+    pub runtime_init: Duration,
+    /// The first invocation itself (Duration).
+    pub first_invoke: Duration,
 }
 
 /// How many environments one function version has.
@@ -67,6 +80,7 @@ pub struct VersionStats {
     pub version: String,
     pub idle: usize,
     pub busy: usize,
+    pub last_cold_start: Option<ColdStart>,
 }
 
 #[derive(Debug, Clone)]
@@ -126,6 +140,18 @@ impl Lease {
     pub async fn invoke(&mut self, inv: runtime_api::Invocation, want_tail: bool) -> Completed {
         let done = self.env.run(inv, self.cold, want_tail).await;
         self.healthy = done.env_survives();
+        if self.cold
+            && let Some(init) = done.init_duration
+        {
+            let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(slot) = slots.get_mut(&self.key) {
+                slot.last_cold = Some(ColdStart {
+                    sandbox_setup: self.env.setup,
+                    runtime_init: init,
+                    first_invoke: done.duration,
+                });
+            }
+        }
         self.cold = false;
         done
     }
@@ -353,7 +379,7 @@ impl Pool {
             memory_mb: spec.memory_mb,
             output: std::os::fd::AsRawFd::as_raw_fd(&writer_fd),
         };
-        let launched_at = Instant::now();
+        let setup_started = Instant::now();
         let launched = self
             .inner
             .launcher
@@ -370,6 +396,8 @@ impl Pool {
             })?;
         drop(writer_fd);
         let process = launched.process;
+        let launched_at = Instant::now();
+        let setup = launched_at - setup_started;
         let listener = tokio::net::TcpListener::from_std(launched.runtime_api)
             .map_err(|e| PoolError::Setup(format!("runtime API listener: {e}")))?;
         let channel = Arc::new(runtime_api::Channel::new());
@@ -397,6 +425,7 @@ impl Pool {
                 stream,
             },
             launched_at,
+            setup,
             state: Mutex::new(EnvState::Starting),
             last_used: Mutex::new(Instant::now()),
             invocations: AtomicU64::new(0),
@@ -452,6 +481,7 @@ impl Pool {
                 version: k.version.clone(),
                 idle: s.idle.len(),
                 busy: s.busy,
+                last_cold_start: s.last_cold,
             })
             .collect();
         out.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
