@@ -208,9 +208,39 @@ fn go_errno_text(e: &std::io::Error) -> String {
     }
 }
 
+/// Lambda's `LD_LIBRARY_PATH`, without the directories this environment does
+/// not have: the dynamic loader probes a dozen subdirectories of every entry
+/// for every library, so absent entries cost a cold start time and nothing else.
+fn library_path(spec: &FunctionSpec, lang_dir: Option<&std::path::Path>) -> String {
+    let exists = |inside: &str| -> bool {
+        match inside {
+            "/var/lang/lib" => lang_dir.is_some_and(|d| d.join("lib").is_dir()),
+            "/var/task" => true,
+            "/var/task/lib" => spec.code_dir.join("lib").is_dir(),
+            "/var/runtime" | "/var/runtime/lib" | "/opt/lib" => false,
+            host => std::path::Path::new(host).is_dir(),
+        }
+    };
+    [
+        "/var/lang/lib",
+        "/lib64",
+        "/usr/lib64",
+        "/var/runtime",
+        "/var/runtime/lib",
+        "/var/task",
+        "/var/task/lib",
+        "/opt/lib",
+    ]
+    .into_iter()
+    .filter(|d| exists(d))
+    .collect::<Vec<_>>()
+    .join(":")
+}
+
 /// Lambda's environment variables for one environment.
 fn lambda_env(
     spec: &FunctionSpec,
+    lang_dir: Option<&std::path::Path>,
     stream: &str,
     extra: &[(String, String)],
 ) -> Vec<(String, String)> {
@@ -239,10 +269,7 @@ fn lambda_env(
         "PATH",
         "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin".into(),
     );
-    set(
-        "LD_LIBRARY_PATH",
-        "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib".into(),
-    );
+    set("LD_LIBRARY_PATH", library_path(spec, lang_dir));
     for (k, v) in extra {
         set(k, v.clone());
     }
@@ -370,7 +397,7 @@ impl Pool {
             env_id: id.clone(),
             program: launch.program,
             argv: launch.argv,
-            env: lambda_env(spec, &stream, &launch.env),
+            env: lambda_env(spec, launch.lang_dir.as_deref(), &stream, &launch.env),
             code_dir: spec.code_dir.clone(),
             opt_dir: None,
             runtime_dir: Some(self.inner.runtime_dir.clone()),

@@ -386,13 +386,16 @@ impl NamespaceLauncher {
 
 impl Launcher for NamespaceLauncher {
     fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
+        let t0 = std::time::Instant::now();
         let steps = plan::plan(&self.root_spec(spec), Path::new("/var/task"))?;
         let uid = self.uids.take().ok_or(LaunchError::NoIdentity)?;
         let lease = UidLease {
             pool: self.uids.clone(),
             uid,
         };
+        let t1 = std::time::Instant::now();
         let cgroup = self.cgroups.create(&spec.env_id, spec.memory_mb)?;
+        let t2 = std::time::Instant::now();
         let mut env = spec.env.clone();
         let host_listener = match self.network {
             NetworkMode::Isolated | NetworkMode::Egress => {
@@ -419,11 +422,19 @@ impl Launcher for NamespaceLauncher {
             network: self.network,
             egress: self.egress.clone(),
             output: spec.output,
-            cgroups: cgroup.procs_files(),
+            cgroups: cgroup.join_files(),
+            into_cgroup: cgroup.v2_dir().map(Path::to_path_buf),
             identity: spawn::Identity { uid, gid: uid },
             seccomp: self.seccomp.clone(),
         };
         let (spawned, inside) = self.thread.run(move |home| job.run(home))??;
+        let t3 = std::time::Instant::now();
+        tracing::debug!(
+            plan_us = (t1 - t0).as_micros() as u64,
+            cgroup_us = (t2 - t1).as_micros() as u64,
+            spawn_us = (t3 - t2).as_micros() as u64,
+            "sandbox set up"
+        );
         let runtime_api = match (inside, host_listener) {
             (Some(l), _) | (None, Some(l)) => l,
             (None, None) => {
@@ -533,6 +544,7 @@ impl Launcher for DirectLauncher {
                     output,
                     hostname: None,
                     cgroups: &[],
+                    into_cgroup: None,
                     identity: None,
                     seccomp: &[],
                     rlimits: &[(libc::RLIMIT_NOFILE, 1024), (libc::RLIMIT_CORE, 0)],
@@ -579,6 +591,7 @@ struct SpawnJob {
     egress: Option<Arc<net::Egress>>,
     output: RawFd,
     cgroups: Vec<PathBuf>,
+    into_cgroup: Option<PathBuf>,
     identity: spawn::Identity,
     seccomp: Arc<Vec<seccompiler::BpfProgram>>,
 }
@@ -588,11 +601,16 @@ impl SpawnJob {
         self,
         home: &net::Home,
     ) -> Result<(spawn::Spawned, Option<std::net::TcpListener>), LaunchError> {
+        let started = std::time::Instant::now();
         let mut listener = None;
         let mut net_error = None;
         let isolated = self.network != NetworkMode::Host;
         let egress = self.egress.as_deref();
         let mut before = |pid: libc::pid_t, pidfd: &std::os::fd::OwnedFd| {
+            tracing::debug!(
+                clone_us = started.elapsed().as_micros() as u64,
+                "environment cloned"
+            );
             if isolated {
                 match net::runtime_api_inside(pid, pidfd, home, egress) {
                     Ok(l) => listener = Some(l),
@@ -624,6 +642,7 @@ impl SpawnJob {
                 output: self.output,
                 hostname: Some("localhost"),
                 cgroups: &self.cgroups,
+                into_cgroup: self.into_cgroup.as_deref(),
                 identity: Some(self.identity),
                 seccomp: &self.seccomp,
                 rlimits: &[(libc::RLIMIT_NOFILE, 1024), (libc::RLIMIT_CORE, 0)],

@@ -79,8 +79,11 @@ pub struct Command<'a> {
     /// Becomes the child's stdout and stderr.
     pub output: RawFd,
     pub hostname: Option<&'a str>,
-    /// `cgroup.procs` files the child joins before anything else.
+    /// Files (`tasks`) the child writes `0` into, before anything else, to
+    /// join its cgroups (v1).
     pub cgroups: &'a [std::path::PathBuf],
+    /// A cgroup (v2) directory to start the child in (`CLONE_INTO_CGROUP`).
+    pub into_cgroup: Option<&'a std::path::Path>,
     /// Drop to this identity, with every capability gone and no_new_privs.
     pub identity: Option<Identity>,
     /// Seccomp filters installed last, just before the runtime starts.
@@ -102,6 +105,9 @@ pub struct Spawned {
     /// Yields the runtime's raw wait status (4 bytes) when it ends.
     pub status: OwnedFd,
 }
+
+/// `clone3` flag: start the child in the cgroup given by `CloneArgs::cgroup`.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 #[repr(C)]
 #[derive(Default)]
@@ -186,11 +192,23 @@ pub fn spawn(cmd: &Command<'_>, before_start: BeforeStart<'_>) -> Result<Spawned
     let (go_read, go_write) =
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
 
+    let cgroup_dir = match cmd.into_cgroup {
+        Some(dir) => Some(std::fs::File::open(dir).map_err(|e| SpawnError::Setup {
+            step: format!("open cgroup {}", dir.display()),
+            error: e,
+        })?),
+        None => None,
+    };
     let mut pidfd: libc::c_int = -1;
+    let mut flags = libc::CLONE_PIDFD as u64 | cmd.namespaces.flags();
+    if cgroup_dir.is_some() {
+        flags |= CLONE_INTO_CGROUP;
+    }
     let args = CloneArgs {
-        flags: libc::CLONE_PIDFD as u64 | cmd.namespaces.flags(),
+        flags,
         pidfd: &mut pidfd as *mut libc::c_int as u64,
         exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup_dir.as_ref().map_or(0, |f| f.as_raw_fd() as u64),
         ..Default::default()
     };
     let child = ChildPlan {
