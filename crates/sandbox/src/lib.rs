@@ -110,6 +110,30 @@ const HOST_ETC: &[&str] = &[
     "mime.types",
 ];
 
+/// Copies a file, symlink or directory tree (symlinks stay symlinks),
+/// replacing what is there.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(from)?;
+    if meta.file_type().is_symlink() {
+        let _ = std::fs::remove_file(to);
+        return std::os::unix::fs::symlink(std::fs::read_link(from)?, to);
+    }
+    if meta.is_dir() {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+        return Ok(());
+    }
+    // Unreadable files (private keys) are not needed inside.
+    match std::fs::copy(from, to) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Device nodes every environment gets.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
@@ -284,18 +308,15 @@ impl NamespaceLauncher {
             let p = etc_dir.join(name);
             prep(&p, std::fs::write(&p, content))?;
         }
-        // Mount points for the host entries shared into /etc.
+        // Copies of the host entries environments need (certificates, the
+        // dynamic loader's cache, time zones...), so /etc is one bind mount.
         for name in HOST_ETC {
             let host = Path::new("/etc").join(name);
-            let Ok(meta) = std::fs::metadata(&host) else {
+            if std::fs::symlink_metadata(&host).is_err() {
                 continue;
-            };
-            let p = etc_dir.join(name);
-            if meta.is_dir() {
-                prep(&p, std::fs::create_dir_all(&p))?;
-            } else if !p.exists() {
-                prep(&p, std::fs::write(&p, b""))?;
             }
+            let p = etc_dir.join(name);
+            prep(&p, copy_tree(&host, &p))?;
         }
         Ok(Self {
             mount_point,
@@ -327,12 +348,6 @@ impl NamespaceLauncher {
             }
         }
         entries.push(Entry::ro(&self.etc_dir, "/etc"));
-        for name in HOST_ETC {
-            let host = Path::new("/etc").join(name);
-            if host.exists() && self.etc_dir.join(name).exists() {
-                entries.push(Entry::ro(&host, &host));
-            }
-        }
         entries.push(Entry::Tmpfs {
             inside: "/dev".into(),
             options: "size=64k,mode=755".into(),
