@@ -425,9 +425,13 @@ impl ChildPlan<'_> {
                         self.fail(PHASE_IDENTITY);
                     }
                 }
-                if libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setresgid(id.gid, id.gid, id.gid) != 0
-                    || libc::setresuid(id.uid, id.uid, id.uid) != 0
+                // Raw system calls, not libc's wrappers: glibc's setgroups
+                // and setres[ug]id signal every thread it believes the
+                // process has (the parent's, copied by clone3) and wait for
+                // them forever.
+                if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0
+                    || libc::syscall(libc::SYS_setresgid, id.gid, id.gid, id.gid) != 0
+                    || libc::syscall(libc::SYS_setresuid, id.uid, id.uid, id.uid) != 0
                 {
                     self.fail(PHASE_IDENTITY);
                 }
