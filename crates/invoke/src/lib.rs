@@ -121,8 +121,15 @@ impl Drop for Admission {
     }
 }
 
+/// A version-4 UUID from a fast per-thread generator: request and trace IDs
+/// must be unique, not unpredictable, and the system's generator costs a
+/// system call per ID on the invoke path.
+fn random_uuid() -> uuid::Uuid {
+    uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid()
+}
+
 fn trace_id(given: Option<&str>) -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let id = random_uuid().simple().to_string();
     let root = given
         .and_then(|h| h.split(';').find_map(|p| p.trim().strip_prefix("Root=")))
         .map(str::to_owned)
@@ -325,7 +332,7 @@ impl Invoker {
             }
         };
         let executed_version = cached.record.latest.version.clone();
-        let request_id = uuid::Uuid::new_v4().to_string();
+        let request_id = random_uuid().to_string();
         match req.invocation_type {
             InvocationType::DryRun => {
                 return Ok(InvokeResult {

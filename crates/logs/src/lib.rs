@@ -212,11 +212,13 @@ fn insert(conn: &mut Connection, batch: &[LogEvent]) -> Result<(), LogError> {
         let mut st = tx
             .prepare_cached(
                 "INSERT INTO streams (account, region, grp, stream, created, first_ts, last_ts, last_ingested)
-                 VALUES (?1, ?2, ?3, ?4, ?6, ?5, ?5, ?6)
+                 VALUES (?1, ?2, ?3, ?4, ?6, ?5, ?7, ?6)
                  ON CONFLICT DO UPDATE SET first_ts = MIN(first_ts, excluded.first_ts),
                      last_ts = MAX(last_ts, excluded.last_ts), last_ingested = excluded.last_ingested",
             )
             .map_err(err("prepare stream"))?;
+        // One stream upsert per stream in the batch, not per line.
+        let mut streams: Vec<(&LogEvent, i64, i64)> = Vec::new();
         for e in batch {
             let (a, r) = (e.scope.account.as_str(), e.scope.region.as_str());
             ev.execute(params![
@@ -229,13 +231,26 @@ fn insert(conn: &mut Connection, batch: &[LogEvent]) -> Result<(), LogError> {
                 e.message
             ])
             .map_err(err("insert event"))?;
+            match streams
+                .iter_mut()
+                .find(|(s, _, _)| s.stream == e.stream && s.group == e.group && s.scope == e.scope)
+            {
+                Some((_, first, last)) => {
+                    *first = (*first).min(e.timestamp_ms);
+                    *last = (*last).max(e.timestamp_ms);
+                }
+                None => streams.push((e, e.timestamp_ms, e.timestamp_ms)),
+            }
+        }
+        for (e, first, last) in streams {
             st.execute(params![
-                a,
-                r,
+                e.scope.account.as_str(),
+                e.scope.region.as_str(),
                 &*e.group,
                 &*e.stream,
-                e.timestamp_ms,
-                ingested
+                first,
+                ingested,
+                last
             ])
             .map_err(err("upsert stream"))?;
         }

@@ -218,7 +218,6 @@ impl Environment {
         let timeout = inv.timeout;
         self.invocations.fetch_add(1, Ordering::Relaxed);
         let mut tail = want_tail.then(|| Tail::new(model::limits::LOG_TAIL_BYTES));
-        let oom_before = self.process.oom_kills();
         let mut output = self.output.lock().await;
         let log = &self.log;
 
@@ -315,9 +314,10 @@ impl Environment {
         let duration = began.elapsed();
         let max_memory_mb = self.peak_mb();
         let outcome = match outcome {
-            Outcome::Exited(st @ ExitStatus::Signaled(9))
-                if self.process.oom_kills() > oom_before =>
-            {
+            // A SIGKILL the platform did not send, in an environment where
+            // the kernel has OOM-killed: the memory limit ended it. (The
+            // count is read only here, not on every invocation.)
+            Outcome::Exited(st @ ExitStatus::Signaled(9)) if self.process.oom_kills() > 0 => {
                 Outcome::OutOfMemory(st)
             }
             other => other,

@@ -3,7 +3,10 @@
 //!
 //! Every writer takes root paths, so the logic is tested on plain directories.
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// CPU a function gets, as Lambda allots it: one vCPU per 1,769 MB.
 pub const MB_PER_VCPU: u64 = 1769;
@@ -35,8 +38,13 @@ fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
     std::fs::write(path, value).map_err(io(path))
 }
 
-fn read_u64(path: &Path) -> Option<u64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+/// Reads a one-number cgroup file through a handle kept open: a read at
+/// offset 0 makes the kernel render it afresh, and costs one system call
+/// instead of a path walk, open, stat, read and close per invocation.
+fn read_u64_at(file: &File) -> Option<u64> {
+    let mut buf = [0u8; 32];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    std::str::from_utf8(buf.get(..n)?).ok()?.trim().parse().ok()
 }
 
 /// Where the platform's cgroups live.
@@ -281,6 +289,8 @@ impl Hierarchy {
                 let cg = EnvCgroup {
                     kind: Kind::V2 { dir: dir.clone() },
                     cpu_quota_us: quota,
+                    peak: OnceLock::new(),
+                    freezer_state: OnceLock::new(),
                 };
                 write(&dir.join("memory.max"), &bytes.to_string())?;
                 let _ = write(&dir.join("memory.swap.max"), "0");
@@ -323,6 +333,8 @@ impl Hierarchy {
                         freezer,
                     },
                     cpu_quota_us: quota,
+                    peak: OnceLock::new(),
+                    freezer_state: OnceLock::new(),
                 }
             }
         };
@@ -396,6 +408,10 @@ enum Kind {
 pub struct EnvCgroup {
     kind: Kind,
     cpu_quota_us: u64,
+    /// The peak-memory file, opened at first use and kept open.
+    peak: OnceLock<Option<File>>,
+    /// The freeze control file, opened at first use and kept open.
+    freezer_state: OnceLock<Option<File>>,
 }
 
 impl EnvCgroup {
@@ -453,10 +469,14 @@ impl EnvCgroup {
 
     /// Highest memory use so far, in bytes.
     pub fn memory_peak(&self) -> Option<u64> {
-        match &self.kind {
-            Kind::V2 { dir } => read_u64(&dir.join("memory.peak")),
-            Kind::V1 { memory, .. } => read_u64(&memory.join("memory.max_usage_in_bytes")),
-        }
+        let file = self.peak.get_or_init(|| {
+            let path = match &self.kind {
+                Kind::V2 { dir } => dir.join("memory.peak"),
+                Kind::V1 { memory, .. } => memory.join("memory.max_usage_in_bytes"),
+            };
+            File::open(path).ok()
+        });
+        read_u64_at(file.as_ref()?)
     }
 
     /// How many processes the kernel killed for exceeding the memory limit.
@@ -478,12 +498,19 @@ impl EnvCgroup {
 
     /// Stops (or resumes) every process of the environment.
     pub fn set_frozen(&self, frozen: bool) -> Result<(), CgroupError> {
-        match &self.kind {
-            Kind::V2 { dir } => write(&dir.join("cgroup.freeze"), if frozen { "1" } else { "0" }),
-            Kind::V1 { freezer, .. } => write(
-                &freezer.join("freezer.state"),
+        let (path, value) = match &self.kind {
+            Kind::V2 { dir } => (dir.join("cgroup.freeze"), if frozen { "1" } else { "0" }),
+            Kind::V1 { freezer, .. } => (
+                freezer.join("freezer.state"),
                 if frozen { "FROZEN" } else { "THAWED" },
             ),
+        };
+        let file = self
+            .freezer_state
+            .get_or_init(|| std::fs::OpenOptions::new().write(true).open(&path).ok());
+        match file {
+            Some(f) => f.write_at(value.as_bytes(), 0).map(drop).map_err(io(&path)),
+            None => write(&path, value),
         }
     }
 
