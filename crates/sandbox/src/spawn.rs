@@ -387,6 +387,11 @@ impl ChildPlan<'_> {
             // The environment dies with the launcher thread that made it, so
             // nothing outlives the platform (even after kill -9).
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            // Drop the copy of the platform's descriptor table (sockets of
+            // other environments, client connections) first: it is none of
+            // the function's business, and with thousands of them the lowest
+            // free descriptor would lie above the function's limit of 1,024.
+            close_all_but(&[self.output, self.err_fd, self.status_fd, self.go_fd]);
 
             for path in self.cgroups {
                 let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
@@ -542,6 +547,31 @@ impl ChildPlan<'_> {
             libc::_exit(127)
         }
     }
+}
+
+/// Closes every descriptor from 3 up except those in `keep`.
+///
+/// # Safety
+/// Only for a freshly cloned child: it closes descriptors other threads of
+/// the parent may use (the child has its own copy of the table).
+unsafe fn close_all_but(keep: &[RawFd; 4]) {
+    let mut k = *keep;
+    k.sort_unstable();
+    let mut from: libc::c_uint = 3;
+    for fd in k {
+        let Ok(fd) = libc::c_uint::try_from(fd) else {
+            continue;
+        };
+        if fd >= from {
+            if fd > from {
+                // SAFETY: closes a range of this process's descriptors.
+                unsafe { libc::syscall(libc::SYS_close_range, from, fd - 1, 0u32) };
+            }
+            from = fd + 1;
+        }
+    }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, from, libc::c_uint::MAX, 0u32) };
 }
 
 /// Runs one step; returns 0 or -1 (errno set).
