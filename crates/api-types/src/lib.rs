@@ -377,3 +377,59 @@ mod tests {
         assert!(v["LoggingConfig"].as_object().unwrap().is_empty());
     }
 }
+
+/// One destination (`OnSuccess` / `OnFailure`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DestinationTarget {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+}
+
+/// Where asynchronous outcomes go.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DestinationConfig {
+    pub on_success: Option<DestinationTarget>,
+    pub on_failure: Option<DestinationTarget>,
+}
+
+/// `PUT`/`POST /2019-09-25/functions/{FunctionName}/event-invoke-config`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutFunctionEventInvokeConfigRequest {
+    pub maximum_retry_attempts: Option<i64>,
+    pub maximum_event_age_in_seconds: Option<i64>,
+    pub destination_config: Option<DestinationConfig>,
+}
+
+/// A qualifier's asynchronous invocation settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FunctionEventInvokeConfig {
+    /// Epoch seconds, with milliseconds.
+    pub last_modified: f64,
+    pub function_arn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum_retry_attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum_event_age_in_seconds: Option<u32>,
+    pub destination_config: DestinationConfigResponse,
+}
+
+/// `DestinationConfig` as responses carry it: both keys, `{}` when unset.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DestinationConfigResponse {
+    pub on_success: DestinationTarget,
+    pub on_failure: DestinationTarget,
+}
+
+/// `GET /2019-09-25/functions/{FunctionName}/event-invoke-config/list`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListFunctionEventInvokeConfigsResponse {
+    pub function_event_invoke_configs: Vec<FunctionEventInvokeConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+}

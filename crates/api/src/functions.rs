@@ -205,8 +205,113 @@ pub async fn status(State(s): State<Arc<AppState>>, req: Authed) -> Response {
                                "LastColdStart": cold})
         })
         .collect();
+    let now = model::time_fmt::now_ms();
+    let (queue, deliveries) = match s.invoker.queue() {
+        Some(q) => {
+            let st = q.stats();
+            let mine: Vec<serde_json::Value> = st
+                .functions
+                .iter()
+                .filter(|f| f.scope == req.caller.scope)
+                .map(|f| {
+                    serde_json::json!({
+                        "FunctionName": f.name,
+                        "Depth": f.depth,
+                        "OldestEventAgeSeconds": ((now - f.oldest_enqueued_ms).max(0) as f64) / 1000.0,
+                    })
+                })
+                .collect();
+            (mine, st.deliveries)
+        }
+        None => (Vec::new(), 0),
+    };
     json_response(
         StatusCode::OK,
-        &serde_json::json!({ "Functions": functions }),
+        &serde_json::json!({
+            "Functions": functions,
+            "AsyncQueue": queue,
+            "PendingDeliveries": deliveries,
+        }),
     )
+}
+
+/// Prometheus text exposition of the platform's gauges and counters.
+pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering;
+    let mut out = String::new();
+    let now = model::time_fmt::now_ms();
+    let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
+    if let Some(q) = s.invoker.queue() {
+        let st = q.stats();
+        let _ = writeln!(
+            out,
+            "# HELP lambent_async_queue_depth Asynchronous events waiting or running, per function."
+        );
+        let _ = writeln!(out, "# TYPE lambent_async_queue_depth gauge");
+        for f in &st.functions {
+            let _ = writeln!(
+                out,
+                "lambent_async_queue_depth{{account=\"{}\",region=\"{}\",function=\"{}\"}} {}",
+                f.scope.account,
+                f.scope.region,
+                esc(&f.name),
+                f.depth
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lambent_async_oldest_event_age_seconds Age of the oldest queued event, per function."
+        );
+        let _ = writeln!(out, "# TYPE lambent_async_oldest_event_age_seconds gauge");
+        for f in &st.functions {
+            let _ = writeln!(
+                out,
+                "lambent_async_oldest_event_age_seconds{{account=\"{}\",region=\"{}\",function=\"{}\"}} {:.3}",
+                f.scope.account,
+                f.scope.region,
+                esc(&f.name),
+                ((now - f.oldest_enqueued_ms).max(0) as f64) / 1000.0
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP lambent_async_pending_deliveries Destination records and dead letters waiting for an HTTP endpoint."
+        );
+        let _ = writeln!(out, "# TYPE lambent_async_pending_deliveries gauge");
+        let _ = writeln!(out, "lambent_async_pending_deliveries {}", st.deliveries);
+    }
+    let m = s.invoker.async_metrics();
+    for (name, help, v) in [
+        (
+            "lambent_async_events_received_total",
+            "Asynchronous events accepted.",
+            &m.events_received,
+        ),
+        (
+            "lambent_async_events_dropped_total",
+            "Asynchronous events dropped with nowhere to go.",
+            &m.events_dropped,
+        ),
+        (
+            "lambent_destination_delivery_failures_total",
+            "Destination records an endpoint never accepted.",
+            &m.destination_delivery_failures,
+        ),
+        (
+            "lambent_dead_letter_errors_total",
+            "Dead letters an endpoint never accepted.",
+            &m.dead_letter_errors,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+    }
+    let mut resp = out.into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
 }

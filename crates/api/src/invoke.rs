@@ -96,7 +96,9 @@ pub async fn invoke(
     let status = StatusCode::from_u16(out.status).unwrap_or(StatusCode::OK);
     let mut resp = (status, out.payload).into_response();
     let h = resp.headers_mut();
-    if status != StatusCode::NO_CONTENT {
+    // An accepted event (202) and a dry run (204) carry no payload, type
+    // or version.
+    if status == StatusCode::OK {
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -115,6 +117,34 @@ pub async fn invoke(
     }
     if let Ok(v) = HeaderValue::from_str(&out.request_id) {
         h.insert("x-amzn-requestid", v);
+    }
+    Ok(resp)
+}
+
+/// `InvokeAsync` (deprecated): queues the body as an event; 202.
+pub async fn invoke_async(
+    State(s): State<Arc<AppState>>,
+    req: Authed,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let out = s
+        .invoker
+        .invoke(
+            &req.caller.scope,
+            InvokeRequest {
+                function: name,
+                qualifier: None,
+                payload: req.body.clone(),
+                invocation_type: InvocationType::Event,
+                tail: false,
+                client_context: None,
+                trace_header: None,
+            },
+        )
+        .await?;
+    let mut resp = StatusCode::ACCEPTED.into_response();
+    if let Ok(v) = HeaderValue::from_str(&out.request_id) {
+        resp.headers_mut().insert("x-amzn-requestid", v);
     }
     Ok(resp)
 }

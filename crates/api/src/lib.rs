@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 
 pub mod auth;
 pub mod error;
+mod event_config;
 mod functions;
 mod invoke;
 mod logs;
@@ -70,6 +71,25 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::post(invoke::invoke),
         )
         .route(
+            "/2014-11-13/functions/{name}/invoke-async",
+            axum::routing::post(invoke::invoke_async),
+        )
+        .route(
+            "/2014-11-13/functions/{name}/invoke-async/",
+            axum::routing::post(invoke::invoke_async),
+        )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config",
+            get(event_config::get)
+                .put(event_config::put)
+                .post(event_config::update)
+                .delete(event_config::delete),
+        )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config/list",
+            get(event_config::list),
+        )
+        .route(
             "/2021-11-15/functions/{name}/response-streaming-invocations",
             axum::routing::post(invoke::invoke_with_response_stream),
         )
@@ -94,6 +114,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(lambda)
         .route("/lambent/code/{file}", get(functions::download_code))
         .route("/lambent/health", get(|| async { "ok" }))
+        .route("/lambent/metrics", get(functions::metrics))
         .fallback(|| async { ApiError::unknown_operation() })
         .layer(middleware::from_fn(request_id))
         .with_state(state)

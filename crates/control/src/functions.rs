@@ -253,6 +253,15 @@ impl Control {
             code.image_uri.as_deref(),
         )?;
 
+        if let Some(t) = req
+            .dead_letter_config
+            .as_ref()
+            .and_then(|d| d.target_arn.as_deref())
+            .filter(|t| !t.is_empty())
+        {
+            self.check_dead_letter_target(t).await?;
+        }
+
         let now = model::time_fmt::now_ms();
         let guard = self.blob_lock.lock().await;
         let code = self.store_package(zip_b64).await?;
@@ -298,6 +307,7 @@ impl Control {
             tags,
             reserved_concurrency: None,
             created_ms: now,
+            event_invoke_configs: Default::default(),
         };
         let created = self.store.create_function(scope, &record).await;
         drop(guard);
@@ -580,6 +590,14 @@ impl Control {
         if let Some(layers) = &req.layers {
             validate::layers(layers)?;
         }
+        if let Some(t) = req
+            .dead_letter_config
+            .as_ref()
+            .and_then(|d| d.target_arn.as_deref())
+            .filter(|t| !t.is_empty())
+        {
+            self.check_dead_letter_target(t).await?;
+        }
         let now = model::time_fmt::now_ms();
         let (_, after) = self
             .modify(scope, &t.name, None, |rec| {
@@ -609,8 +627,13 @@ impl Control {
                 if let Some(v) = &req.runtime {
                     cfg.runtime = Some(v.clone());
                 }
-                if let Some(d) = &req.dead_letter_config {
-                    cfg.dead_letter_target = d.target_arn.clone().filter(|t| !t.is_empty());
+                // `{}` changes nothing; an empty TargetArn removes the target.
+                if let Some(t) = req
+                    .dead_letter_config
+                    .as_ref()
+                    .and_then(|d| d.target_arn.as_ref())
+                {
+                    cfg.dead_letter_target = Some(t.clone()).filter(|t| !t.is_empty());
                 }
                 if let Some(k) = &req.kms_key_arn {
                     cfg.kms_key_arn = Some(k.clone()).filter(|k| !k.is_empty());

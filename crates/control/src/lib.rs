@@ -14,6 +14,7 @@ use store::{Store, StoreError};
 
 mod account;
 mod code_url;
+mod event_config;
 mod functions;
 mod tags;
 mod validate;

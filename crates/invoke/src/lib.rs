@@ -8,7 +8,7 @@
 //! HTTP; [`InvokeError`] names each refusal, and the `api` crate writes them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +19,8 @@ use model::{FunctionName, FunctionRecord, Qualifier, Scope, limits};
 use pool::{Completed, FunctionSpec, Outcome, Pool};
 use runtimes::Catalog;
 use store::Store;
+
+pub mod asynchronous;
 
 /// How the caller wants the function run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +94,28 @@ pub enum InvokeError {
     Service(String),
 }
 
+/// A function and qualifier resolved for one invocation.
+struct Target {
+    scope: Arc<Scope>,
+    name: FunctionName,
+    qualifier: Option<Qualifier>,
+    cached: Arc<Cached>,
+    spec: Arc<FunctionSpec>,
+}
+
+/// Counters of asynchronous invocation, as Lambda's metrics name them.
+#[derive(Debug, Default)]
+pub struct AsyncMetrics {
+    /// Events accepted (`AsyncEventsReceived`).
+    pub events_received: AtomicU64,
+    /// Events dropped without a destination to take them (`AsyncEventsDropped`).
+    pub events_dropped: AtomicU64,
+    /// Records a destination did not accept (`DestinationDeliveryFailures`).
+    pub destination_delivery_failures: AtomicU64,
+    /// Events the dead-letter target did not accept (`DeadLetterErrors`).
+    pub dead_letter_errors: AtomicU64,
+}
+
 /// A function record with its resolved `$LATEST` spec, as cached.
 struct Cached {
     record: FunctionRecord,
@@ -110,6 +134,8 @@ pub struct Invoker {
     /// Concurrent executions per account and region.
     running: Mutex<HashMap<Arc<Scope>, Arc<AtomicU32>>>,
     account_concurrency: u32,
+    queue: Option<queue::Queue>,
+    metrics: AsyncMetrics,
 }
 
 /// Releases a concurrency slot when dropped.
@@ -159,7 +185,23 @@ impl Invoker {
             scopes: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             account_concurrency,
+            queue: None,
+            metrics: AsyncMetrics::default(),
         }
+    }
+
+    /// Queues `Event` invocations durably in `queue` (see [`asynchronous`]).
+    pub fn with_queue(mut self, queue: queue::Queue) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    pub fn queue(&self) -> Option<&queue::Queue> {
+        self.queue.as_ref()
+    }
+
+    pub fn async_metrics(&self) -> &AsyncMetrics {
+        &self.metrics
     }
 
     pub fn pool(&self) -> &Pool {
@@ -269,24 +311,26 @@ impl Invoker {
         Ok(Admission(counter))
     }
 
-    /// Runs one invocation.
-    pub async fn invoke(
+    /// Resolves a `{FunctionName}` parameter and an optional `Qualifier` to a
+    /// function this server can run.
+    async fn target(
         &self,
         scope: &Scope,
-        req: InvokeRequest,
-    ) -> Result<InvokeResult, InvokeError> {
-        let r = control::resolve_ref(scope, &req.function).map_err(|e| match e {
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<Target, InvokeError> {
+        let r = control::resolve_ref(scope, function).map_err(|e| match e {
             // Invoke reports unknown names with the `$LATEST` ARN, as AWS does.
             ControlError::NotFound(m)
                 if m.starts_with("Function not found: ")
                     && !m.contains(":$LATEST")
-                    && req.qualifier.is_none() =>
+                    && qualifier.is_none() =>
             {
                 ControlError::NotFound(format!("{m}:$LATEST"))
             }
             e => e,
         })?;
-        let qualifier = match (&r.qualifier, req.qualifier.as_deref()) {
+        let qualifier = match (&r.qualifier, qualifier) {
             (Some(a), Some(b)) if a.to_string() != b => {
                 return Err(ControlError::InvalidParameter(
                     "The derived qualifier from the function name does not match the specified qualifier.".into(),
@@ -302,10 +346,35 @@ impl Invoker {
             (None, None) => None,
         };
         let scope = self.intern(scope);
+        let cached = self.resolve(&scope, &r.name, qualifier.as_ref()).await?;
+        let spec = match &qualifier {
+            None | Some(Qualifier::Latest) => cached.latest.clone(),
+            Some(q) => {
+                return Err(control::function_not_found(&scope, &r.name, Some(q)).into());
+            }
+        };
+        Ok(Target {
+            scope,
+            name: r.name,
+            qualifier,
+            cached,
+            spec,
+        })
+    }
+
+    /// Runs one invocation (or, for `Event`, queues it durably).
+    pub async fn invoke(
+        &self,
+        scope: &Scope,
+        req: InvokeRequest,
+    ) -> Result<InvokeResult, InvokeError> {
         let limit = match req.invocation_type {
             InvocationType::Event => limits::ASYNC_REQUEST_MAX_BYTES,
             _ => limits::SYNC_REQUEST_MAX_BYTES,
         };
+        let t = self
+            .target(scope, &req.function, req.qualifier.as_deref())
+            .await?;
         if req.payload.len() > limit {
             return Err(InvokeError::TooLarge(match req.invocation_type {
                 InvocationType::Event => format!(
@@ -324,50 +393,93 @@ impl Invoker {
                 ))
             })?;
         }
-        let cached = self.resolve(&scope, &r.name, qualifier.as_ref()).await?;
-        let spec = match &qualifier {
-            None | Some(Qualifier::Latest) => cached.latest.clone(),
-            Some(q) => {
-                return Err(control::function_not_found(&scope, &r.name, Some(q)).into());
-            }
-        };
-        let executed_version = cached.record.latest.version.clone();
+        let executed_version = t.cached.record.latest.version.clone();
         let request_id = random_uuid().to_string();
         match req.invocation_type {
-            InvocationType::DryRun => {
-                return Ok(InvokeResult {
+            InvocationType::DryRun => Ok(InvokeResult {
+                request_id,
+                executed_version,
+                payload: Bytes::new(),
+                function_error: None,
+                log_result: None,
+                status: 204,
+            }),
+            InvocationType::Event => {
+                let Some(queue) = &self.queue else {
+                    return Err(InvokeError::Unsupported(
+                        "asynchronous invocation is not configured on this server".into(),
+                    ));
+                };
+                let now = model::time_fmt::now_ms();
+                queue
+                    .enqueue(vec![queue::NewWork {
+                        request_id: request_id.clone(),
+                        target: queue::Target::Function {
+                            scope: (*t.scope).clone(),
+                            name: t.name.to_string(),
+                            qualifier: t.qualifier.as_ref().map(ToString::to_string),
+                            // Lambda passes a client context to synchronous
+                            // invocations only.
+                            client_context: None,
+                        },
+                        payload: req.payload,
+                        enqueued_ms: now,
+                        due_ms: now,
+                    }])
+                    .await
+                    .map_err(|e| InvokeError::Service(format!("could not queue the event: {e}")))?;
+                self.metrics.events_received.fetch_add(1, Ordering::Relaxed);
+                Ok(InvokeResult {
                     request_id,
                     executed_version,
                     payload: Bytes::new(),
                     function_error: None,
                     log_result: None,
-                    status: 204,
-                });
+                    status: 202,
+                })
             }
-            InvocationType::Event => {
-                return Err(InvokeError::Unsupported(
-                    "InvocationType Event (asynchronous invocation) is not available on this server yet".into(),
-                ));
+            InvocationType::RequestResponse => {
+                self.execute(
+                    &t,
+                    req.payload,
+                    request_id,
+                    req.client_context,
+                    req.trace_header.as_deref(),
+                    req.tail,
+                )
+                .await
             }
-            InvocationType::RequestResponse => {}
         }
-        let _admission = self.admit(&scope)?;
-        let mut arn = scope.function_arn(&r.name);
-        arn.qualifier = qualifier.clone();
+    }
+
+    /// Runs a resolved invocation in an execution environment.
+    async fn execute(
+        &self,
+        t: &Target,
+        payload: Bytes,
+        request_id: String,
+        client_context: Option<String>,
+        trace_header: Option<&str>,
+        tail: bool,
+    ) -> Result<InvokeResult, InvokeError> {
+        let executed_version = t.cached.record.latest.version.clone();
+        let _admission = self.admit(&t.scope)?;
+        let mut arn = t.scope.function_arn(&t.name);
+        arn.qualifier = t.qualifier.clone();
         let inv = runtime_api::Invocation {
             request_id: request_id.clone(),
-            payload: if req.payload.is_empty() {
+            payload: if payload.is_empty() {
                 Bytes::from_static(b"{}")
             } else {
-                req.payload
+                payload
             },
-            timeout: spec.timeout,
+            timeout: t.spec.timeout,
             invoked_arn: arn.to_string(),
-            trace_id: trace_id(req.trace_header.as_deref()),
-            client_context: req.client_context,
+            trace_id: trace_id(trace_header),
+            client_context,
             cognito_identity: None,
         };
-        let mut lease = match self.pool.acquire(&spec).await {
+        let mut lease = match self.pool.acquire(&t.spec).await {
             Ok(l) => l,
             Err(e @ pool::PoolError::InvalidEntrypoint { .. }) => {
                 return Ok(InvokeResult {
@@ -384,9 +496,9 @@ impl Invoker {
             }
             Err(e) => return Err(InvokeError::Service(e.to_string())),
         };
-        let done = lease.invoke(inv, req.tail).await;
+        let done = lease.invoke(inv, tail).await;
         drop(lease);
-        Ok(shape(request_id, executed_version, &spec, done))
+        Ok(shape(request_id, executed_version, &t.spec, done))
     }
 }
 

@@ -228,3 +228,60 @@ mod tests {
         assert!(parse_since("5y").is_err());
     }
 }
+
+#[derive(Args, Debug)]
+pub struct QueueArgs {
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// `lambent queue`: asynchronous events waiting per function.
+pub fn queue(args: QueueArgs) -> Result<(), CommandError> {
+    let client = args.target.client()?;
+    let reply = runtime()?.block_on(client.send(
+        "GET",
+        "/lambent/status",
+        "",
+        "lambda",
+        &[],
+        Vec::new(),
+    ))?;
+    if reply.status >= 300 {
+        return Err(api_error(&reply));
+    }
+    let status: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+    let rows = status
+        .get("AsyncQueue")
+        .and_then(|q| q.as_array())
+        .cloned()
+        .unwrap_or_default();
+    println!(
+        "{:<40} {:>8} {:>18}",
+        "FUNCTION", "DEPTH", "OLDEST EVENT AGE"
+    );
+    for r in &rows {
+        println!(
+            "{:<40} {:>8} {:>17.1}s",
+            r.get("FunctionName")
+                .and_then(|v| v.as_str())
+                .unwrap_or("?"),
+            r.get("Depth").and_then(|v| v.as_u64()).unwrap_or(0),
+            r.get("OldestEventAgeSeconds")
+                .and_then(|v| v.as_f64())
+                .unwrap_or(0.0)
+        );
+    }
+    if rows.is_empty() {
+        println!("(no queued events)");
+    }
+    let deliveries = status
+        .get("PendingDeliveries")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
+    if deliveries > 0 {
+        println!(
+            "{deliveries} destination record(s) or dead letter(s) waiting for an HTTP endpoint"
+        );
+    }
+    Ok(())
+}

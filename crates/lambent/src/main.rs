@@ -33,6 +33,8 @@ enum Command {
     Invoke(commands::InvokeArgs),
     /// Print a function's log lines (and follow new ones with --follow).
     Logs(commands::LogsArgs),
+    /// Show asynchronous events waiting per function (depth, oldest age).
+    Queue(commands::QueueArgs),
 }
 
 /// `$LAMBENT_DATA_DIR`, else `$XDG_DATA_HOME/lambent`, else `~/.local/share/lambent`.
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args).map_err(Into::into),
         Command::Invoke(args) => commands::invoke(args).map_err(Into::into),
         Command::Logs(args) => commands::logs(args).map_err(Into::into),
+        Command::Queue(args) => commands::queue(args).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -47,6 +47,12 @@ pub struct ServeArgs {
     /// Seconds an idle execution environment stays warm before it is stopped.
     #[arg(long, env = "LAMBENT_KEEP_ALIVE", default_value_t = 300.0)]
     pub keep_alive: f64,
+
+    /// Multiplies the retry delays of asynchronous invocation (Lambda's: 1
+    /// and 2 minutes after function errors, 1 s to 5 min backoff after
+    /// throttles). 1 keeps Lambda's schedule; tests use e.g. 0.01.
+    #[arg(long, env = "LAMBENT_ASYNC_DELAY_SCALE", default_value_t = 1.0)]
+    pub async_delay_scale: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -71,6 +77,8 @@ pub enum ServeError {
     Blobs(#[from] blobs::PackageError),
     #[error("cannot open the log store: {0}")]
     Logs(#[from] logs::LogError),
+    #[error(transparent)]
+    Queue(#[from] queue::QueueError),
     #[error("cannot prepare execution environments: {0}")]
     Sandbox(#[from] sandbox::LaunchError),
     #[error(
@@ -176,13 +184,30 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
             keep_alive: std::time::Duration::from_secs_f64(args.keep_alive.max(0.0)),
         },
     );
-    let invoker = Arc::new(invoke::Invoker::new(
-        store.clone(),
-        blobs.clone(),
-        catalog.clone(),
-        pool.clone(),
-        account_concurrency,
-    ));
+    let queue = queue::Queue::open(&data_dir.join("queue.db"))?;
+    if !queue.is_empty() {
+        tracing::info!(
+            items = queue.len(),
+            "resuming queued asynchronous events and deliveries"
+        );
+    }
+    let invoker = Arc::new(
+        invoke::Invoker::new(
+            store.clone(),
+            blobs.clone(),
+            catalog.clone(),
+            pool.clone(),
+            account_concurrency,
+        )
+        .with_queue(queue),
+    );
+    invoke::asynchronous::spawn(
+        invoker.clone(),
+        invoke::asynchronous::AsyncSettings {
+            delay_scale: args.async_delay_scale.max(0.0),
+            max_concurrent: account_concurrency as usize,
+        },
+    );
     let control = Arc::new(control::Control::new(
         store,
         blobs,

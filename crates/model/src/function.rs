@@ -187,4 +187,38 @@ pub struct FunctionRecord {
     /// Reserved concurrency; `None` when the function uses the unreserved pool.
     pub reserved_concurrency: Option<u32>,
     pub created_ms: i64,
+    /// Asynchronous invocation settings per qualifier (`$LATEST`, a version
+    /// number or an alias name).
+    #[serde(default)]
+    pub event_invoke_configs: BTreeMap<String, EventInvokeConfig>,
+}
+
+/// How asynchronous invocations of one qualifier are retried and where their
+/// outcomes go (`PutFunctionEventInvokeConfig`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct EventInvokeConfig {
+    /// 0-2; `None` means Lambda's default of 2.
+    pub maximum_retry_attempts: Option<u32>,
+    /// 60-21,600 s; `None` means Lambda's default of 6 hours.
+    pub maximum_event_age_s: Option<u32>,
+    /// Where a success record goes: a function ARN or an http:// URL.
+    pub on_success: Option<String>,
+    /// Where a failure record goes.
+    pub on_failure: Option<String>,
+    pub last_modified_ms: i64,
+}
+
+impl EventInvokeConfig {
+    pub const DEFAULT_RETRY_ATTEMPTS: u32 = 2;
+    pub const DEFAULT_EVENT_AGE_S: u32 = 21_600;
+
+    pub fn retry_attempts(&self) -> u32 {
+        self.maximum_retry_attempts
+            .unwrap_or(Self::DEFAULT_RETRY_ATTEMPTS)
+    }
+
+    pub fn event_age_s(&self) -> u32 {
+        self.maximum_event_age_s
+            .unwrap_or(Self::DEFAULT_EVENT_AGE_S)
+    }
 }

@@ -5,11 +5,13 @@
 //! code holds values that are known to be well formed.
 
 pub mod arn;
+pub mod destination;
 pub mod function;
 pub mod limits;
 pub mod names;
 pub mod time_fmt;
 
 pub use arn::{FunctionArn, Scope};
-pub use function::{FunctionConfig, FunctionRecord, PackageType};
+pub use destination::{Destination, DestinationError};
+pub use function::{EventInvokeConfig, FunctionConfig, FunctionRecord, PackageType};
 pub use names::{AccountId, FunctionName, FunctionRef, NameError, Qualifier, Region};

@@ -54,6 +54,7 @@ pub fn sample_record(name: &str, digest: &str) -> FunctionRecord {
         tags: BTreeMap::new(),
         reserved_concurrency: None,
         created_ms: 1_700_000_000_000,
+        event_invoke_configs: Default::default(),
     }
 }
 
