@@ -46,20 +46,35 @@ class Server:
             )
         )
         self.data = self.dir / "data"
-        binary = os.environ.get("LAMBENT_BIN", str(ROOT / "target/debug/lambent"))
+        self.creds = creds
+        self.extra_args = tuple(extra_args)
         self.log_path = self.dir / "server.log"
+        self._start()
+
+    def _start(self):
+        binary = os.environ.get("LAMBENT_BIN", str(ROOT / "target/debug/lambent"))
+        endpoint_file = self.data / "endpoint"
+        if endpoint_file.exists():
+            endpoint_file.unlink()
         self.proc = subprocess.Popen(
             [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data),
-             "--credentials-file", str(creds), *extra_args],
+             "--credentials-file", str(self.creds), *self.extra_args],
             stdout=subprocess.DEVNULL,
-            stderr=open(self.log_path, "wb"),
+            stderr=open(self.log_path, "ab"),
         )
-        endpoint_file = self.data / "endpoint"
         self.endpoint = wait_for(
             "the endpoint file",
             lambda: endpoint_file.exists() and endpoint_file.read_text().strip(),
         )
         wait_for("the health check", self._healthy)
+
+    def restart(self):
+        """Starts the server again on the same data directory (after it
+        stopped or was killed)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+        self._start()
 
     def _healthy(self):
         try:

@@ -98,7 +98,9 @@ pub async fn invoke(
     let h = resp.headers_mut();
     // An accepted event (202) and a dry run (204) carry no payload, type
     // or version.
-    if status == StatusCode::OK {
+    if status != StatusCode::OK {
+        h.remove(header::CONTENT_TYPE);
+    } else {
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),

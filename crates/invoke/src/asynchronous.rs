@@ -32,7 +32,8 @@ use crate::{InvokeError, InvokeResult, Invoker, random_uuid};
 /// How the dispatcher paces itself.
 #[derive(Debug, Clone, Copy)]
 pub struct AsyncSettings {
-    /// Multiplies every retry delay. 1.0 is Lambda's schedule; tests shrink it.
+    /// Multiplies every time constant: retry delays, backoff and the maximum
+    /// event age. 1.0 is Lambda's schedule; tests shrink it.
     pub delay_scale: f64,
     /// Attempts that may run at once.
     pub max_concurrent: usize,
@@ -216,7 +217,7 @@ impl Dispatch {
             return;
         }
         let now = now_ms();
-        let max_age_ms = i64::from(settings.config.event_age_s()) * 1000;
+        let max_age_ms = self.scaled(i64::from(settings.config.event_age_s()) * 1000);
         if now - c.enqueued_ms > max_age_ms {
             let last = c
                 .last_result

@@ -48,9 +48,10 @@ pub struct ServeArgs {
     #[arg(long, env = "LAMBENT_KEEP_ALIVE", default_value_t = 300.0)]
     pub keep_alive: f64,
 
-    /// Multiplies the retry delays of asynchronous invocation (Lambda's: 1
-    /// and 2 minutes after function errors, 1 s to 5 min backoff after
-    /// throttles). 1 keeps Lambda's schedule; tests use e.g. 0.01.
+    /// Multiplies the time constants of asynchronous invocation: the retry
+    /// delays (Lambda's: 1 and 2 minutes after function errors, 1 s to 5 min
+    /// backoff after throttles) and each event's maximum age. 1 keeps
+    /// Lambda's schedule; tests use e.g. 0.01.
     #[arg(long, env = "LAMBENT_ASYNC_DELAY_SCALE", default_value_t = 1.0)]
     pub async_delay_scale: f64,
 }

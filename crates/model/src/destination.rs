@@ -49,7 +49,21 @@ impl Destination {
         else {
             return Err(DestinationError::Malformed);
         };
-        if !partition.starts_with("aws") || service.is_empty() {
+        // AWS's pattern: arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:(<region>)?:(\d{12})?:(.*)
+        let (Some(region), Some(account), Some(_resource)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(DestinationError::Malformed);
+        };
+        let word = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !partition.starts_with("aws")
+            || !word(partition)
+            || service.is_empty()
+            || !word(service)
+            || !(region.is_empty() || crate::Region::parse(region).is_ok())
+            || !(account.is_empty()
+                || (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())))
+        {
             return Err(DestinationError::Malformed);
         }
         if service != "lambda" {
@@ -102,6 +116,8 @@ mod tests {
             "https://example.com/x",
             "arn:aws:lambda:us-east-1:123456789012:function:",
             "arn:aws:lambda:function:dest",
+            "arn:aws:_-/!lambda:us-east-1:123456789012:function:x",
+            "arn:aws:sqs:us-east-1:12345:q",
         ] {
             assert_eq!(
                 Destination::parse(bad),
