@@ -119,6 +119,36 @@ impl Conn {
         Ok(took)
     }
 
+    /// An `Event` invocation; returns the time to the 202 (the durable
+    /// acknowledgement).
+    pub async fn invoke_event(
+        &mut self,
+        function: &str,
+        payload: &'static [u8],
+    ) -> Result<Duration, BoxError> {
+        let path = format!("/2015-03-31/functions/{function}/invocations");
+        let started = Instant::now();
+        let r = self
+            .send(
+                "POST",
+                &path,
+                "lambda",
+                &[("x-amz-invocation-type", "Event")],
+                Bytes::from_static(payload),
+            )
+            .await?;
+        let took = started.elapsed();
+        if r.status != 202 {
+            return Err(format!(
+                "event invoke answered {}: {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            )
+            .into());
+        }
+        Ok(took)
+    }
+
     pub async fn json(
         &mut self,
         method: &str,

@@ -50,9 +50,14 @@ fn wait_for_file(path: &Path, timeout: Duration) -> Result<String, BoxError> {
     }
 }
 
-/// Starts `lambent serve` on a fresh data directory.
-pub fn start_lambent(binary: &Path, work: &Path, extra: &[&str]) -> Result<Proc, BoxError> {
-    let dir = work.join(format!("lambent-{}", std::process::id()));
+/// Starts `lambent serve` on a fresh data directory named after `name`.
+pub fn start_lambent(
+    binary: &Path,
+    work: &Path,
+    name: &str,
+    extra: &[&str],
+) -> Result<Proc, BoxError> {
+    let dir = work.join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let keys = dir.join("keys.toml");

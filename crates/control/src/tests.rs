@@ -537,3 +537,64 @@ async fn tags_and_account_settings() {
     assert_eq!(s.account_limit.unreserved_concurrent_executions, 100);
     assert_eq!(s.account_limit.code_size_zipped, 52_428_800);
 }
+
+#[tokio::test]
+async fn event_invoke_config_ranges_and_paging() {
+    let f = fixture();
+    let zip = zip_of(&[("bootstrap", b"#!/bin/sh\n")]);
+    f.control
+        .create_function(&f.scope, create_req("cfg", &zip))
+        .await
+        .unwrap();
+    let put = |retries: Option<i64>, age: Option<i64>| wire::PutFunctionEventInvokeConfigRequest {
+        maximum_retry_attempts: retries,
+        maximum_event_age_in_seconds: age,
+        destination_config: None,
+    };
+    let e = f
+        .control
+        .put_event_invoke_config(&f.scope, "cfg", None, put(Some(3), Some(59)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "2 validation errors detected: Value '3' at 'maximumRetryAttempts' failed to satisfy constraint: Member must have value less than or equal to 2; Value '59' at 'maximumEventAgeInSeconds' failed to satisfy constraint: Member must have value greater than or equal to 60"
+    );
+    let e = f
+        .control
+        .put_event_invoke_config(&f.scope, "cfg", None, put(Some(-1), Some(21_601)))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "ValidationException");
+    assert!(e.to_string().contains("less than or equal to 21600"), "{e}");
+    // Nothing was stored by the refusals.
+    assert_eq!(
+        code(
+            &f.control
+                .get_event_invoke_config(&f.scope, "cfg", None)
+                .await
+                .unwrap_err()
+        ),
+        "ResourceNotFoundException"
+    );
+    let ok = f
+        .control
+        .put_event_invoke_config(&f.scope, "cfg", Some("$LATEST"), put(Some(0), Some(60)))
+        .await
+        .unwrap();
+    assert_eq!(ok.maximum_retry_attempts, Some(0));
+    assert_eq!(ok.maximum_event_age_in_seconds, Some(60));
+    let page = f
+        .control
+        .list_event_invoke_configs(&f.scope, "cfg", None, Some("1"))
+        .await
+        .unwrap();
+    assert_eq!(page.function_event_invoke_configs.len(), 1);
+    assert_eq!(page.next_marker, None);
+    let e = f
+        .control
+        .list_event_invoke_configs(&f.scope, "cfg", None, Some("51"))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "ValidationException");
+}

@@ -83,16 +83,24 @@ impl Condition {
 }
 
 /// Starts the dispatcher on the current runtime.
+///
+/// With `max_concurrent` 0 nothing is dispatched: events are accepted and
+/// wait in the queue (a paused platform, or a measurement of enqueueing
+/// alone).
 pub fn spawn(
     invoker: Arc<Invoker>,
     settings: AsyncSettings,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let queue = invoker.queue.clone()?;
+    if settings.max_concurrent == 0 {
+        tracing::warn!("asynchronous dispatch is paused: events are queued but not run");
+        return None;
+    }
     Some(tokio::spawn(run(invoker, queue, settings)))
 }
 
 async fn run(invoker: Arc<Invoker>, queue: Queue, settings: AsyncSettings) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent.max(1)));
+    let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;

@@ -54,6 +54,12 @@ pub struct ServeArgs {
     /// Lambda's schedule; tests use e.g. 0.01.
     #[arg(long, env = "LAMBENT_ASYNC_DELAY_SCALE", default_value_t = 1.0)]
     pub async_delay_scale: f64,
+
+    /// Asynchronous events that may run at once (default: 32 per CPU, at
+    /// most the account concurrency). Events beyond it wait in the queue;
+    /// 0 pauses asynchronous dispatch (events are accepted and kept).
+    #[arg(long, env = "LAMBENT_ASYNC_CONCURRENCY")]
+    pub async_concurrency: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -206,7 +212,10 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         invoker.clone(),
         invoke::asynchronous::AsyncSettings {
             delay_scale: args.async_delay_scale.max(0.0),
-            max_concurrent: account_concurrency as usize,
+            max_concurrent: args
+                .async_concurrency
+                .unwrap_or((32 * cpus).min(account_concurrency))
+                as usize,
         },
     );
     let control = Arc::new(control::Control::new(
