@@ -80,7 +80,7 @@ mod tests {
         };
         assert_eq!(
             String::from_utf8(nf.to_json()).unwrap(),
-            r#"{"Message":"Function not found: x","Type":"User"}"#
+            r#"{"Type":"User","Message":"Function not found: x"}"#
         );
         let throttle = ErrorBody {
             code: "TooManyRequestsException",
