@@ -308,6 +308,11 @@ impl Control {
             reserved_concurrency: None,
             created_ms: now,
             event_invoke_configs: Default::default(),
+            versions: Default::default(),
+            last_version: 0,
+            aliases: Default::default(),
+            policies: Default::default(),
+            provisioned: Default::default(),
         };
         let created = self.store.create_function(scope, &record).await;
         drop(guard);

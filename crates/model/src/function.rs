@@ -191,6 +191,82 @@ pub struct FunctionRecord {
     /// number or an alias name).
     #[serde(default)]
     pub event_invoke_configs: BTreeMap<String, EventInvokeConfig>,
+    /// Published versions, immutable once published.
+    #[serde(default)]
+    pub versions: BTreeMap<u64, FunctionConfig>,
+    /// The highest version number ever published: numbers are never reused.
+    #[serde(default)]
+    pub last_version: u64,
+    #[serde(default)]
+    pub aliases: BTreeMap<String, Alias>,
+    /// Resource-based policy statements per qualifier key (`""` for the
+    /// unqualified function).
+    #[serde(default)]
+    pub policies: BTreeMap<String, Policy>,
+    /// Provisioned concurrency per qualifier (a version number or an alias).
+    #[serde(default)]
+    pub provisioned: BTreeMap<String, ProvisionedConfig>,
+}
+
+impl FunctionRecord {
+    /// The configuration of `$LATEST` or a published version; `None` for an
+    /// alias or a version that does not exist.
+    pub fn version(&self, q: Option<&Qualifier>) -> Option<&FunctionConfig> {
+        match q {
+            None | Some(Qualifier::Latest) => Some(&self.latest),
+            Some(Qualifier::Version(n)) => self.versions.get(n),
+            Some(Qualifier::Alias(_)) => None,
+        }
+    }
+
+    /// Whether a qualifier names something that exists.
+    pub fn has_qualifier(&self, q: Option<&Qualifier>) -> bool {
+        match q {
+            Some(Qualifier::Alias(a)) => self.aliases.contains_key(a),
+            q => self.version(q).is_some(),
+        }
+    }
+}
+
+/// An alias weight (0.0-1.0), compared bit for bit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Weight(pub f64);
+
+impl Eq for Weight {}
+
+/// A named pointer to a version, optionally splitting traffic with a second.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alias {
+    pub name: String,
+    /// A version number or `$LATEST`.
+    pub function_version: String,
+    pub description: String,
+    /// `RoutingConfig.AdditionalVersionWeights`: version → share of traffic.
+    pub additional_version_weights: BTreeMap<String, Weight>,
+    pub revision_id: String,
+}
+
+/// A resource-based policy: statements as AWS stores them (JSON text), in
+/// the order they were added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Policy {
+    pub statements: Vec<PolicyStatement>,
+    pub revision_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyStatement {
+    pub sid: String,
+    /// The statement as a JSON object.
+    pub json: String,
+}
+
+/// Environments kept initialised ahead of demand for a version or alias.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisionedConfig {
+    pub requested: u32,
+    pub last_modified_ms: i64,
 }
 
 /// How asynchronous invocations of one qualifier are retried and where their

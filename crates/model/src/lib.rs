@@ -7,11 +7,16 @@
 pub mod arn;
 pub mod destination;
 pub mod function;
+pub mod layer;
 pub mod limits;
 pub mod names;
 pub mod time_fmt;
 
 pub use arn::{FunctionArn, Scope};
 pub use destination::{Destination, DestinationError};
-pub use function::{EventInvokeConfig, FunctionConfig, FunctionRecord, PackageType};
+pub use function::{
+    Alias, EventInvokeConfig, FunctionConfig, FunctionRecord, PackageType, Policy, PolicyStatement,
+    ProvisionedConfig, Weight,
+};
+pub use layer::{LayerRecord, LayerVersion};
 pub use names::{AccountId, FunctionName, FunctionRef, NameError, Qualifier, Region};

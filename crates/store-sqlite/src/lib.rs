@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use model::{FunctionName, FunctionRecord, Scope};
+use model::{FunctionName, FunctionRecord, LayerRecord, Scope};
 use rusqlite::{Connection, OptionalExtension, params};
 use store::{Page, Store, StoreError, Stored, Usage};
 
@@ -32,6 +32,14 @@ CREATE TABLE IF NOT EXISTS blob_refs (
     digest  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS blob_refs_owner ON blob_refs (account, region, name, version);
+CREATE TABLE IF NOT EXISTS layers (
+    account TEXT NOT NULL,
+    region  TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    etag    INTEGER NOT NULL,
+    record  TEXT NOT NULL,
+    PRIMARY KEY (account, region, name)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS blob_refs_digest ON blob_refs (digest);
 ";
 
@@ -136,34 +144,62 @@ fn function_what(scope: &Scope, name: &str) -> String {
     )
 }
 
-/// Rewrites the blob references of one function version.
+/// Rewrites the blob references of one owner (a function and all its
+/// versions, or a layer as `layer:<name>`).
+fn write_owner_refs<'a>(
+    tx: &rusqlite::Transaction<'_>,
+    scope: &Scope,
+    owner: &str,
+    refs: impl Iterator<Item = (String, &'a str)>,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "DELETE FROM blob_refs WHERE account = ?1 AND region = ?2 AND name = ?3",
+        params![scope.account.as_str(), scope.region.as_str(), owner],
+    )
+    .map_err(backend("clear blob refs"))?;
+    let mut st = tx
+        .prepare_cached(
+            "INSERT INTO blob_refs (account, region, name, version, digest) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(backend("write blob ref"))?;
+    for (version, digest) in refs {
+        st.execute(params![
+            scope.account.as_str(),
+            scope.region.as_str(),
+            owner,
+            version,
+            digest
+        ])
+        .map_err(backend("write blob ref"))?;
+    }
+    Ok(())
+}
+
+/// Every package a function's versions use: their code and layers.
 fn write_refs(
     tx: &rusqlite::Transaction<'_>,
     scope: &Scope,
     record: &FunctionRecord,
 ) -> Result<(), StoreError> {
-    let cfg = &record.latest;
-    let name = cfg.name.as_str();
-    tx.execute(
-        "DELETE FROM blob_refs WHERE account = ?1 AND region = ?2 AND name = ?3 AND version = ?4",
-        params![
-            scope.account.as_str(),
-            scope.region.as_str(),
-            name,
-            cfg.version
-        ],
-    )
-    .map_err(backend("clear blob refs"))?;
-    let digests =
-        std::iter::once(&cfg.code.digest_hex).chain(cfg.layers.iter().map(|l| &l.code.digest_hex));
-    for digest in digests {
-        tx.execute(
-            "INSERT INTO blob_refs (account, region, name, version, digest) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![scope.account.as_str(), scope.region.as_str(), name, cfg.version, digest],
-        )
-        .map_err(backend("write blob ref"))?;
-    }
-    Ok(())
+    let refs = std::iter::once(&record.latest)
+        .chain(record.versions.values())
+        .flat_map(|cfg| {
+            std::iter::once(&cfg.code.digest_hex)
+                .chain(cfg.layers.iter().map(|l| &l.code.digest_hex))
+                .map(move |d| (cfg.version.clone(), d.as_str()))
+        });
+    write_owner_refs(tx, scope, record.latest.name.as_str(), refs)
+}
+
+fn layer_owner(name: &str) -> String {
+    format!("layer:{name}")
+}
+
+fn decode_layer(json: &str) -> Result<LayerRecord, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Backend {
+        op: "decode layer",
+        detail: e.to_string(),
+    })
 }
 
 #[async_trait]
@@ -379,6 +415,128 @@ impl Store for SqliteStore {
                 |r| r.get(0),
             )
             .map_err(backend("query blob refs"))
+        })
+        .await
+    }
+
+    async fn get_layer(
+        &self,
+        scope: &Scope,
+        name: &str,
+    ) -> Result<Option<Stored<LayerRecord>>, StoreError> {
+        let scope = scope.clone();
+        let name = name.to_owned();
+        self.with("get layer", move |conn| {
+            let row: Option<(i64, String)> = conn
+                .query_row(
+                    "SELECT etag, record FROM layers WHERE account = ?1 AND region = ?2 AND name = ?3",
+                    params![scope.account.as_str(), scope.region.as_str(), name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend("get layer"))?;
+            row.map(|(etag, json)| {
+                Ok(Stored {
+                    value: decode_layer(&json)?,
+                    etag: etag as u64,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn put_layer(
+        &self,
+        scope: &Scope,
+        record: &LayerRecord,
+        etag: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let scope = scope.clone();
+        let json = serde_json::to_string(record).map_err(|e| StoreError::Backend {
+            op: "encode layer",
+            detail: e.to_string(),
+        })?;
+        let record = record.clone();
+        self.with("put layer", move |conn| {
+            let tx = conn.transaction().map_err(backend("begin"))?;
+            let what = || format!("layer {} in account {} {}", record.name, scope.account, scope.region);
+            let keys = params![scope.account.as_str(), scope.region.as_str(), record.name];
+            let current: Option<i64> = tx
+                .query_row(
+                    "SELECT etag FROM layers WHERE account = ?1 AND region = ?2 AND name = ?3",
+                    keys,
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend("read etag"))?;
+            let next = match (current, etag) {
+                (None, None) => 1,
+                (Some(_), None) => return Err(StoreError::AlreadyExists { what: what() }),
+                (None, Some(_)) => return Err(StoreError::NotFound { what: what() }),
+                (Some(cur), Some(e)) if cur as u64 != e => {
+                    return Err(StoreError::Conflict { what: what() });
+                }
+                (Some(_), Some(e)) => e + 1,
+            };
+            tx.execute(
+                "INSERT INTO layers (account, region, name, etag, record) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (account, region, name) DO UPDATE SET etag = excluded.etag, record = excluded.record",
+                params![scope.account.as_str(), scope.region.as_str(), record.name, next as i64, json],
+            )
+            .map_err(backend("write layer"))?;
+            let refs = record
+                .versions
+                .values()
+                .map(|v| (v.version.to_string(), v.code.digest_hex.as_str()));
+            write_owner_refs(&tx, &scope, &layer_owner(&record.name), refs)?;
+            tx.commit().map_err(backend("commit"))?;
+            Ok(next)
+        })
+        .await
+    }
+
+    async fn list_layers(
+        &self,
+        scope: &Scope,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<LayerRecord>, StoreError> {
+        let scope = scope.clone();
+        let after = after.unwrap_or("").to_owned();
+        let limit = limit.max(1);
+        self.with("list layers", move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT record FROM layers WHERE account = ?1 AND region = ?2 AND name > ?3
+                     ORDER BY name LIMIT ?4",
+                )
+                .map_err(backend("prepare list"))?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        scope.account.as_str(),
+                        scope.region.as_str(),
+                        after,
+                        (limit + 1) as i64
+                    ],
+                    |r| r.get::<_, String>(0),
+                )
+                .map_err(backend("list layers"))?;
+            let mut items = Vec::with_capacity(limit);
+            let mut more = false;
+            for row in rows {
+                let json = row.map_err(backend("read row"))?;
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                items.push(decode_layer(&json)?);
+            }
+            let next = more
+                .then(|| items.last().map(|l: &LayerRecord| l.name.clone()))
+                .flatten();
+            Ok(Page { items, next })
         })
         .await
     }

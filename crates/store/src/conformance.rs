@@ -55,6 +55,11 @@ pub fn sample_record(name: &str, digest: &str) -> FunctionRecord {
         reserved_concurrency: None,
         created_ms: 1_700_000_000_000,
         event_invoke_configs: Default::default(),
+        versions: Default::default(),
+        last_version: 0,
+        aliases: Default::default(),
+        policies: Default::default(),
+        provisioned: Default::default(),
     }
 }
 
@@ -277,6 +282,99 @@ pub async fn blob_references(store: &dyn Store) {
     assert!(!store.blob_in_use("aa").await.expect("query"));
 }
 
+pub async fn published_versions_keep_their_code_referenced(store: &dyn Store) {
+    let s = scope("111111111111", "us-east-1");
+    let etag = store
+        .create_function(&s, &sample_record("f", "v1"))
+        .await
+        .expect("create");
+    let mut rec = store
+        .get_function(&s, &name("f"))
+        .await
+        .expect("get")
+        .expect("exists")
+        .value;
+    let mut v1 = rec.latest.clone();
+    v1.version = "1".into();
+    rec.versions.insert(1, v1);
+    rec.last_version = 1;
+    rec.latest.code.digest_hex = "v2".into();
+    store.update_function(&s, &rec, etag).await.expect("update");
+    assert!(
+        store.blob_in_use("v1").await.expect("query"),
+        "version 1's code"
+    );
+    assert!(
+        store.blob_in_use("v2").await.expect("query"),
+        "$LATEST's code"
+    );
+    let got = store
+        .get_function(&s, &name("f"))
+        .await
+        .expect("get")
+        .expect("exists")
+        .value;
+    assert_eq!(got, rec);
+}
+
+pub async fn layers_round_trip_with_etags_and_references(store: &dyn Store) {
+    use model::{LayerRecord, LayerVersion, Policy};
+    let s = scope("111111111111", "us-east-1");
+    let other = scope("222222222222", "us-east-1");
+    let version = |n: u64, digest: &str| LayerVersion {
+        version: n,
+        description: String::new(),
+        compatible_runtimes: vec!["python3.11".into()],
+        compatible_architectures: vec![],
+        license_info: None,
+        code: sample_record("x", digest).latest.code,
+        created_ms: 1,
+        policy: Policy::default(),
+    };
+    let mut rec = LayerRecord {
+        name: "lib".into(),
+        versions: [(1, version(1, "l1"))].into(),
+        last_version: 1,
+    };
+    let etag = store.put_layer(&s, &rec, None).await.expect("create");
+    assert!(matches!(
+        store.put_layer(&s, &rec, None).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert!(store.get_layer(&other, "lib").await.expect("get").is_none());
+    assert!(store.blob_in_use("l1").await.expect("query"));
+    rec.versions.insert(2, version(2, "l2"));
+    rec.versions.remove(&1);
+    rec.last_version = 2;
+    let etag2 = store.put_layer(&s, &rec, Some(etag)).await.expect("update");
+    assert!(matches!(
+        store.put_layer(&s, &rec, Some(etag)).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(!store.blob_in_use("l1").await.expect("query"));
+    assert!(store.blob_in_use("l2").await.expect("query"));
+    let got = store
+        .get_layer(&s, "lib")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!((got.value, got.etag), (rec.clone(), etag2));
+    let mut b = rec.clone();
+    b.name = "another".into();
+    store.put_layer(&s, &b, None).await.expect("create");
+    let page = store.list_layers(&s, None, 1).await.expect("list");
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].name, "another");
+    let page = store
+        .list_layers(&s, page.next.as_deref(), 5)
+        .await
+        .expect("list");
+    assert_eq!(
+        (page.items.len(), page.items[0].name.as_str(), page.next),
+        (1, "lib", None)
+    );
+}
+
 /// Expands to one `#[tokio::test]` per conformance check. `$make` is an async
 /// expression that yields a fresh store (anything that derefs to `dyn Store`).
 #[macro_export]
@@ -284,7 +382,8 @@ macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::conformance_tests!(@each $make;
             create_then_get, duplicate_create_fails, scopes_are_isolated,
-            list_pages_in_name_order, update_uses_etag, usage_sums_code_and_reservations, delete_removes, blob_references);
+            list_pages_in_name_order, update_uses_etag, usage_sums_code_and_reservations, delete_removes, blob_references,
+            published_versions_keep_their_code_referenced, layers_round_trip_with_etags_and_references);
     };
     (@each $make:expr; $($check:ident),*) => {
         $(

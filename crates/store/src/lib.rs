@@ -6,7 +6,7 @@
 //! the control plane builds Lambda's rules on top.
 
 use async_trait::async_trait;
-use model::{FunctionName, FunctionRecord, Scope};
+use model::{FunctionName, FunctionRecord, LayerRecord, Scope};
 
 pub mod conformance;
 
@@ -92,4 +92,28 @@ pub trait Store: Send + Sync + 'static {
     /// Whether any stored configuration still references the code blob `digest_hex`
     /// (so that blob garbage collection never removes live code).
     async fn blob_in_use(&self, digest_hex: &str) -> Result<bool, StoreError>;
+
+    /// A layer and all its versions.
+    async fn get_layer(
+        &self,
+        scope: &Scope,
+        name: &str,
+    ) -> Result<Option<Stored<LayerRecord>>, StoreError>;
+
+    /// Creates a layer (`etag` `None`; `AlreadyExists` if it exists) or
+    /// replaces it if its etag is still `etag`; returns the new etag.
+    async fn put_layer(
+        &self,
+        scope: &Scope,
+        record: &LayerRecord,
+        etag: Option<u64>,
+    ) -> Result<u64, StoreError>;
+
+    /// Layers of one scope in name order, starting after `after`.
+    async fn list_layers(
+        &self,
+        scope: &Scope,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<LayerRecord>, StoreError>;
 }
