@@ -75,7 +75,7 @@ pub struct BlobStore {
 
 impl BlobStore {
     pub fn open(root: &Path) -> Result<Self, PackageError> {
-        for sub in ["blobs/sha256", "code", "tmp"] {
+        for sub in ["blobs/sha256", "code", "merged", "tmp"] {
             let p = root.join(sub);
             fs::create_dir_all(&p).map_err(io_at(&p))?;
         }
@@ -177,8 +177,47 @@ impl BlobStore {
         Ok(dir)
     }
 
+    /// One read-only directory holding unpacked layers merged in order, as
+    /// Lambda extracts layers into `/opt`: a later layer's file replaces an
+    /// earlier one's. Built once per combination, from hard links.
+    pub fn ensure_merged(&self, digests: &[String]) -> Result<Option<PathBuf>, PackageError> {
+        match digests {
+            [] => return Ok(None),
+            [one] => return self.ensure_unpacked(one).map(Some),
+            _ => {}
+        }
+        let key = hex::encode(Sha256::digest(digests.join(",").as_bytes()));
+        let dir = self.root.join("merged").join(&key);
+        if dir.exists() {
+            return Ok(Some(dir));
+        }
+        let tmp = self.tmp_path();
+        fs::create_dir(&tmp).map_err(io_at(&tmp))?;
+        for d in digests {
+            let src = self.ensure_unpacked(d)?;
+            merge_tree(&src, &tmp).map_err(io_at(&tmp))?;
+        }
+        seal_read_only(&tmp)?;
+        let manifest = self.root.join("merged").join(format!("{key}.layers"));
+        write_synced(&manifest, digests.join("\n").as_bytes())?;
+        match fs::rename(&tmp, &dir) {
+            Ok(()) => Ok(Some(dir)),
+            // Another caller built the same combination first.
+            Err(_) if dir.exists() => {
+                let _ =
+                    make_writable(&tmp).and_then(|_| fs::remove_dir_all(&tmp).map_err(io_at(&tmp)));
+                Ok(Some(dir))
+            }
+            Err(e) => Err(PackageError::Io {
+                path: dir,
+                source: e,
+            }),
+        }
+    }
+
     /// Removes a blob and its unpacked code. Callers check that nothing uses it.
     pub fn delete(&self, hex: &str) -> Result<(), PackageError> {
+        self.delete_merged_with(hex)?;
         let blob = self.blob_path(hex);
         match fs::remove_file(&blob) {
             Ok(()) => {}
@@ -200,6 +239,75 @@ impl BlobStore {
         }
         Ok(())
     }
+}
+
+impl BlobStore {
+    /// Removes every merged layer directory built from `hex`.
+    fn delete_merged_with(&self, hex: &str) -> Result<(), PackageError> {
+        let merged = self.root.join("merged");
+        let Ok(entries) = fs::read_dir(&merged) else {
+            return Ok(());
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().is_none_or(|x| x != "layers") {
+                continue;
+            }
+            let uses = fs::read_to_string(&p)
+                .map(|m| m.lines().any(|l| l == hex))
+                .unwrap_or(false);
+            if uses {
+                let dir = p.with_extension("");
+                if dir.exists() {
+                    let trash = self.tmp_path();
+                    fs::rename(&dir, &trash).map_err(io_at(&dir))?;
+                    make_writable(&trash)?;
+                    fs::remove_dir_all(&trash).map_err(io_at(&trash))?;
+                }
+                fs::remove_file(&p).map_err(io_at(&p))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Copies the tree `src` over `dst` with hard links: files and links from
+/// `src` replace what `dst` has at the same path.
+fn merge_tree(src: &Path, dst: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(src)? {
+        let entry = entry?;
+        let from = entry.path();
+        let to = dst.join(entry.file_name());
+        let ty = entry.file_type()?;
+        let existing = fs::symlink_metadata(&to).ok();
+        if ty.is_dir() {
+            match existing {
+                Some(m) if m.is_dir() => {}
+                Some(_) => {
+                    fs::remove_file(&to)?;
+                    fs::create_dir(&to)?;
+                }
+                None => fs::create_dir(&to)?,
+            }
+            fs::set_permissions(&to, fs::Permissions::from_mode(0o755))?;
+            merge_tree(&from, &to)?;
+            continue;
+        }
+        if let Some(m) = existing {
+            if m.is_dir() {
+                make_writable(&to).map_err(|e| io::Error::other(e.to_string()))?;
+                fs::remove_dir_all(&to)?;
+            } else {
+                fs::remove_file(&to)?;
+            }
+        }
+        if ty.is_symlink() {
+            symlink(fs::read_link(&from)?, &to)?;
+        } else if fs::hard_link(&from, &to).is_err() {
+            fs::copy(&from, &to)?;
+        }
+    }
+    Ok(())
 }
 
 fn write_synced(path: &Path, data: &[u8]) -> Result<(), PackageError> {

@@ -190,3 +190,65 @@ fn entry_paths() {
     assert!(!link_stays_inside(Path::new("l"), ".."));
     assert!(link_stays_inside(Path::new("l"), "."));
 }
+
+#[test]
+fn layers_merge_in_order_and_go_with_their_packages() {
+    let (dir, s) = store();
+    let a = s
+        .put_package(
+            &make_zip(&[
+                Entry::File("python/a.py", b"A = 1", 0o644),
+                Entry::File("lib/x", b"from a", 0o644),
+                Entry::Dir("lib/sub/"),
+            ]),
+            u64::MAX,
+        )
+        .unwrap();
+    let b = s
+        .put_package(
+            &make_zip(&[
+                Entry::File("lib/x", b"from b", 0o644),
+                Entry::File("bin/tool", b"#!/bin/sh\n", 0o755),
+                Entry::Link("lib/sub", "../python"),
+            ]),
+            u64::MAX,
+        )
+        .unwrap();
+    assert_eq!(s.ensure_merged(&[]).unwrap(), None);
+    assert_eq!(
+        s.ensure_merged(std::slice::from_ref(&a.digest.hex))
+            .unwrap(),
+        Some(s.code_dir(&a.digest.hex))
+    );
+    let order = [a.digest.hex.clone(), b.digest.hex.clone()];
+    let m = s.ensure_merged(&order).unwrap().unwrap();
+    assert_eq!(fs::read(m.join("python/a.py")).unwrap(), b"A = 1");
+    assert_eq!(
+        fs::read(m.join("lib/x")).unwrap(),
+        b"from b",
+        "the later layer wins"
+    );
+    assert_eq!(
+        fs::read_link(m.join("lib/sub")).unwrap(),
+        Path::new("../python")
+    );
+    assert_eq!(
+        fs::metadata(m.join("bin/tool"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o111,
+        0o111
+    );
+    assert!(fs::metadata(&m).unwrap().permissions().readonly());
+    assert_eq!(s.ensure_merged(&order).unwrap().unwrap(), m, "built once");
+    let reversed = s
+        .ensure_merged(&[b.digest.hex.clone(), a.digest.hex.clone()])
+        .unwrap()
+        .unwrap();
+    assert_eq!(fs::read(reversed.join("lib/x")).unwrap(), b"from a");
+    s.delete(&a.digest.hex).unwrap();
+    assert!(!m.exists() && !reversed.exists());
+    let left: Vec<_> = fs::read_dir(dir.path().join("merged")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
