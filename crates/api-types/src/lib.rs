@@ -433,3 +433,50 @@ pub struct ListFunctionEventInvokeConfigsResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_marker: Option<String>,
 }
+
+/// `PUT /2017-10-31/functions/{FunctionName}/concurrency`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutFunctionConcurrencyRequest {
+    pub reserved_concurrent_executions: Option<i64>,
+}
+
+/// `GET /2019-09-30/functions/{FunctionName}/concurrency`: `{}` when unset.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetFunctionConcurrencyResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserved_concurrent_executions: Option<u32>,
+}
+
+/// `PUT /2019-09-30/functions/{FunctionName}/provisioned-concurrency`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PutProvisionedConcurrencyConfigRequest {
+    pub provisioned_concurrent_executions: Option<i64>,
+}
+
+/// A provisioned concurrency configuration and its progress.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProvisionedConcurrencyConfig {
+    /// Only in listings: the alias or version that owns it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function_arn: Option<String>,
+    pub requested_provisioned_concurrent_executions: u32,
+    pub available_provisioned_concurrent_executions: u32,
+    pub allocated_provisioned_concurrent_executions: u32,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    pub last_modified: String,
+}
+
+/// `GET .../provisioned-concurrency?List=ALL`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListProvisionedConcurrencyConfigsResponse {
+    pub provisioned_concurrency_configs: Vec<ProvisionedConcurrencyConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+}

@@ -79,6 +79,10 @@ impl From<ControlError> for ApiError {
                 "RequestEntityTooLargeException",
             ),
             ControlError::AccessDenied(_) => (StatusCode::FORBIDDEN, "AccessDeniedException"),
+            ControlError::ProvisionedConfigNotFound(_) => (
+                StatusCode::NOT_FOUND,
+                "ProvisionedConcurrencyConfigNotFoundException",
+            ),
             ControlError::Store(_) | ControlError::Blobs(_) => return Self::internal(&e),
         };
         Self::new(status, code, e.to_string())

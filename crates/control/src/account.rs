@@ -21,8 +21,10 @@ impl Control {
                 code_size_unzipped: limits::UNZIPPED_MAX_BYTES,
                 code_size_zipped: limits::ZIP_MAX_BYTES,
                 concurrent_executions: concurrency,
-                unreserved_concurrent_executions: concurrency
-                    .saturating_sub(usage.reserved_concurrency.min(u32::MAX as u64) as u32),
+                unreserved_concurrent_executions: concurrency.saturating_sub(
+                    (usage.reserved_concurrency + usage.provisioned_unreserved).min(u32::MAX as u64)
+                        as u32,
+                ),
             },
             account_usage: wire::AccountUsage {
                 total_code_size: usage.total_code_size,

@@ -14,6 +14,7 @@ use store::{Store, StoreError};
 
 mod account;
 mod code_url;
+mod concurrency;
 mod event_config;
 mod functions;
 mod tags;
@@ -35,6 +36,9 @@ pub enum ControlError {
     /// `ResourceNotFoundException` (404).
     #[error("{0}")]
     NotFound(String),
+    /// `ProvisionedConcurrencyConfigNotFoundException` (404).
+    #[error("{0}")]
+    ProvisionedConfigNotFound(String),
     /// `ResourceConflictException` (409).
     #[error("{0}")]
     Conflict(String),
@@ -75,6 +79,26 @@ pub trait FunctionHooks: Send + Sync + 'static {
     fn function_changed(&self, scope: &Scope, name: &FunctionName);
     /// Whether a running or idle environment still uses this unpacked code.
     fn code_in_use(&self, digest_hex: &str) -> bool;
+    /// How far the data plane got with a qualifier's provisioned environments.
+    fn provisioned_status(
+        &self,
+        _scope: &Scope,
+        _name: &FunctionName,
+        _qualifier: &str,
+    ) -> ProvisionedStatus {
+        ProvisionedStatus::default()
+    }
+}
+
+/// Progress of a provisioned concurrency configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProvisionedStatus {
+    /// Environments initialised and kept for it.
+    pub allocated: u32,
+    /// Of those, not busy right now.
+    pub available: u32,
+    /// Set when initialisation failed (`FUNCTION_ERROR_INIT_FAILURE`).
+    pub failure: Option<String>,
 }
 
 /// Hooks for a control plane with no data plane attached (tests, tools).
@@ -92,6 +116,14 @@ impl FunctionHooks for NoHooks {
 pub struct Settings {
     /// Concurrent executions an account may use (`AccountLimit.ConcurrentExecutions`).
     pub account_concurrency: u32,
+}
+
+impl Settings {
+    /// Concurrency that reservations must leave to functions without one:
+    /// Lambda's 100 of its default 1,000, scaled to smaller limits.
+    pub fn minimum_unreserved(&self) -> u32 {
+        (self.account_concurrency / 10).min(100)
+    }
 }
 
 pub struct Control {

@@ -76,6 +76,9 @@ fn code(e: &ControlError) -> &'static str {
         ControlError::PreconditionFailed(_) => "PreconditionFailedException",
         ControlError::TooLarge(_) => "RequestEntityTooLargeException",
         ControlError::AccessDenied(_) => "AccessDeniedException",
+        ControlError::ProvisionedConfigNotFound(_) => {
+            "ProvisionedConcurrencyConfigNotFoundException"
+        }
         ControlError::Store(_) | ControlError::Blobs(_) => "ServiceException",
     }
 }

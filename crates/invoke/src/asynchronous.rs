@@ -617,7 +617,8 @@ impl Invoker {
                 .get(&key)
                 .cloned()
                 .unwrap_or_default(),
-            dead_letter: record.latest.dead_letter_target.clone(),
+            // The dead-letter target is part of a version's configuration.
+            dead_letter: t.dead_letter.clone(),
             function_arn: arn.to_string(),
             disabled: record.reserved_concurrency == Some(0),
         })

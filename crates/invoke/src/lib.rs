@@ -15,7 +15,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use control::{ControlError, FunctionHooks};
-use model::{FunctionName, FunctionRecord, Qualifier, Scope, limits};
+use model::{FunctionConfig, FunctionName, FunctionRecord, Qualifier, Scope, limits};
 use pool::{Completed, FunctionSpec, Outcome, Pool};
 use runtimes::Catalog;
 use store::Store;
@@ -101,6 +101,8 @@ struct Target {
     qualifier: Option<Qualifier>,
     cached: Arc<Cached>,
     spec: Arc<FunctionSpec>,
+    /// The version's dead-letter target (version-locked, as on Lambda).
+    dead_letter: Option<String>,
 }
 
 /// Counters of asynchronous invocation, as Lambda's metrics name them.
@@ -119,7 +121,8 @@ pub struct AsyncMetrics {
 /// A function record with its resolved `$LATEST` spec, as cached.
 struct Cached {
     record: FunctionRecord,
-    latest: Arc<FunctionSpec>,
+    /// Specs per version (`$LATEST`, `1`, ...), built on first use.
+    specs: Mutex<HashMap<String, Arc<FunctionSpec>>>,
 }
 
 type CacheKey = (Arc<Scope>, FunctionName);
@@ -145,6 +148,19 @@ impl Drop for Admission {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
+}
+
+/// The version an alias sends one invocation to: an additional version with
+/// its weight's probability, else the alias's own version.
+fn route(alias: &model::Alias) -> &str {
+    let mut pick = fastrand::f64();
+    for (version, w) in &alias.additional_version_weights {
+        if pick < w.0 {
+            return version;
+        }
+        pick -= w.0;
+    }
+    &alias.function_version
 }
 
 /// A version-4 UUID from a fast per-thread generator: request and trace IDs
@@ -219,12 +235,36 @@ impl Invoker {
         a
     }
 
+    /// The spec of one version, from the cache or built (unpacking its code
+    /// and merging its layers on first use).
+    fn spec(
+        &self,
+        scope: &Arc<Scope>,
+        cached: &Cached,
+        cfg: &FunctionConfig,
+    ) -> Result<Arc<FunctionSpec>, InvokeError> {
+        if let Some(s) = cached
+            .specs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&cfg.version)
+        {
+            return Ok(s.clone());
+        }
+        let spec = self.spec_for(scope, cfg)?;
+        cached
+            .specs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cfg.version.clone(), spec.clone());
+        Ok(spec)
+    }
+
     fn spec_for(
         &self,
         scope: &Arc<Scope>,
-        record: &FunctionRecord,
+        cfg: &FunctionConfig,
     ) -> Result<Arc<FunctionSpec>, InvokeError> {
-        let cfg = &record.latest;
         let runtime_id = cfg.runtime.as_deref().unwrap_or_default();
         let runtime = self.catalog.get(runtime_id).cloned().ok_or_else(|| {
             InvokeError::Service(format!(
@@ -237,6 +277,14 @@ impl Invoker {
             .map_err(|e| {
                 InvokeError::Service(format!("cannot prepare the function's code: {e}"))
             })?;
+        let layer_digests: Vec<String> = cfg
+            .layers
+            .iter()
+            .map(|l| l.code.digest_hex.clone())
+            .collect();
+        let opt_dir = self.blobs.ensure_merged(&layer_digests).map_err(|e| {
+            InvokeError::Service(format!("cannot prepare the function's layers: {e}"))
+        })?;
         Ok(Arc::new(FunctionSpec {
             scope: scope.clone(),
             name: cfg.name.clone(),
@@ -254,6 +302,8 @@ impl Invoker {
                 .unwrap_or_default(),
             code_dir,
             code_digest: cfg.code.digest_hex.clone(),
+            opt_dir,
+            layer_digests,
             log_group: cfg.logging.log_group.as_str().into(),
         }))
     }
@@ -287,8 +337,10 @@ impl Invoker {
                 )
             })?
             .value;
-        let latest = self.spec_for(scope, &record)?;
-        let cached = Arc::new(Cached { record, latest });
+        let cached = Arc::new(Cached {
+            record,
+            specs: Mutex::new(HashMap::new()),
+        });
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -347,18 +399,31 @@ impl Invoker {
         };
         let scope = self.intern(scope);
         let cached = self.resolve(&scope, &r.name, qualifier.as_ref()).await?;
-        let spec = match &qualifier {
-            None | Some(Qualifier::Latest) => cached.latest.clone(),
-            Some(q) => {
-                return Err(control::function_not_found(&scope, &r.name, Some(q)).into());
-            }
+        let not_found = || {
+            InvokeError::from(control::function_not_found(
+                &scope,
+                &r.name,
+                qualifier.as_ref(),
+            ))
         };
+        let cfg = match &qualifier {
+            Some(Qualifier::Alias(a)) => {
+                let alias = cached.record.aliases.get(a).ok_or_else(not_found)?;
+                let version = route(alias);
+                let q = Qualifier::parse(version).map_err(|_| not_found())?;
+                cached.record.version(Some(&q)).ok_or_else(not_found)?
+            }
+            q => cached.record.version(q.as_ref()).ok_or_else(not_found)?,
+        };
+        let spec = self.spec(&scope, &cached, cfg)?;
+        let dead_letter = cfg.dead_letter_target.clone();
         Ok(Target {
             scope,
             name: r.name,
             qualifier,
             cached,
             spec,
+            dead_letter,
         })
     }
 
@@ -393,7 +458,7 @@ impl Invoker {
                 ))
             })?;
         }
-        let executed_version = t.cached.record.latest.version.clone();
+        let executed_version = t.spec.version.clone();
         let request_id = random_uuid().to_string();
         match req.invocation_type {
             InvocationType::DryRun => Ok(InvokeResult {
@@ -462,7 +527,7 @@ impl Invoker {
         trace_header: Option<&str>,
         tail: bool,
     ) -> Result<InvokeResult, InvokeError> {
-        let executed_version = t.cached.record.latest.version.clone();
+        let executed_version = t.spec.version.clone();
         let _admission = self.admit(&t.scope)?;
         let mut arn = t.scope.function_arn(&t.name);
         arn.qualifier = t.qualifier.clone();

@@ -18,6 +18,15 @@ pub fn last_modified(epoch_ms: i64) -> String {
     t.format(&fmt).unwrap_or_default()
 }
 
+/// `2019-12-31T20:28:49+0000`: whole seconds, as provisioned concurrency
+/// configurations report `LastModified`.
+pub fn seconds_plus0000(epoch_ms: i64) -> String {
+    let t = OffsetDateTime::from_unix_timestamp_nanos(epoch_ms as i128 * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let fmt = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]+0000");
+    t.format(&fmt).unwrap_or_default()
+}
+
 /// ISO-8601 with milliseconds and `Z`, as destination records and log APIs use.
 pub fn iso_millis_z(epoch_ms: i64) -> String {
     let t = OffsetDateTime::from_unix_timestamp_nanos(epoch_ms as i128 * 1_000_000)

@@ -42,6 +42,10 @@ pub struct FunctionSpec {
     /// Unpacked code (mounted at `/var/task`).
     pub code_dir: PathBuf,
     pub code_digest: String,
+    /// The function's layers merged in order (mounted at `/opt`).
+    pub opt_dir: Option<PathBuf>,
+    /// Digests of the layer packages in `opt_dir`.
+    pub layer_digests: Vec<String>,
     pub log_group: Arc<str>,
 }
 
@@ -182,17 +186,24 @@ fn spawn_stop(inner: &Arc<Inner>, env: Arc<Environment>) {
     if let Ok(handle) = tokio::runtime::Handle::try_current() {
         handle.spawn(async move {
             env.stop().await;
-            release_code(&inner, &env.spec.code_digest);
+            release_code(&inner, &env.spec);
         });
     }
 }
 
-fn release_code(inner: &Inner, digest: &str) {
+/// The packages an environment of `spec` uses: its code and its layers.
+fn packages(spec: &FunctionSpec) -> impl Iterator<Item = &String> {
+    std::iter::once(&spec.code_digest).chain(spec.layer_digests.iter())
+}
+
+fn release_code(inner: &Inner, spec: &FunctionSpec) {
     let mut refs = inner.code_refs.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(n) = refs.get_mut(digest) {
-        *n -= 1;
-        if *n == 0 {
-            refs.remove(digest);
+    for digest in packages(spec) {
+        if let Some(n) = refs.get_mut(digest) {
+            *n -= 1;
+            if *n == 0 {
+                refs.remove(digest);
+            }
         }
     }
 }
@@ -399,7 +410,7 @@ impl Pool {
             argv: launch.argv,
             env: lambda_env(spec, launch.lang_dir.as_deref(), &stream, &launch.env),
             code_dir: spec.code_dir.clone(),
-            opt_dir: None,
+            opt_dir: spec.opt_dir.clone(),
             runtime_dir: Some(self.inner.runtime_dir.clone()),
             lang_dir: launch.lang_dir,
             tmp_mb: spec.ephemeral_mb,
@@ -435,7 +446,9 @@ impl Pool {
                 .code_refs
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            *refs.entry(spec.code_digest.clone()).or_default() += 1;
+            for digest in packages(spec) {
+                *refs.entry(digest.clone()).or_default() += 1;
+            }
         }
         tracing::debug!(function = %spec.name, env = %id, "started execution environment");
         Ok(Arc::new(Environment {

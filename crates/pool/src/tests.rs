@@ -75,6 +75,8 @@ fn fixture(keep_alive: Duration) -> Fixture {
         variables: vec![],
         code_dir: code.path().to_owned(),
         code_digest: "d1".into(),
+        opt_dir: None,
+        layer_digests: vec![],
         log_group: "/aws/lambda/f".into(),
     });
     Fixture {

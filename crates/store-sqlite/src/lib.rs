@@ -387,21 +387,58 @@ impl Store for SqliteStore {
     async fn usage(&self, scope: &Scope) -> Result<Usage, StoreError> {
         let scope = scope.clone();
         self.with("sum usage", move |conn| {
-            conn.query_row(
-                "SELECT COUNT(*),
-                        COALESCE(SUM(json_extract(record, '$.latest.code.size')), 0),
-                        COALESCE(SUM(json_extract(record, '$.reserved_concurrency')), 0)
-                 FROM functions WHERE account = ?1 AND region = ?2",
-                params![scope.account.as_str(), scope.region.as_str()],
-                |r| {
-                    Ok(Usage {
-                        function_count: r.get::<_, i64>(0)? as u64,
-                        total_code_size: r.get::<_, i64>(1)? as u64,
-                        reserved_concurrency: r.get::<_, i64>(2)? as u64,
-                    })
-                },
-            )
-            .map_err(backend("sum usage"))
+            let keys = params![scope.account.as_str(), scope.region.as_str()];
+            let (count, latest_size, reserved) = conn
+                .query_row(
+                    "SELECT COUNT(*),
+                            COALESCE(SUM(json_extract(record, '$.latest.code.size')), 0),
+                            COALESCE(SUM(json_extract(record, '$.reserved_concurrency')), 0)
+                     FROM functions WHERE account = ?1 AND region = ?2",
+                    keys,
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, i64>(2)?,
+                        ))
+                    },
+                )
+                .map_err(backend("sum usage"))?;
+            // Published versions keep their packages too.
+            let versions_size: i64 = conn
+                .query_row(
+                    "SELECT COALESCE(SUM(json_extract(v.value, '$.code.size')), 0)
+                     FROM functions, json_each(functions.record, '$.versions') AS v
+                     WHERE account = ?1 AND region = ?2",
+                    keys,
+                    |r| r.get(0),
+                )
+                .map_err(backend("sum version sizes"))?;
+            let provisioned: i64 = conn
+                .query_row(
+                    "SELECT COALESCE(SUM(json_extract(p.value, '$.requested')), 0)
+                     FROM functions, json_each(functions.record, '$.provisioned') AS p
+                     WHERE account = ?1 AND region = ?2
+                       AND json_extract(functions.record, '$.reserved_concurrency') IS NULL",
+                    keys,
+                    |r| r.get(0),
+                )
+                .map_err(backend("sum provisioned concurrency"))?;
+            let layers_size: i64 = conn
+                .query_row(
+                    "SELECT COALESCE(SUM(json_extract(v.value, '$.code.size')), 0)
+                     FROM layers, json_each(layers.record, '$.versions') AS v
+                     WHERE account = ?1 AND region = ?2",
+                    keys,
+                    |r| r.get(0),
+                )
+                .map_err(backend("sum layer sizes"))?;
+            Ok(Usage {
+                function_count: count as u64,
+                total_code_size: (latest_size + versions_size + layers_size) as u64,
+                reserved_concurrency: reserved as u64,
+                provisioned_unreserved: provisioned as u64,
+            })
         })
         .await
     }

@@ -234,6 +234,26 @@ pub async fn usage_sums_code_and_reservations(store: &dyn Store) {
     a.reserved_concurrency = Some(7);
     let mut b = sample_record("b", "bb");
     b.latest.code.size = 24;
+    // A published version's package counts too; provisioned concurrency of a
+    // function without a reservation comes out of the unreserved pool.
+    let mut v1 = b.latest.clone();
+    v1.version = "1".into();
+    v1.code.size = 100;
+    b.versions.insert(1, v1);
+    b.provisioned.insert(
+        "1".into(),
+        model::ProvisionedConfig {
+            requested: 3,
+            last_modified_ms: 0,
+        },
+    );
+    a.provisioned.insert(
+        "1".into(),
+        model::ProvisionedConfig {
+            requested: 5,
+            last_modified_ms: 0,
+        },
+    );
     store.create_function(&s, &a).await.expect("create");
     store.create_function(&s, &b).await.expect("create");
     let u = store.usage(&s).await.expect("usage");
@@ -241,8 +261,9 @@ pub async fn usage_sums_code_and_reservations(store: &dyn Store) {
         u,
         crate::Usage {
             function_count: 2,
-            total_code_size: 1024,
-            reserved_concurrency: 7
+            total_code_size: 1124,
+            reserved_concurrency: 7,
+            provisioned_unreserved: 3,
         }
     );
 }

@@ -45,10 +45,14 @@ pub struct Page<T> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
     pub function_count: u64,
-    /// Bytes of every stored deployment package of the scope's functions.
+    /// Bytes of every stored deployment package of the scope's functions,
+    /// their published versions and its layers.
     pub total_code_size: u64,
     /// Sum of the reserved concurrency of the scope's functions.
     pub reserved_concurrency: u64,
+    /// Provisioned concurrency of functions without a reservation (it comes
+    /// out of the unreserved pool).
+    pub provisioned_unreserved: u64,
 }
 
 #[async_trait]
