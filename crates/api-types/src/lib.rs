@@ -480,3 +480,69 @@ pub struct ListProvisionedConcurrencyConfigsResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_marker: Option<String>,
 }
+
+/// `POST /2015-03-31/functions/{FunctionName}/versions`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PublishVersionRequest {
+    pub code_sha256: Option<String>,
+    pub description: Option<String>,
+    pub revision_id: Option<String>,
+}
+
+/// `GET /2015-03-31/functions/{FunctionName}/versions`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListVersionsByFunctionResponse {
+    pub versions: Vec<FunctionConfiguration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+}
+
+/// An alias's traffic split.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AliasRoutingConfiguration {
+    pub additional_version_weights: Option<BTreeMap<String, f64>>,
+}
+
+/// `POST /2015-03-31/functions/{FunctionName}/aliases`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateAliasRequest {
+    pub name: Option<String>,
+    pub function_version: Option<String>,
+    pub description: Option<String>,
+    pub routing_config: Option<AliasRoutingConfiguration>,
+}
+
+/// `PUT /2015-03-31/functions/{FunctionName}/aliases/{Name}`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateAliasRequest {
+    pub function_version: Option<String>,
+    pub description: Option<String>,
+    pub routing_config: Option<AliasRoutingConfiguration>,
+    pub revision_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AliasConfiguration {
+    pub alias_arn: String,
+    pub name: String,
+    pub function_version: String,
+    pub description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing_config: Option<AliasRoutingConfiguration>,
+    pub revision_id: String,
+}
+
+/// `GET /2015-03-31/functions/{FunctionName}/aliases`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListAliasesResponse {
+    pub aliases: Vec<AliasConfiguration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+}

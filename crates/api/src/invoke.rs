@@ -35,7 +35,6 @@ impl From<InvokeError> for ApiError {
                 );
                 e.extra
                     .push(("Reason", serde_json::Value::String(reason.into())));
-                e.retry_after_s = Some(1);
                 e
             }
             InvokeError::Unsupported(m) => {

@@ -28,6 +28,7 @@ mod event_config;
 mod functions;
 mod invoke;
 mod logs;
+mod versions;
 
 pub use auth::{Caller, KeyEntry, Keyring};
 pub use error::ApiError;
@@ -69,6 +70,34 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/2015-03-31/functions/{name}/invocations",
             axum::routing::post(invoke::invoke),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/versions",
+            get(versions::list_versions).post(versions::publish_version),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases",
+            get(versions::list_aliases).post(versions::create_alias),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases/{alias}",
+            get(versions::get_alias)
+                .put(versions::update_alias)
+                .delete(versions::delete_alias),
+        )
+        .route(
+            "/2017-10-31/functions/{name}/concurrency",
+            axum::routing::put(versions::put_concurrency).delete(versions::delete_concurrency),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/concurrency",
+            get(versions::get_concurrency),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/provisioned-concurrency",
+            get(versions::get_provisioned)
+                .put(versions::put_provisioned)
+                .delete(versions::delete_provisioned),
         )
         .route(
             "/2014-11-13/functions/{name}/invoke-async",

@@ -100,7 +100,6 @@ impl Control {
             Ok(())
         })
         .await?;
-        self.hooks.function_changed(scope, &name);
         Ok(wire::Concurrency {
             reserved_concurrent_executions: n,
         })
@@ -131,7 +130,6 @@ impl Control {
             Ok(())
         })
         .await?;
-        self.hooks.function_changed(scope, &name);
         Ok(())
     }
 
@@ -302,7 +300,6 @@ impl Control {
             Ok(())
         })
         .await?;
-        self.hooks.function_changed(scope, &name);
         Ok(wire::ProvisionedConcurrencyConfig {
             function_arn: None,
             requested_provisioned_concurrent_executions: n,
@@ -362,7 +359,6 @@ impl Control {
                 Ok(())
             })
             .await?;
-            self.hooks.function_changed(scope, &name);
         }
         Ok(())
     }

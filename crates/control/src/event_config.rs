@@ -43,10 +43,9 @@ fn key(q: Option<&Qualifier>) -> String {
         .unwrap_or_else(|| Qualifier::Latest.to_string())
 }
 
-/// Whether a qualifier names something that exists. Only `$LATEST` exists
-/// until versions and aliases are published.
-fn qualifier_exists(_record: &FunctionRecord, q: Option<&Qualifier>) -> bool {
-    matches!(q, None | Some(Qualifier::Latest))
+/// Whether a qualifier names something that exists.
+fn qualifier_exists(record: &FunctionRecord, q: Option<&Qualifier>) -> bool {
+    record.has_qualifier(q)
 }
 
 impl Control {
@@ -304,7 +303,6 @@ impl Control {
                 Ok(())
             })
             .await?;
-        self.hooks.function_changed(scope, &name);
         let c = after
             .event_invoke_configs
             .get(&k)
@@ -347,7 +345,6 @@ impl Control {
                 .ok_or_else(|| self.no_config(scope, &name, q.as_ref()))
         })
         .await?;
-        self.hooks.function_changed(scope, &name);
         Ok(())
     }
 

@@ -99,18 +99,45 @@ impl Control {
             .ok_or_else(|| function_not_found(scope, name, qualifier))
     }
 
-    /// The configuration a qualifier selects. Only `$LATEST` exists until
-    /// versions are published.
+    /// The configuration a qualifier selects: `$LATEST`, a published version,
+    /// or the version an alias points to.
     fn select<'r>(
         &self,
         scope: &Scope,
         record: &'r FunctionRecord,
         qualifier: Option<&Qualifier>,
     ) -> Result<&'r FunctionConfig, ControlError> {
+        let not_found = || function_not_found(scope, &record.latest.name, qualifier);
         match qualifier {
-            None | Some(Qualifier::Latest) => Ok(&record.latest),
-            Some(q) => Err(function_not_found(scope, &record.latest.name, Some(q))),
+            Some(Qualifier::Alias(a)) => {
+                let alias = record.aliases.get(a).ok_or_else(not_found)?;
+                let q = Qualifier::parse(&alias.function_version).map_err(|_| not_found())?;
+                record.version(Some(&q)).ok_or_else(not_found)
+            }
+            q => record.version(q).ok_or_else(not_found),
         }
+    }
+
+    /// A configuration as read through `qualifier`: an alias shows its own ARN.
+    fn read_view(
+        &self,
+        scope: &Scope,
+        cfg: &FunctionConfig,
+        qualifier: Option<&Qualifier>,
+    ) -> wire::FunctionConfiguration {
+        let mut out = view::configuration(
+            scope,
+            cfg,
+            &self.catalog,
+            Context::Read,
+            qualifier.is_some(),
+        );
+        if let Some(q @ Qualifier::Alias(_)) = qualifier {
+            let mut arn = scope.function_arn(&cfg.name);
+            arn.qualifier = Some(q.clone());
+            out.function_arn = arn.to_string();
+        }
+        out
     }
 
     /// Decodes, validates, unpacks and stores a zip; returns its identity.
@@ -302,7 +329,7 @@ impl Control {
             state: FunctionState::Active,
             last_update_status: UpdateStatus::Successful,
         };
-        let record = FunctionRecord {
+        let mut record = FunctionRecord {
             latest: config,
             tags,
             reserved_concurrency: None,
@@ -310,10 +337,13 @@ impl Control {
             event_invoke_configs: Default::default(),
             versions: Default::default(),
             last_version: 0,
+            last_published: None,
             aliases: Default::default(),
             policies: Default::default(),
             provisioned: Default::default(),
         };
+        let published =
+            (req.publish == Some(true)).then(|| crate::versions::publish(&mut record, None));
         let created = self.store.create_function(scope, &record).await;
         drop(guard);
         if let Err(e) = created {
@@ -326,9 +356,13 @@ impl Control {
             });
         }
         tracing::info!(account = %scope.account, region = %scope.region, function = %name, "function created");
+        // With `Publish`, AWS describes version 1 under the unqualified ARN.
+        let shown = published
+            .and_then(|n| record.versions.get(&n))
+            .unwrap_or(&record.latest);
         Ok(view::configuration(
             scope,
-            &record.latest,
+            shown,
             &self.catalog,
             Context::Created,
             false,
@@ -346,13 +380,7 @@ impl Control {
         let rec = self.load(scope, &t.name, t.qualifier.as_ref()).await?.value;
         let cfg = self.select(scope, &rec, t.qualifier.as_ref())?;
         Ok(wire::GetFunctionResponse {
-            configuration: view::configuration(
-                scope,
-                cfg,
-                &self.catalog,
-                Context::Read,
-                t.qualifier.is_some(),
-            ),
+            configuration: self.read_view(scope, cfg, t.qualifier.as_ref()),
             code: wire::FunctionCodeLocation {
                 repository_type: "S3".into(),
                 location: self.code_urls.link(&cfg.code.digest_hex, now_s),
@@ -373,13 +401,7 @@ impl Control {
         let t = self.target(scope, raw, qualifier)?;
         let rec = self.load(scope, &t.name, t.qualifier.as_ref()).await?.value;
         let cfg = self.select(scope, &rec, t.qualifier.as_ref())?;
-        Ok(view::configuration(
-            scope,
-            cfg,
-            &self.catalog,
-            Context::Read,
-            t.qualifier.is_some(),
-        ))
+        Ok(self.read_view(scope, cfg, t.qualifier.as_ref()))
     }
 
     pub async fn list_functions(
@@ -436,7 +458,10 @@ impl Control {
             let mut after = stored.value;
             change(&mut after)?;
             match self.store.update_function(scope, &after, stored.etag).await {
-                Ok(_) => return Ok((before, after)),
+                Ok(_) => {
+                    self.hooks.function_changed(scope, name, Some(&after));
+                    return Ok((before, after));
+                }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(StoreError::NotFound { .. }) => {
                     return Err(function_not_found(scope, name, not_found_qualifier));
@@ -512,6 +537,9 @@ impl Control {
                 }
                 rec.latest.last_modified_ms = now;
                 rec.latest.revision_id = new_revision();
+                if req.publish == Some(true) {
+                    crate::versions::publish(rec, None);
+                }
                 Ok(())
             })
             .await;
@@ -523,9 +551,20 @@ impl Control {
                 return Err(e);
             }
         };
-        self.hooks.function_changed(scope, &t.name);
         if before.latest.code.digest_hex != after.latest.code.digest_hex {
             self.collect_package(&before.latest.code.digest_hex).await;
+        }
+        // With `Publish`, the answer describes the new version, still pending.
+        if req.publish == Some(true)
+            && let Some(v) = after.versions.get(&after.last_version)
+        {
+            return Ok(view::configuration(
+                scope,
+                v,
+                &self.catalog,
+                Context::Created,
+                true,
+            ));
         }
         Ok(view::configuration(
             scope,
@@ -660,7 +699,6 @@ impl Control {
                 Ok(())
             })
             .await?;
-        self.hooks.function_changed(scope, &t.name);
         Ok(view::configuration(
             scope,
             &after.latest,
@@ -684,13 +722,13 @@ impl Control {
                     "$LATEST version cannot be deleted without deleting the function.".into(),
                 ));
             }
-            Some(q) => {
-                // No published versions exist yet: deleting one that does not
-                // exist succeeds on an existing function, as on AWS.
-                self.load(scope, &t.name, None).await?;
-                let _ = q;
-                return Ok(());
+            Some(Qualifier::Alias(_)) => {
+                return Err(ControlError::InvalidParameter(
+                    "Deletion of aliases is not currently supported.".into(),
+                ));
             }
+            // Deleting a version that does not exist succeeds, as on AWS.
+            Some(Qualifier::Version(n)) => return self.delete_version(scope, &t.name, *n).await,
         }
         let rec = self.load(scope, &t.name, None).await?.value;
         match self.store.delete_function(scope, &t.name).await {
@@ -700,7 +738,7 @@ impl Control {
             }
             Err(e) => return Err(e.into()),
         }
-        self.hooks.function_changed(scope, &t.name);
+        self.hooks.function_changed(scope, &t.name, None);
         self.collect_package(&rec.latest.code.digest_hex).await;
         tracing::info!(account = %scope.account, region = %scope.region, function = %t.name, "function deleted");
         Ok(())

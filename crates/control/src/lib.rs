@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use model::{FunctionName, FunctionRef, NameError, Qualifier, Scope};
+use model::{FunctionName, FunctionRecord, FunctionRef, NameError, Qualifier, Scope};
 use runtimes::Catalog;
 use store::{Store, StoreError};
 
@@ -19,6 +19,7 @@ mod event_config;
 mod functions;
 mod tags;
 mod validate;
+mod versions;
 mod view;
 
 pub use code_url::CodeUrlSigner;
@@ -74,9 +75,10 @@ impl From<blobs::PackageError> for ControlError {
 
 /// What the data plane must hear about control-plane changes.
 pub trait FunctionHooks: Send + Sync + 'static {
-    /// A function's configuration or code changed, or it was deleted: cached
-    /// configuration is stale and its execution environments must retire.
-    fn function_changed(&self, scope: &Scope, name: &FunctionName);
+    /// A function's record changed (`Some`: its new state) or it was deleted
+    /// (`None`): cached configuration is stale, and environments of versions
+    /// that changed or no longer exist must retire.
+    fn function_changed(&self, scope: &Scope, name: &FunctionName, record: Option<&FunctionRecord>);
     /// Whether a running or idle environment still uses this unpacked code.
     fn code_in_use(&self, digest_hex: &str) -> bool;
     /// How far the data plane got with a qualifier's provisioned environments.
@@ -105,7 +107,7 @@ pub struct ProvisionedStatus {
 pub struct NoHooks;
 
 impl FunctionHooks for NoHooks {
-    fn function_changed(&self, _: &Scope, _: &FunctionName) {}
+    fn function_changed(&self, _: &Scope, _: &FunctionName, _: Option<&FunctionRecord>) {}
     fn code_in_use(&self, _: &str) -> bool {
         false
     }

@@ -136,6 +136,10 @@ pub struct Invoker {
     scopes: Mutex<HashMap<Scope, Arc<Scope>>>,
     /// Concurrent executions per account and region.
     running: Mutex<HashMap<Arc<Scope>, Arc<AtomicU32>>>,
+    /// Concurrent executions per function with reserved concurrency.
+    fn_running: Mutex<HashMap<CacheKey, Arc<AtomicU32>>>,
+    /// Sum of reservations per scope, cached until a function changes.
+    reserved: Mutex<HashMap<Arc<Scope>, u32>>,
     account_concurrency: u32,
     queue: Option<queue::Queue>,
     metrics: AsyncMetrics,
@@ -200,6 +204,8 @@ impl Invoker {
             cache: Mutex::new(HashMap::new()),
             scopes: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
+            fn_running: Mutex::new(HashMap::new()),
+            reserved: Mutex::new(HashMap::new()),
             account_concurrency,
             queue: None,
             metrics: AsyncMetrics::default(),
@@ -348,17 +354,60 @@ impl Invoker {
         Ok(cached)
     }
 
-    fn admit(&self, scope: &Arc<Scope>) -> Result<Admission, InvokeError> {
-        let counter = {
-            let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
-            r.entry(scope.clone()).or_default().clone()
+    /// Concurrency the scope's reservations hold back from the shared pool.
+    async fn reserved_total(&self, scope: &Arc<Scope>) -> Result<u32, InvokeError> {
+        if let Some(n) = self
+            .reserved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(scope)
+        {
+            return Ok(*n);
+        }
+        let usage = self
+            .store
+            .usage(scope)
+            .await
+            .map_err(|e| InvokeError::Service(e.to_string()))?;
+        let n = usage.reserved_concurrency.min(u64::from(u32::MAX)) as u32;
+        self.reserved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(scope.clone(), n);
+        Ok(n)
+    }
+
+    /// Takes a concurrency slot: from the function's reservation if it has
+    /// one, else from the account's unreserved pool; or throttles.
+    async fn admit(&self, t: &Target) -> Result<Admission, InvokeError> {
+        let (counter, limit, reason) = match t.cached.record.reserved_concurrency {
+            Some(reserved) => {
+                let mut r = self.fn_running.lock().unwrap_or_else(|p| p.into_inner());
+                let c = r
+                    .entry((t.scope.clone(), t.name.clone()))
+                    .or_default()
+                    .clone();
+                (
+                    c,
+                    reserved,
+                    "ReservedFunctionConcurrentInvocationLimitExceeded",
+                )
+            }
+            None => {
+                let reserved = self.reserved_total(&t.scope).await?;
+                let mut r = self.running.lock().unwrap_or_else(|p| p.into_inner());
+                let c = r.entry(t.scope.clone()).or_default().clone();
+                (
+                    c,
+                    self.account_concurrency.saturating_sub(reserved),
+                    "ConcurrentInvocationLimitExceeded",
+                )
+            }
         };
         let prev = counter.fetch_add(1, Ordering::AcqRel);
-        if prev >= self.account_concurrency {
+        if prev >= limit {
             counter.fetch_sub(1, Ordering::AcqRel);
-            return Err(InvokeError::Throttled {
-                reason: "ConcurrentInvocationLimitExceeded",
-            });
+            return Err(InvokeError::Throttled { reason });
         }
         Ok(Admission(counter))
     }
@@ -528,7 +577,7 @@ impl Invoker {
         tail: bool,
     ) -> Result<InvokeResult, InvokeError> {
         let executed_version = t.spec.version.clone();
-        let _admission = self.admit(&t.scope)?;
+        let _admission = self.admit(t).await?;
         let mut arn = t.scope.function_arn(&t.name);
         arn.qualifier = t.qualifier.clone();
         let inv = runtime_api::Invocation {
@@ -644,13 +693,31 @@ fn shape(
 }
 
 impl FunctionHooks for Invoker {
-    fn function_changed(&self, scope: &Scope, name: &FunctionName) {
+    fn function_changed(
+        &self,
+        scope: &Scope,
+        name: &FunctionName,
+        record: Option<&FunctionRecord>,
+    ) {
         let scope = self.intern(scope);
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(scope.clone(), name.clone()));
-        self.pool.retire(&scope, name);
+        self.reserved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&scope);
+        match record {
+            Some(rec) => {
+                let live: HashMap<String, String> = std::iter::once(&rec.latest)
+                    .chain(rec.versions.values())
+                    .map(|c| (c.version.clone(), c.revision_id.clone()))
+                    .collect();
+                self.pool.retain(&scope, name, &live);
+            }
+            None => self.pool.retire(&scope, name),
+        }
     }
 
     fn code_in_use(&self, digest_hex: &str) -> bool {

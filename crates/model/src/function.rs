@@ -197,6 +197,10 @@ pub struct FunctionRecord {
     /// The highest version number ever published: numbers are never reused.
     #[serde(default)]
     pub last_version: u64,
+    /// `$LATEST`'s revision right after the last publish, and the version it
+    /// produced: publishing again without a change returns that version.
+    #[serde(default)]
+    pub last_published: Option<(String, u64)>,
     #[serde(default)]
     pub aliases: BTreeMap<String, Alias>,
     /// Resource-based policy statements per qualifier key (`""` for the

@@ -491,6 +491,28 @@ impl Pool {
         }
     }
 
+    /// Keeps the environments of versions still at `live` revisions (version
+    /// → revision) and stops the idle rest; busy ones stop when their
+    /// invocation ends. An empty `live` retires every version.
+    pub fn retain(&self, scope: &Scope, name: &FunctionName, live: &HashMap<String, String>) {
+        let mut stopping = Vec::new();
+        {
+            let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+            for (key, slot) in slots.iter_mut() {
+                if &*key.scope != scope || &key.name != name {
+                    continue;
+                }
+                if live.get(&key.version) != Some(&slot.revision) {
+                    slot.revision = String::from("(retired)");
+                    stopping.append(&mut slot.idle);
+                }
+            }
+        }
+        for env in stopping {
+            spawn_stop(&self.inner, env);
+        }
+    }
+
     /// Whether any environment still uses the code with this digest.
     pub fn code_in_use(&self, digest: &str) -> bool {
         self.inner

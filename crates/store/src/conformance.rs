@@ -57,6 +57,7 @@ pub fn sample_record(name: &str, digest: &str) -> FunctionRecord {
         event_invoke_configs: Default::default(),
         versions: Default::default(),
         last_version: 0,
+        last_published: None,
         aliases: Default::default(),
         policies: Default::default(),
         provisioned: Default::default(),
