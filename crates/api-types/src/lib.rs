@@ -546,3 +546,125 @@ pub struct ListAliasesResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_marker: Option<String>,
 }
+
+/// `Content` of `PublishLayerVersion`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LayerVersionContentInput {
+    pub zip_file: Option<String>,
+    #[serde(rename = "S3Bucket")]
+    pub s3_bucket: Option<String>,
+    #[serde(rename = "S3Key")]
+    pub s3_key: Option<String>,
+}
+
+/// `POST /2018-10-31/layers/{LayerName}/versions`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PublishLayerVersionRequest {
+    pub content: Option<LayerVersionContentInput>,
+    pub description: Option<String>,
+    pub compatible_runtimes: Option<Vec<String>>,
+    pub compatible_architectures: Option<Vec<String>>,
+    pub license_info: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LayerVersionContentOutput {
+    pub location: String,
+    pub code_sha256: String,
+    pub code_size: u64,
+}
+
+/// `PublishLayerVersion`, `GetLayerVersion`, `GetLayerVersionByArn`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LayerVersionResponse {
+    pub content: LayerVersionContentOutput,
+    pub layer_arn: String,
+    pub layer_version_arn: String,
+    pub description: String,
+    pub created_date: String,
+    pub version: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compatible_runtimes: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compatible_architectures: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license_info: Option<String>,
+}
+
+/// One version in `ListLayerVersions` / `ListLayers`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LayerVersionsListItem {
+    pub layer_version_arn: String,
+    pub version: u64,
+    pub description: String,
+    pub created_date: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compatible_runtimes: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compatible_architectures: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license_info: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListLayerVersionsResponse {
+    pub layer_versions: Vec<LayerVersionsListItem>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LayersListItem {
+    pub layer_name: String,
+    pub layer_arn: String,
+    pub latest_matching_version: LayerVersionsListItem,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListLayersResponse {
+    pub layers: Vec<LayersListItem>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+}
+
+/// `AddLayerVersionPermission` and `AddPermission` bodies.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AddPermissionRequest {
+    pub statement_id: Option<String>,
+    pub action: Option<String>,
+    pub principal: Option<String>,
+    pub source_arn: Option<String>,
+    pub source_account: Option<String>,
+    pub event_source_token: Option<String>,
+    pub revision_id: Option<String>,
+    #[serde(rename = "PrincipalOrgID")]
+    pub principal_org_id: Option<String>,
+    pub organization_id: Option<String>,
+    pub function_url_auth_type: Option<String>,
+}
+
+/// `{Statement}` (AddPermission) or `{Statement, RevisionId}` (layers).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AddPermissionResponse {
+    pub statement: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision_id: Option<String>,
+}
+
+/// `GetPolicy` / `GetLayerVersionPolicy`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetPolicyResponse {
+    pub policy: String,
+    pub revision_id: String,
+}

@@ -27,6 +27,7 @@ pub mod error;
 mod event_config;
 mod functions;
 mod invoke;
+mod layers;
 mod logs;
 mod versions;
 
@@ -98,6 +99,31 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(versions::get_provisioned)
                 .put(versions::put_provisioned)
                 .delete(versions::delete_provisioned),
+        )
+        .route("/2018-10-31/layers", get(layers::list_or_find))
+        .route(
+            "/2018-10-31/layers/{name}/versions",
+            get(layers::list_versions).post(layers::publish),
+        )
+        .route(
+            "/2018-10-31/layers/{name}/versions/{version}",
+            get(layers::get_version).delete(layers::delete_version),
+        )
+        .route(
+            "/2018-10-31/layers/{name}/versions/{version}/policy",
+            get(layers::get_layer_policy).post(layers::add_layer_permission),
+        )
+        .route(
+            "/2018-10-31/layers/{name}/versions/{version}/policy/{sid}",
+            axum::routing::delete(layers::remove_layer_permission),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/policy",
+            get(layers::get_policy).post(layers::add_permission),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/policy/{sid}",
+            axum::routing::delete(layers::remove_permission),
         )
         .route(
             "/2014-11-13/functions/{name}/invoke-async",

@@ -13,7 +13,7 @@ use crate::view::{self, Context};
 use crate::{Control, ControlError, function_not_found, name_error, resolve_ref};
 
 /// How often a read-modify-write is retried when another writer got there first.
-const CAS_ATTEMPTS: usize = 8;
+pub(crate) const CAS_ATTEMPTS: usize = 8;
 
 const QUALIFIER_PATTERN: &str = "\\$(LATEST(\\.PUBLISHED)?)|[a-zA-Z0-9-_$]+";
 
@@ -141,7 +141,7 @@ impl Control {
     }
 
     /// Decodes, validates, unpacks and stores a zip; returns its identity.
-    async fn store_package(&self, zip_b64: &str) -> Result<CodeInfo, ControlError> {
+    pub(crate) async fn store_package(&self, zip_b64: &str) -> Result<CodeInfo, ControlError> {
         let zip = base64::engine::general_purpose::STANDARD
             .decode(zip_b64.as_bytes())
             .map_err(|_| ControlError::from(blobs::PackageError::NotAZip))?;
@@ -272,7 +272,9 @@ impl Control {
         }
         let tags = req.tags.unwrap_or_default();
         validate::tags(&tags)?;
-        validate::layers(req.layers.as_deref().unwrap_or_default())?;
+        let layers = self
+            .resolve_layers(scope, req.layers.as_deref().unwrap_or_default())
+            .await?;
         let code = req.code.unwrap_or_default();
         let zip_b64 = code_source(
             code.zip_file.as_deref(),
@@ -292,6 +294,15 @@ impl Control {
         let now = model::time_fmt::now_ms();
         let guard = self.blob_lock.lock().await;
         let code = self.store_package(zip_b64).await?;
+        let total = code.unzipped_size + layers.iter().map(|l| l.code.unzipped_size).sum::<u64>();
+        if total > limits::UNZIPPED_MAX_BYTES {
+            drop(guard);
+            self.collect_package(&code.digest_hex).await;
+            return Err(ControlError::InvalidParameter(format!(
+                "Function code combined with layers exceeds the maximum allowed size of {} bytes. The actual size is {total} bytes.",
+                limits::UNZIPPED_MAX_BYTES
+            )));
+        }
         let config = FunctionConfig {
             logging: logging_settings(&name, req.logging_config.as_ref(), None),
             name: name.clone(),
@@ -312,7 +323,7 @@ impl Control {
             environment,
             architectures: req.architectures.unwrap_or_else(|| vec!["x86_64".into()]),
             code,
-            layers: vec![],
+            layers,
             tracing_mode: req
                 .tracing_config
                 .and_then(|t| t.mode)
@@ -631,9 +642,10 @@ impl Control {
         if let Some(vars) = req.environment.as_ref().and_then(|e| e.variables.as_ref()) {
             validate::environment(vars)?;
         }
-        if let Some(layers) = &req.layers {
-            validate::layers(layers)?;
-        }
+        let layers = match &req.layers {
+            Some(arns) => Some(self.resolve_layers(scope, arns).await?),
+            None => None,
+        };
         if let Some(t) = req
             .dead_letter_config
             .as_ref()
@@ -667,6 +679,16 @@ impl Control {
                 }
                 if let Some(env) = &req.environment {
                     cfg.environment = Some(env.variables.clone().unwrap_or_default());
+                }
+                if let Some(l) = &layers {
+                    let total = cfg.code.unzipped_size + l.iter().map(|l| l.code.unzipped_size).sum::<u64>();
+                    if total > limits::UNZIPPED_MAX_BYTES {
+                        return Err(ControlError::InvalidParameter(format!(
+                            "Function code combined with layers exceeds the maximum allowed size of {} bytes. The actual size is {total} bytes.",
+                            limits::UNZIPPED_MAX_BYTES
+                        )));
+                    }
+                    cfg.layers = l.clone();
                 }
                 if let Some(v) = &req.runtime {
                     cfg.runtime = Some(v.clone());
@@ -787,7 +809,7 @@ fn check_revision(given: Option<&str>, current: &str) -> Result<(), ControlError
 }
 
 /// Exactly one code source; only `ZipFile` is available on this server.
-fn code_source<'a>(
+pub(crate) fn code_source<'a>(
     zip: Option<&'a str>,
     s3_bucket: Option<&str>,
     image: Option<&str>,

@@ -17,6 +17,8 @@ mod code_url;
 mod concurrency;
 mod event_config;
 mod functions;
+mod layers;
+mod policy;
 mod tags;
 mod validate;
 mod versions;

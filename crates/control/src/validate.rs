@@ -254,21 +254,6 @@ pub fn tags(tags: &BTreeMap<String, String>) -> Result<(), ControlError> {
 
 /// Layers arrive with the layers feature; until a layer exists, every
 /// reference names a layer version that does not exist.
-pub fn layers(layers: &[String]) -> Result<(), ControlError> {
-    if layers.len() > limits::LAYERS_MAX {
-        return Err(ControlError::InvalidParameter(format!(
-            "Cannot reference more than {} layers.",
-            limits::LAYERS_MAX
-        )));
-    }
-    match layers.first() {
-        Some(arn) => Err(ControlError::InvalidParameter(format!(
-            "Layer version {arn} does not exist."
-        ))),
-        None => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

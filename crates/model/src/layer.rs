@@ -20,8 +20,9 @@ pub struct LayerRecord {
 pub struct LayerVersion {
     pub version: u64,
     pub description: String,
-    pub compatible_runtimes: Vec<String>,
-    pub compatible_architectures: Vec<String>,
+    /// `None` when not given (absent in responses), else as given.
+    pub compatible_runtimes: Option<Vec<String>>,
+    pub compatible_architectures: Option<Vec<String>>,
     pub license_info: Option<String>,
     pub code: CodeInfo,
     pub created_ms: i64,

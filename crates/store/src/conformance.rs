@@ -346,8 +346,8 @@ pub async fn layers_round_trip_with_etags_and_references(store: &dyn Store) {
     let version = |n: u64, digest: &str| LayerVersion {
         version: n,
         description: String::new(),
-        compatible_runtimes: vec!["python3.11".into()],
-        compatible_architectures: vec![],
+        compatible_runtimes: Some(vec!["python3.11".into()]),
+        compatible_architectures: None,
         license_info: None,
         code: sample_record("x", digest).latest.code,
         created_ms: 1,
