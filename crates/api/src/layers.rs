@@ -15,6 +15,15 @@ fn q<'a>(p: &'a HashMap<String, String>, k: &str) -> Option<&'a str> {
     p.get(k).map(String::as_str)
 }
 
+/// Makes a layer version's download link absolute, on the address the client used.
+fn absolute(
+    req: &Authed,
+    mut out: api_types::LayerVersionResponse,
+) -> api_types::LayerVersionResponse {
+    out.content.location = format!("http://{}{}", req.host, out.content.location);
+    out
+}
+
 fn now_s() -> i64 {
     model::time_fmt::now_ms() / 1000
 }
@@ -29,7 +38,7 @@ pub async fn publish(
         .control
         .publish_layer_version(&req.caller.scope, &name, body, now_s())
         .await?;
-    Ok(json_response(StatusCode::CREATED, &out))
+    Ok(json_response(StatusCode::CREATED, &absolute(&req, out)))
 }
 
 pub async fn list_versions(
@@ -61,7 +70,7 @@ pub async fn get_version(
         .control
         .get_layer_version(&req.caller.scope, &name, &version, now_s())
         .await?;
-    Ok(json_response(StatusCode::OK, &out))
+    Ok(json_response(StatusCode::OK, &absolute(&req, out)))
 }
 
 pub async fn delete_version(
@@ -87,7 +96,7 @@ pub async fn list_or_find(
             .control
             .get_layer_version_by_arn(&req.caller.scope, q(&p, "Arn").unwrap_or_default(), now_s())
             .await?;
-        return Ok(json_response(StatusCode::OK, &out));
+        return Ok(json_response(StatusCode::OK, &absolute(&req, out)));
     }
     let out = s
         .control

@@ -228,7 +228,10 @@ fn library_path(spec: &FunctionSpec, lang_dir: Option<&std::path::Path>) -> Stri
             "/var/lang/lib" => lang_dir.is_some_and(|d| d.join("lib").is_dir()),
             "/var/task" => true,
             "/var/task/lib" => spec.code_dir.join("lib").is_dir(),
-            "/opt/lib" => spec.opt_dir.as_ref().is_some_and(|d| d.join("lib").is_dir()),
+            "/opt/lib" => spec
+                .opt_dir
+                .as_ref()
+                .is_some_and(|d| d.join("lib").is_dir()),
             "/var/runtime" | "/var/runtime/lib" => false,
             host => std::path::Path::new(host).is_dir(),
         }
