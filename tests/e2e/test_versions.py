@@ -238,3 +238,78 @@ def test_reserved_concurrency_throttles_exactly(server):
     c.delete_function_concurrency(FunctionName="reserved")
     assert invoke(c, "reserved")[0]["StatusCode"] == 200
     assert "Concurrency" not in c.get_function(FunctionName="reserved")
+
+
+PROVISIONED_APP = r'''
+import os, time
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    return os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"]
+'''
+
+
+def test_provisioned_concurrency_absorbs_a_burst_without_cold_starts(server):
+    import base64
+    c = server.client()
+    c.create_function(FunctionName="prov", Runtime="python3.11", Role=ROLE, Handler="app.handler",
+                      Code={"ZipFile": make_zip({"app.py": (PROVISIONED_APP, 0o644)})},
+                      Publish=True, Timeout=10)
+    assert error(c.put_provisioned_concurrency_config, FunctionName="prov", Qualifier="$LATEST",
+                 ProvisionedConcurrentExecutions=1)[2] == (
+        "Provisioned Concurrency Configs cannot be applied to unpublished function versions.")
+    assert error(c.get_provisioned_concurrency_config, FunctionName="prov", Qualifier="$LATEST")[2] == (
+        "The function resource provided must be an alias or a published version.")
+    assert error(c.get_provisioned_concurrency_config, FunctionName="prov", Qualifier="1")[1] == (
+        "ProvisionedConcurrencyConfigNotFoundException")
+    assert error(c.put_provisioned_concurrency_config, FunctionName="prov", Qualifier="nope",
+                 ProvisionedConcurrentExecutions=1)[2] == f"Cannot find alias arn: {arn('prov', 'nope')}"
+    put = c.put_provisioned_concurrency_config(FunctionName="prov", Qualifier="1",
+                                               ProvisionedConcurrentExecutions=3)
+    assert put["ResponseMetadata"]["HTTPStatusCode"] == 202
+    assert (put["Status"], put["RequestedProvisionedConcurrentExecutions"],
+            put["AllocatedProvisionedConcurrentExecutions"]) == ("IN_PROGRESS", 3, 0)
+    ready = wait_for("READY", lambda: (lambda g: g["Status"] == "READY" and g)(
+        c.get_provisioned_concurrency_config(FunctionName="prov", Qualifier="1")), timeout=60)
+    assert ready["AllocatedProvisionedConcurrentExecutions"] == 3
+    assert ready["AvailableProvisionedConcurrentExecutions"] == 3
+    listed = c.list_provisioned_concurrency_configs(FunctionName="prov")["ProvisionedConcurrencyConfigs"]
+    assert [x["FunctionArn"] for x in listed] == [arn("prov", 1)]
+    assert server.environments("prov", "1") == (3, 0)
+
+    def burst(_):
+        r = c.invoke(FunctionName="prov", Qualifier="1", LogType="Tail",
+                     Payload=json.dumps({"sleep": 0.5}).encode())
+        return json.loads(r["Payload"].read()), base64.b64decode(r["LogResult"]).decode()
+
+    with concurrent.futures.ThreadPoolExecutor(3) as ex:
+        results = list(ex.map(burst, range(3)))
+    for kind, log in results:
+        assert kind == "provisioned-concurrency"
+        report = [l for l in log.splitlines() if l.startswith("REPORT")]
+        assert report and "Init Duration" not in report[0], log
+    # Beyond the provisioned environments, invocations spill over on demand.
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        kinds = sorted(k for k, _ in ex.map(burst, range(4)))
+    assert kinds.count("provisioned-concurrency") >= 1 and "on-demand" in kinds, kinds
+    # Provisioned environments are kept: not reaped, replaced when lost.
+    c.delete_provisioned_concurrency_config(FunctionName="prov", Qualifier="1")
+    c.delete_provisioned_concurrency_config(FunctionName="prov", Qualifier="1")
+    assert c.list_provisioned_concurrency_configs(FunctionName="prov")[
+        "ProvisionedConcurrencyConfigs"] == []
+
+
+def test_provisioned_concurrency_reports_init_failure(server):
+    c = server.client()
+    c.create_function(FunctionName="prov-broken", Runtime="python3.11", Role=ROLE,
+                      Handler="app.handler",
+                      Code={"ZipFile": make_zip({"app.py": ("raise RuntimeError('no')\n", 0o644)})},
+                      Publish=True)
+    c.create_alias(FunctionName="prov-broken", Name="live", FunctionVersion="1")
+    c.put_provisioned_concurrency_config(FunctionName="prov-broken", Qualifier="live",
+                                         ProvisionedConcurrentExecutions=1)
+    failed = wait_for("FAILED", lambda: (lambda g: g["Status"] == "FAILED" and g)(
+        c.get_provisioned_concurrency_config(FunctionName="prov-broken", Qualifier="live")),
+        timeout=60)
+    assert failed["StatusReason"] == "FUNCTION_ERROR_INIT_FAILURE"
+    assert error(c.put_provisioned_concurrency_config, FunctionName="prov-broken", Qualifier="1",
+                 ProvisionedConcurrentExecutions=1)[:2] == (409, "ResourceConflictException")

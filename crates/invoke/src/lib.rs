@@ -692,6 +692,61 @@ fn shape(
     }
 }
 
+impl Invoker {
+    /// Brings the pool's provisioned environments in line with a function's
+    /// provisioned concurrency configurations.
+    fn provision(&self, scope: &Arc<Scope>, name: &FunctionName, rec: &FunctionRecord) {
+        let mut keep = Vec::new();
+        for (key, config) in &rec.provisioned {
+            let version = match key.parse::<u64>() {
+                Ok(n) => rec.versions.get(&n),
+                Err(_) => rec
+                    .aliases
+                    .get(key)
+                    .and_then(|a| a.function_version.parse::<u64>().ok())
+                    .and_then(|n| rec.versions.get(&n)),
+            };
+            let Some(cfg) = version else { continue };
+            match self.spec_for(scope, cfg) {
+                Ok(spec) => {
+                    self.pool
+                        .set_provisioned(scope, name, key, spec, config.requested);
+                    keep.push(key.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(function = %name, qualifier = %key, error = %e,
+                        "cannot provision environments");
+                }
+            }
+        }
+        self.pool.keep_provisioned(scope, name, &keep);
+    }
+
+    /// Re-creates provisioned environments after a restart.
+    pub async fn restore_provisioned(&self) -> Result<(), store::StoreError> {
+        for scope in self.store.scopes().await? {
+            let shared = self.intern(&scope);
+            let mut after: Option<String> = None;
+            loop {
+                let page = self
+                    .store
+                    .list_functions(&scope, after.as_deref(), 100)
+                    .await?;
+                for rec in &page.items {
+                    if !rec.provisioned.is_empty() {
+                        self.provision(&shared, &rec.latest.name, rec);
+                    }
+                }
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl FunctionHooks for Invoker {
     fn function_changed(
         &self,
@@ -715,8 +770,26 @@ impl FunctionHooks for Invoker {
                     .map(|c| (c.version.clone(), c.revision_id.clone()))
                     .collect();
                 self.pool.retain(&scope, name, &live);
+                self.provision(&scope, name, rec);
             }
-            None => self.pool.retire(&scope, name),
+            None => {
+                self.pool.keep_provisioned(&scope, name, &[]);
+                self.pool.retire(&scope, name);
+            }
+        }
+    }
+
+    fn provisioned_status(
+        &self,
+        scope: &Scope,
+        name: &FunctionName,
+        qualifier: &str,
+    ) -> control::ProvisionedStatus {
+        let s = self.pool.provisioned_status(scope, name, qualifier);
+        control::ProvisionedStatus {
+            allocated: s.allocated,
+            available: s.available,
+            failure: s.failure,
         }
     }
 

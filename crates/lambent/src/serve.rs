@@ -208,6 +208,9 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         )
         .with_queue(queue),
     );
+    if let Err(e) = invoker.restore_provisioned().await {
+        tracing::error!(error = %e, "cannot restore provisioned concurrency");
+    }
     invoke::asynchronous::spawn(
         invoker.clone(),
         invoke::asynchronous::AsyncSettings {

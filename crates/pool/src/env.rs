@@ -116,6 +116,9 @@ pub struct Environment {
     pub(crate) last_used: Mutex<Instant>,
     pub(crate) invocations: AtomicU64,
     pub(crate) frozen: std::sync::atomic::AtomicBool,
+    /// The provisioned concurrency configuration (qualifier) this
+    /// environment was initialised for; such environments are not reaped.
+    pub(crate) provisioned: Mutex<Option<String>>,
 }
 
 /// `2.00`, as Lambda prints a timeout in seconds.
@@ -154,6 +157,47 @@ impl Environment {
 
     pub fn log_stream(&self) -> &str {
         &self.log.stream
+    }
+
+    pub(crate) fn provisioned_for(&self) -> Option<String> {
+        self.provisioned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Waits until the runtime has finished its init (its first `/next`),
+    /// logging its output meanwhile; for environments initialised ahead of
+    /// demand. `Err` says why init failed.
+    pub(crate) async fn initialize(&self, budget: Duration) -> Result<(), String> {
+        let mut output = self.output.lock().await;
+        let log = &self.log;
+        let deadline = tokio::time::Instant::now() + budget;
+        let result = loop {
+            tokio::select! {
+                biased;
+                r = self.channel.initialized() => break r.map_err(|e| {
+                    e.error_type.unwrap_or_else(|| "Runtime.Unknown".into())
+                }),
+                r = self.process.wait() => {
+                    break Err(match r {
+                        Ok(st) => format!("Runtime.ExitError: {}", crate::exit_reason(st)),
+                        Err(e) => format!("Runtime.ExitError: {e}"),
+                    });
+                }
+                _ = output.readable() => output.drain(log, None),
+                _ = tokio::time::sleep_until(deadline) => break Err("Sandbox.Timedout".into()),
+            }
+        };
+        output.drain(log, None);
+        if let Err(why) = &result {
+            output.flush_partial(log, None);
+            log.emit(format!("INIT_REPORT Init Duration: {} ms\tPhase: init\tStatus: error\tError Type: {why}", millis(self.launched_at.elapsed())), None);
+        } else {
+            // Init ran unthrottled, as Lambda boosts it.
+            self.process.limit_cpu();
+        }
+        result
     }
 
     /// Stops the environment: abandons any invocation, kills its processes,

@@ -113,6 +113,38 @@ struct Inner {
     slots: Mutex<HashMap<Key, Slot>>,
     /// Code digests in use by any environment (for package collection).
     code_refs: Mutex<HashMap<String, usize>>,
+    /// Provisioned concurrency: environments kept initialised per
+    /// (function, qualifier).
+    provisions: Mutex<HashMap<ProvisionKey, Provision>>,
+    provision_wake: Arc<tokio::sync::Notify>,
+}
+
+/// (scope, function, qualifier) of a provisioned concurrency configuration.
+type ProvisionKey = (Arc<Scope>, FunctionName, String);
+
+/// Environments kept initialised for one provisioned concurrency
+/// configuration.
+struct Provision {
+    spec: Arc<FunctionSpec>,
+    target: u32,
+    /// Initialised environments alive now.
+    ready: u32,
+    /// Environments being started for it.
+    starting: u32,
+    /// Consecutive failed initialisations.
+    failures: u32,
+    failure: Option<String>,
+}
+
+/// Failed initialisations after which a configuration is `FAILED`.
+const PROVISION_ATTEMPTS: u32 = 3;
+
+/// How a provisioned concurrency configuration is doing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProvisionStatus {
+    pub allocated: u32,
+    pub available: u32,
+    pub failure: Option<String>,
 }
 
 /// The environments of every function.
@@ -169,6 +201,15 @@ impl Drop for Lease {
         let slot = slots.entry(self.key.clone()).or_default();
         slot.busy = slot.busy.saturating_sub(1);
         let current = slot.revision == env.spec.revision;
+        if let Some(q) = env.provisioned_for() {
+            let provisions = inner.provisions.lock().unwrap_or_else(|p| p.into_inner());
+            if !provisions.contains_key(&(env.spec.scope.clone(), env.spec.name.clone(), q)) {
+                env.provisioned
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+            }
+        }
         if self.healthy && current && env.transition(EnvEvent::Released) {
             if let Ok(mut t) = env.last_used.lock() {
                 *t = Instant::now();
@@ -182,6 +223,22 @@ impl Drop for Lease {
 }
 
 fn spawn_stop(inner: &Arc<Inner>, env: Arc<Environment>) {
+    // A provisioned environment that goes is replaced.
+    let mark = env
+        .provisioned
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(q) = mark {
+        let mut provisions = inner.provisions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = provisions.get_mut(&(env.spec.scope.clone(), env.spec.name.clone(), q))
+            && p.spec.version == env.spec.version
+        {
+            p.ready = p.ready.saturating_sub(1);
+        }
+        drop(provisions);
+        inner.provision_wake.notify_one();
+    }
     let inner = inner.clone();
     if let Ok(handle) = tokio::runtime::Handle::try_current() {
         handle.spawn(async move {
@@ -258,6 +315,7 @@ fn lambda_env(
     lang_dir: Option<&std::path::Path>,
     stream: &str,
     extra: &[(String, String)],
+    provisioned: bool,
 ) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = spec.variables.clone();
     let mut set = |k: &str, v: String| env.push((k.to_owned(), v));
@@ -272,7 +330,15 @@ fn lambda_env(
     );
     set("AWS_LAMBDA_LOG_GROUP_NAME", spec.log_group.to_string());
     set("AWS_LAMBDA_LOG_STREAM_NAME", stream.to_owned());
-    set("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into());
+    set(
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        if provisioned {
+            "provisioned-concurrency"
+        } else {
+            "on-demand"
+        }
+        .into(),
+    );
     set("AWS_REGION", spec.scope.region.to_string());
     set("AWS_DEFAULT_REGION", spec.scope.region.to_string());
     if let Some(e) = spec.runtime.execution_env() {
@@ -306,10 +372,276 @@ impl Pool {
                 settings,
                 slots: Mutex::new(HashMap::new()),
                 code_refs: Mutex::new(HashMap::new()),
+                provisions: Mutex::new(HashMap::new()),
+                provision_wake: Arc::new(tokio::sync::Notify::new()),
             }),
         };
         pool.spawn_reaper();
+        pool.spawn_provisioner();
         pool
+    }
+
+    /// Keeps provisioned environments at their targets: starts and
+    /// initialises missing ones, stops surplus ones.
+    fn spawn_provisioner(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                loop {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let wake = inner.provision_wake.clone();
+                    Pool { inner }.provision_step();
+                    // A wake-up sent meanwhile is kept as a permit.
+                    tokio::select! {
+                        _ = wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            });
+        }
+    }
+
+    fn provisions(&self) -> std::sync::MutexGuard<'_, HashMap<ProvisionKey, Provision>> {
+        self.inner
+            .provisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn provision_step(&self) {
+        let mut to_start = Vec::new();
+        let mut surplus: Vec<(ProvisionKey, u32)> = Vec::new();
+        {
+            let mut provisions = self.provisions();
+            for (key, p) in provisions.iter_mut() {
+                if p.failure.is_some() {
+                    continue;
+                }
+                let have = p.ready + p.starting;
+                if have < p.target {
+                    for _ in have..p.target {
+                        p.starting += 1;
+                        to_start.push((key.clone(), p.spec.clone()));
+                    }
+                } else if p.ready > p.target {
+                    surplus.push((key.clone(), p.ready - p.target));
+                }
+            }
+        }
+        for (key, n) in surplus {
+            self.stop_provisioned(&key, n as usize);
+        }
+        for (key, spec) in to_start {
+            let pool = self.clone();
+            tokio::spawn(async move { pool.provision_one(key, spec).await });
+        }
+    }
+
+    /// Starts and initialises one environment for a configuration.
+    async fn provision_one(&self, key: ProvisionKey, spec: Arc<FunctionSpec>) {
+        let budget = Duration::from_secs(u64::from(model::limits::INIT_TIMEOUT_S));
+        let result = match self.start(&spec, Some(&key.2)) {
+            Ok(env) => match env.initialize(budget).await {
+                Ok(()) => Ok(env),
+                Err(why) => {
+                    spawn_stop(&self.inner, env);
+                    Err(why)
+                }
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        let env = {
+            let mut provisions = self.provisions();
+            let current = provisions
+                .get_mut(&key)
+                .filter(|p| p.spec.version == spec.version && p.spec.revision == spec.revision);
+            match (current, result) {
+                (Some(p), Ok(env)) => {
+                    p.starting = p.starting.saturating_sub(1);
+                    p.ready += 1;
+                    p.failures = 0;
+                    Some(env)
+                }
+                (Some(p), Err(why)) => {
+                    p.starting = p.starting.saturating_sub(1);
+                    p.failures += 1;
+                    tracing::warn!(function = %key.1, qualifier = %key.2, error = %why,
+                        "provisioned environment failed to initialise");
+                    if p.failures >= PROVISION_ATTEMPTS {
+                        p.failure = Some("FUNCTION_ERROR_INIT_FAILURE".into());
+                    }
+                    None
+                }
+                // The configuration changed meanwhile: an ordinary idle
+                // environment now.
+                (None, Ok(env)) => {
+                    env.provisioned
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take();
+                    Some(env)
+                }
+                (None, Err(_)) => None,
+            }
+        };
+        if let Some(env) = env {
+            let k = Key {
+                scope: spec.scope.clone(),
+                name: spec.name.clone(),
+                version: spec.version.clone(),
+            };
+            let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let slot = slots.entry(k).or_default();
+            if slot.revision != spec.revision {
+                slot.revision = spec.revision.clone();
+            }
+            if let Ok(mut t) = env.last_used.lock() {
+                *t = Instant::now();
+            }
+            slot.idle.push(env);
+        }
+        self.inner.provision_wake.notify_one();
+    }
+
+    /// Stops up to `n` idle environments of a configuration.
+    fn stop_provisioned(&self, key: &ProvisionKey, n: usize) {
+        let mut stopping = Vec::new();
+        {
+            let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+            for (k, slot) in slots.iter_mut() {
+                if k.scope != key.0 || k.name != key.1 {
+                    continue;
+                }
+                while stopping.len() < n {
+                    let Some(i) = slot
+                        .idle
+                        .iter()
+                        .position(|e| e.provisioned_for().as_deref() == Some(key.2.as_str()))
+                    else {
+                        break;
+                    };
+                    stopping.push(slot.idle.remove(i));
+                }
+            }
+        }
+        for env in stopping {
+            spawn_stop(&self.inner, env);
+        }
+    }
+
+    /// Sets a provisioned concurrency configuration: keep `target`
+    /// environments of `spec` initialised for `qualifier`.
+    pub fn set_provisioned(
+        &self,
+        scope: &Arc<Scope>,
+        name: &FunctionName,
+        qualifier: &str,
+        spec: Arc<FunctionSpec>,
+        target: u32,
+    ) {
+        let key = (scope.clone(), name.clone(), qualifier.to_owned());
+        let replaced = {
+            let mut provisions = self.provisions();
+            match provisions.get_mut(&key) {
+                Some(p) if p.spec.version == spec.version && p.spec.revision == spec.revision => {
+                    if p.target != target {
+                        p.target = target;
+                        p.failures = 0;
+                        p.failure = None;
+                    }
+                    false
+                }
+                _ => {
+                    let replaced = provisions.contains_key(&key);
+                    provisions.insert(
+                        key.clone(),
+                        Provision {
+                            spec,
+                            target,
+                            ready: 0,
+                            starting: 0,
+                            failures: 0,
+                            failure: None,
+                        },
+                    );
+                    replaced
+                }
+            }
+        };
+        if replaced {
+            self.release_provisioned(&key);
+        }
+        self.inner.provision_wake.notify_one();
+    }
+
+    /// Drops the function's configurations other than `keep`; their
+    /// environments become ordinary ones (reaped after the keep-alive).
+    pub fn keep_provisioned(&self, scope: &Scope, name: &FunctionName, keep: &[String]) {
+        let gone: Vec<ProvisionKey> = {
+            let mut provisions = self.provisions();
+            let gone: Vec<ProvisionKey> = provisions
+                .keys()
+                .filter(|(s, n, q)| &**s == scope && n == name && !keep.contains(q))
+                .cloned()
+                .collect();
+            for k in &gone {
+                provisions.remove(k);
+            }
+            gone
+        };
+        for k in gone {
+            self.release_provisioned(&k);
+        }
+    }
+
+    /// Clears the provisioned mark of a configuration's idle environments.
+    fn release_provisioned(&self, key: &ProvisionKey) {
+        let slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, slot) in slots.iter() {
+            if k.scope != key.0 || k.name != key.1 {
+                continue;
+            }
+            for env in &slot.idle {
+                let mut mark = env.provisioned.lock().unwrap_or_else(|p| p.into_inner());
+                if mark.as_deref() == Some(key.2.as_str()) {
+                    *mark = None;
+                    if let Ok(mut t) = env.last_used.lock() {
+                        *t = Instant::now();
+                    }
+                }
+            }
+        }
+    }
+
+    /// How a provisioned concurrency configuration is doing.
+    pub fn provisioned_status(
+        &self,
+        scope: &Scope,
+        name: &FunctionName,
+        qualifier: &str,
+    ) -> ProvisionStatus {
+        let (allocated, failure) = {
+            let provisions = self.provisions();
+            match provisions
+                .iter()
+                .find(|((s, n, q), _)| &**s == scope && n == name && q == qualifier)
+            {
+                Some((_, p)) => (p.ready.min(p.target), p.failure.clone()),
+                None => return ProvisionStatus::default(),
+            }
+        };
+        let slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let available = slots
+            .iter()
+            .filter(|(k, _)| &*k.scope == scope && &k.name == name)
+            .flat_map(|(_, s)| s.idle.iter())
+            .filter(|e| e.provisioned_for().as_deref() == Some(qualifier))
+            .count() as u32;
+        ProvisionStatus {
+            allocated,
+            available: available.min(allocated),
+            failure,
+        }
     }
 
     fn spawn_reaper(&self) {
@@ -346,8 +678,23 @@ impl Pool {
                 retired.append(&mut slot.idle);
             }
             let mut found = None;
-            // Most recently used first: its caches are the warmest.
-            while let Some(env) = slot.idle.pop() {
+            // Provisioned environments first (they are initialised and paid
+            // for); then the most recently used: its caches are the warmest.
+            while let Some(i) = slot
+                .idle
+                .iter()
+                .rposition(|e| e.provisioned_for().is_some())
+            {
+                let env = slot.idle.remove(i);
+                if env.process.is_alive() && env.transition(EnvEvent::Acquired) {
+                    found = Some(env);
+                    break;
+                }
+                retired.push(env);
+            }
+            while found.is_none()
+                && let Some(env) = slot.idle.pop()
+            {
                 if env.process.is_alive() && env.transition(EnvEvent::Acquired) {
                     found = Some(env);
                     break;
@@ -370,7 +717,7 @@ impl Pool {
                 healthy: true,
             });
         }
-        match self.start(spec) {
+        match self.start(spec, None) {
             Ok(env) => {
                 env.transition(EnvEvent::Acquired);
                 Ok(Lease {
@@ -391,7 +738,11 @@ impl Pool {
         }
     }
 
-    fn start(&self, spec: &Arc<FunctionSpec>) -> Result<Arc<Environment>, PoolError> {
+    fn start(
+        &self,
+        spec: &Arc<FunctionSpec>,
+        provisioned: Option<&str>,
+    ) -> Result<Arc<Environment>, PoolError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let stream: Arc<str> = format!(
             "{}/[{}]{}",
@@ -412,7 +763,13 @@ impl Pool {
             env_id: id.clone(),
             program: launch.program,
             argv: launch.argv,
-            env: lambda_env(spec, launch.lang_dir.as_deref(), &stream, &launch.env),
+            env: lambda_env(
+                spec,
+                launch.lang_dir.as_deref(),
+                &stream,
+                &launch.env,
+                provisioned.is_some(),
+            ),
             code_dir: spec.code_dir.clone(),
             opt_dir: spec.opt_dir.clone(),
             runtime_dir: Some(self.inner.runtime_dir.clone()),
@@ -474,6 +831,7 @@ impl Pool {
             last_used: Mutex::new(Instant::now()),
             invocations: AtomicU64::new(0),
             frozen: std::sync::atomic::AtomicBool::new(false),
+            provisioned: Mutex::new(provisioned.map(str::to_owned)),
         }))
     }
 
@@ -583,7 +941,7 @@ fn reap(inner: &Arc<Inner>) {
                     .lock()
                     .map(|t| t.elapsed())
                     .unwrap_or_default();
-                if idle_for >= keep {
+                if idle_for >= keep && env.provisioned_for().is_none() {
                     expired.push(env.clone());
                     false
                 } else {

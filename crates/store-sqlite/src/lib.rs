@@ -456,6 +456,28 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn scopes(&self) -> Result<Vec<Scope>, StoreError> {
+        self.with("list scopes", move |conn| {
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT DISTINCT account, region FROM functions ORDER BY account, region",
+                )
+                .map_err(backend("list scopes"))?;
+            let rows = st
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(backend("list scopes"))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (a, r) = row.map_err(backend("read scope"))?;
+                if let (Ok(a), Ok(r)) = (model::AccountId::parse(&a), model::Region::parse(&r)) {
+                    out.push(Scope::new(a, r));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn get_layer(
         &self,
         scope: &Scope,

@@ -293,6 +293,7 @@ pub async fn delete_removes(store: &dyn Store) {
 
 pub async fn blob_references(store: &dyn Store) {
     let s = scope("111111111111", "us-east-1");
+    assert!(store.scopes().await.expect("scopes").is_empty());
     assert!(!store.blob_in_use("aa").await.expect("query"));
     store
         .create_function(&s, &sample_record("f", "aa"))
@@ -300,6 +301,7 @@ pub async fn blob_references(store: &dyn Store) {
         .expect("create");
     assert!(store.blob_in_use("aa").await.expect("query"));
     assert!(!store.blob_in_use("bb").await.expect("query"));
+    assert_eq!(store.scopes().await.expect("scopes"), vec![s.clone()]);
     store.delete_function(&s, &name("f")).await.expect("delete");
     assert!(!store.blob_in_use("aa").await.expect("query"));
 }

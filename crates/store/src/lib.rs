@@ -97,6 +97,9 @@ pub trait Store: Send + Sync + 'static {
     /// (so that blob garbage collection never removes live code).
     async fn blob_in_use(&self, digest_hex: &str) -> Result<bool, StoreError>;
 
+    /// Every (account, region) that has functions.
+    async fn scopes(&self) -> Result<Vec<Scope>, StoreError>;
+
     /// A layer and all its versions.
     async fn get_layer(
         &self,
