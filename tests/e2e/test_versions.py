@@ -313,3 +313,36 @@ def test_provisioned_concurrency_reports_init_failure(server):
     assert failed["StatusReason"] == "FUNCTION_ERROR_INIT_FAILURE"
     assert error(c.put_provisioned_concurrency_config, FunctionName="prov-broken", Qualifier="1",
                  ProvisionedConcurrentExecutions=1)[:2] == (409, "ResourceConflictException")
+
+
+def test_canary_rollout_and_capacity_with_the_aws_cli(server, tmp_path):
+    """Publish, alias, shift weights, cap concurrency: all through the aws CLI."""
+    zip1, zip2 = tmp_path / "v1.zip", tmp_path / "v2.zip"
+    zip1.write_bytes(code("blue"))
+    zip2.write_bytes(code("green"))
+    cli = lambda *a: json.loads(server.cli("lambda", *a).stdout or "{}")
+    cli("create-function", "--function-name", "rollout", "--runtime", "python3.11",
+        "--role", ROLE, "--handler", "app.handler", "--zip-file", f"fileb://{zip1}", "--publish")
+    cli("create-alias", "--function-name", "rollout", "--name", "prod", "--function-version", "1")
+    cli("update-function-code", "--function-name", "rollout", "--zip-file", f"fileb://{zip2}")
+    assert cli("publish-version", "--function-name", "rollout")["Version"] == "2"
+    shifted = cli("update-alias", "--function-name", "rollout", "--name", "prod",
+                  "--routing-config", "AdditionalVersionWeights={2=0.5}")
+    assert shifted["RoutingConfig"]["AdditionalVersionWeights"] == {"2": 0.5}
+    seen = set()
+    for _ in range(40):
+        out = tmp_path / "out.json"
+        meta = cli("invoke", "--function-name", "rollout", "--qualifier", "prod", str(out))
+        seen.add((meta["ExecutedVersion"], json.loads(out.read_text())["tag"]))
+        if len(seen) == 2:
+            break
+    assert seen == {("1", "blue"), ("2", "green")}
+    done = cli("update-alias", "--function-name", "rollout", "--name", "prod",
+               "--function-version", "2", "--routing-config", "AdditionalVersionWeights={}")
+    assert done["FunctionVersion"] == "2" and "RoutingConfig" not in done
+    assert cli("put-function-concurrency", "--function-name", "rollout",
+               "--reserved-concurrent-executions", "5") == {"ReservedConcurrentExecutions": 5}
+    assert cli("get-function-concurrency", "--function-name", "rollout") == {
+        "ReservedConcurrentExecutions": 5}
+    aliases = cli("list-aliases", "--function-name", "rollout")["Aliases"]
+    assert [(a["Name"], a["FunctionVersion"]) for a in aliases] == [("prod", "2")]

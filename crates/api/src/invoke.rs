@@ -35,6 +35,9 @@ impl From<InvokeError> for ApiError {
                 );
                 e.extra
                     .push(("Reason", serde_json::Value::String(reason.into())));
+                // The model's `retryAfterSeconds`: a slot frees when a running
+                // invocation ends.
+                e.retry_after_s = Some(1);
                 e
             }
             InvokeError::Unsupported(m) => {
