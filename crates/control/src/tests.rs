@@ -601,3 +601,139 @@ async fn event_invoke_config_ranges_and_paging() {
         .unwrap_err();
     assert_eq!(code(&e), "ValidationException");
 }
+
+#[tokio::test]
+async fn reservations_leave_the_minimum_unreserved_and_respect_provisioned() {
+    let f = fixture(); // account concurrency 100: minimum unreserved 10
+    let zip = zip_of(&[("bootstrap", b"#!/bin/sh\n")]);
+    for name in ["a", "b"] {
+        let mut req = create_req(name, &zip);
+        req.publish = Some(true);
+        f.control.create_function(&f.scope, req).await.unwrap();
+    }
+    let put = |n: i64| wire::PutFunctionConcurrencyRequest {
+        reserved_concurrent_executions: Some(n),
+    };
+    f.control
+        .put_function_concurrency(&f.scope, "a", put(60))
+        .await
+        .unwrap();
+    // 60 + 31 would leave 9 < 10.
+    let e = f
+        .control
+        .put_function_concurrency(&f.scope, "b", put(31))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [10]."
+    );
+    f.control
+        .put_function_concurrency(&f.scope, "b", put(30))
+        .await
+        .unwrap();
+    // Re-putting one's own value never fails; 0 always succeeds.
+    f.control
+        .put_function_concurrency(&f.scope, "a", put(60))
+        .await
+        .unwrap();
+    f.control
+        .put_function_concurrency(&f.scope, "a", put(0))
+        .await
+        .unwrap();
+    let settings = f.control.account_settings(&f.scope).await.unwrap();
+    assert_eq!(settings.account_limit.unreserved_concurrent_executions, 70);
+    // Provisioned concurrency must fit inside a reservation.
+    let prov = |n: i64| wire::PutProvisionedConcurrencyConfigRequest {
+        provisioned_concurrent_executions: Some(n),
+    };
+    let e = f
+        .control
+        .put_provisioned_concurrency(&f.scope, "b", Some("1"), prov(31))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidParameterValueException");
+    f.control
+        .put_provisioned_concurrency(&f.scope, "b", Some("1"), prov(20))
+        .await
+        .unwrap();
+    let e = f
+        .control
+        .put_function_concurrency(&f.scope, "b", put(19))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        " ReservedConcurrentExecutions  19 should not be lower than function's total provisioned concurrency [20]."
+    );
+    // Nothing changed by the refusals.
+    let b = f
+        .control
+        .get_function_concurrency(&f.scope, "b")
+        .await
+        .unwrap();
+    assert_eq!(b.reserved_concurrent_executions, Some(30));
+}
+
+#[tokio::test]
+async fn publishing_is_idempotent_until_latest_changes() {
+    let f = fixture();
+    let zip = zip_of(&[("bootstrap", b"#!/bin/sh\n")]);
+    f.control
+        .create_function(&f.scope, create_req("p", &zip))
+        .await
+        .unwrap();
+    let publish = || wire::PublishVersionRequest::default();
+    let v1 = f
+        .control
+        .publish_version(&f.scope, "p", publish())
+        .await
+        .unwrap();
+    let again = f
+        .control
+        .publish_version(&f.scope, "p", publish())
+        .await
+        .unwrap();
+    assert_eq!((v1.version.as_str(), again.version.as_str()), ("1", "1"));
+    assert_eq!(v1.revision_id, again.revision_id);
+    f.control
+        .update_function_configuration(
+            &f.scope,
+            "p",
+            wire::UpdateFunctionConfigurationRequest {
+                description: Some("changed".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let v2 = f
+        .control
+        .publish_version(&f.scope, "p", publish())
+        .await
+        .unwrap();
+    assert_eq!(v2.version, "2");
+    assert_eq!(v2.description, "changed");
+    // Deleting the newest version does not free its number.
+    f.control
+        .delete_function(&f.scope, "p", Some("2"))
+        .await
+        .unwrap();
+    f.control
+        .update_function_configuration(
+            &f.scope,
+            "p",
+            wire::UpdateFunctionConfigurationRequest {
+                description: Some("again".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let v3 = f
+        .control
+        .publish_version(&f.scope, "p", publish())
+        .await
+        .unwrap();
+    assert_eq!(v3.version, "3");
+}
