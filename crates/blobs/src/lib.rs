@@ -84,6 +84,7 @@ impl BlobStore {
         if let Ok(entries) = fs::read_dir(&tmp) {
             for e in entries.flatten() {
                 let p = e.path();
+                let _ = make_writable(&p);
                 let _ = fs::remove_dir_all(&p).or_else(|_| fs::remove_file(&p));
             }
         }
@@ -336,21 +337,22 @@ fn seal_read_only(path: &Path) -> Result<(), PackageError> {
     go(path).map_err(io_at(path))
 }
 
-/// Restores owner write permission below `path`, so that the tree can be removed.
+/// Restores owner permissions on the directories below `path`, so that the
+/// tree can be removed. Files are left alone: unlinking needs only the
+/// directory's permission, and a file may be a hard link shared with another
+/// (live) tree.
 fn make_writable(path: &Path) -> Result<(), PackageError> {
     fn go(p: &Path) -> io::Result<()> {
         let meta = fs::symlink_metadata(p)?;
-        if meta.file_type().is_symlink() {
+        if !meta.is_dir() {
             return Ok(());
         }
         fs::set_permissions(
             p,
             fs::Permissions::from_mode(meta.permissions().mode() | 0o700),
         )?;
-        if meta.is_dir() {
-            for entry in fs::read_dir(p)? {
-                go(&entry?.path())?;
-            }
+        for entry in fs::read_dir(p)? {
+            go(&entry?.path())?;
         }
         Ok(())
     }

@@ -82,9 +82,10 @@ impl Control {
             } else {
                 0
             };
-            let taken =
-                usage.reserved_concurrency + usage.provisioned_unreserved - own - own_provisioned
-                    + u64::from(n);
+            // (Saturating: a concurrent change may have moved the sums.)
+            let taken = (usage.reserved_concurrency + usage.provisioned_unreserved)
+                .saturating_sub(own + own_provisioned)
+                + u64::from(n);
             if n > limit || u64::from(limit).saturating_sub(taken) < u64::from(minimum) {
                 return Err(below_minimum());
             }
@@ -236,6 +237,17 @@ impl Control {
         let key = q.to_string();
         let limit = self.settings.account_concurrency;
         let n = u32::try_from(n.unwrap_or(1)).unwrap_or(u32::MAX);
+        if let Qualifier::Alias(a) = &q
+            && rec
+                .aliases
+                .get(a)
+                .is_some_and(|alias| alias.function_version == Qualifier::LATEST)
+        {
+            return Err(ControlError::InvalidParameter(
+                "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
+                    .into(),
+            ));
+        }
         // An alias and the version it points to cannot both hold a config.
         match &q {
             Qualifier::Alias(a) => {
@@ -277,7 +289,8 @@ impl Control {
                     .provisioned
                     .get(&key)
                     .map_or(0, |c| u64::from(c.requested));
-                let taken = usage.reserved_concurrency + usage.provisioned_unreserved - own_old
+                let taken = (usage.reserved_concurrency + usage.provisioned_unreserved)
+                    .saturating_sub(own_old)
                     + u64::from(n);
                 let minimum = self.settings.minimum_unreserved();
                 if u64::from(limit).saturating_sub(taken) < u64::from(minimum) {

@@ -114,6 +114,12 @@ impl Control {
                         "You can't specify the function as a destination for itself.".into(),
                     ));
                 }
+                // Invoking another account's function would need its grant,
+                // which this server does not evaluate: same account only (and
+                // nothing is revealed about the other account).
+                if scope.account != own_scope.account {
+                    return Err(invalid());
+                }
                 let Some(target) = self.store.get_function(&scope, &name).await? else {
                     return Err(invalid());
                 };
@@ -403,7 +409,11 @@ impl Control {
     /// Checks a `DeadLetterConfig.TargetArn`: a function that exists, or an
     /// `http://` URL. (AWS takes SQS queues and SNS topics, which this server
     /// does not run.)
-    pub(crate) async fn check_dead_letter_target(&self, target: &str) -> Result<(), ControlError> {
+    pub(crate) async fn check_dead_letter_target(
+        &self,
+        own_scope: &Scope,
+        target: &str,
+    ) -> Result<(), ControlError> {
         let invalid = |why: &str| {
             ControlError::InvalidParameter(format!(
                 "The provided dead letter target {target} is invalid: {why}"
@@ -416,6 +426,11 @@ impl Control {
                 name,
                 qualifier,
             }) => {
+                if scope.account != own_scope.account {
+                    return Err(invalid(
+                        "functions of other accounts cannot be dead-letter targets",
+                    ));
+                }
                 let exists = self
                     .store
                     .get_function(&scope, &name)

@@ -272,8 +272,8 @@ impl Control {
         }
         let tags = req.tags.unwrap_or_default();
         validate::tags(&tags)?;
-        let layers = self
-            .resolve_layers(scope, req.layers.as_deref().unwrap_or_default())
+        // Checked before the package is stored (and again under the lock).
+        self.resolve_layers(scope, req.layers.as_deref().unwrap_or_default())
             .await?;
         let code = req.code.unwrap_or_default();
         let zip_b64 = code_source(
@@ -288,11 +288,16 @@ impl Control {
             .and_then(|d| d.target_arn.as_deref())
             .filter(|t| !t.is_empty())
         {
-            self.check_dead_letter_target(t).await?;
+            self.check_dead_letter_target(scope, t).await?;
         }
 
         let now = model::time_fmt::now_ms();
         let guard = self.blob_lock.lock().await;
+        // Again under the package lock: a layer version deleted meanwhile
+        // may have had its package collected.
+        let layers = self
+            .resolve_layers(scope, req.layers.as_deref().unwrap_or_default())
+            .await?;
         let code = self.store_package(zip_b64).await?;
         let total = code.unzipped_size + layers.iter().map(|l| l.code.unzipped_size).sum::<u64>();
         if total > limits::UNZIPPED_MAX_BYTES {
@@ -642,6 +647,12 @@ impl Control {
         if let Some(vars) = req.environment.as_ref().and_then(|e| e.variables.as_ref()) {
             validate::environment(vars)?;
         }
+        // Layers are resolved under the package lock, so that a package is
+        // never collected between being found and being referenced.
+        let layers_guard = match &req.layers {
+            Some(_) => Some(self.blob_lock.lock().await),
+            None => None,
+        };
         let layers = match &req.layers {
             Some(arns) => Some(self.resolve_layers(scope, arns).await?),
             None => None,
@@ -652,10 +663,10 @@ impl Control {
             .and_then(|d| d.target_arn.as_deref())
             .filter(|t| !t.is_empty())
         {
-            self.check_dead_letter_target(t).await?;
+            self.check_dead_letter_target(scope, t).await?;
         }
         let now = model::time_fmt::now_ms();
-        let (_, after) = self
+        let (before, after) = self
             .modify(scope, &t.name, None, |rec| {
                 check_revision(req.revision_id.as_deref(), &rec.latest.revision_id)?;
                 let cfg = &mut rec.latest;
@@ -721,6 +732,18 @@ impl Control {
                 Ok(())
             })
             .await?;
+        drop(layers_guard);
+        // Layer packages no longer referenced (their versions deleted) go.
+        for old in &before.latest.layers {
+            if !after
+                .latest
+                .layers
+                .iter()
+                .any(|l| l.code.digest_hex == old.code.digest_hex)
+            {
+                self.collect_package(&old.code.digest_hex).await;
+            }
+        }
         Ok(view::configuration(
             scope,
             &after.latest,
@@ -761,7 +784,19 @@ impl Control {
             Err(e) => return Err(e.into()),
         }
         self.hooks.function_changed(scope, &t.name, None);
-        self.collect_package(&rec.latest.code.digest_hex).await;
+        // Every package its versions used, code and layers, unless in use elsewhere.
+        let mut digests: Vec<&str> = std::iter::once(&rec.latest)
+            .chain(rec.versions.values())
+            .flat_map(|c| {
+                std::iter::once(c.code.digest_hex.as_str())
+                    .chain(c.layers.iter().map(|l| l.code.digest_hex.as_str()))
+            })
+            .collect();
+        digests.sort_unstable();
+        digests.dedup();
+        for d in digests {
+            self.collect_package(d).await;
+        }
         tracing::info!(account = %scope.account, region = %scope.region, function = %t.name, "function deleted");
         Ok(())
     }

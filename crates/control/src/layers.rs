@@ -79,7 +79,9 @@ fn shared_with(v: &LayerVersion, caller: &model::AccountId) -> bool {
     v.policy.statements.iter().any(|s| {
         serde_json::from_str::<serde_json::Value>(&s.json).is_ok_and(|st| {
             let p = &st["Principal"];
-            p == "*" || p["AWS"] == account_root.as_str()
+            // A grant limited by a condition (an organisation) cannot be
+            // evaluated here: it shares with nobody.
+            st.get("Condition").is_none() && (p == "*" || p["AWS"] == account_root.as_str())
         })
     })
 }
@@ -168,7 +170,10 @@ impl Control {
         req: wire::PublishLayerVersionRequest,
         now_s: i64,
     ) -> Result<wire::LayerVersionResponse, ControlError> {
-        let (_, name) = self.layer_name(scope, raw)?;
+        let (lscope, name) = self.layer_name(scope, raw)?;
+        if lscope != *scope {
+            return Err(not_shared(&scope.account, &Self::layer_arn(&lscope, &name)));
+        }
         let mut v = ValidationErrors::new();
         if let Some(rs) = &req.compatible_runtimes {
             if rs.len() > 15 {

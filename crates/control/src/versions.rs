@@ -166,7 +166,9 @@ impl Control {
         // Position in the sequence $LATEST (0), 1, 2, ...
         let start = match marker {
             None | Some("") => 0,
-            Some(m) => m.parse::<u64>().map(|n| n + 1).unwrap_or(0),
+            // A marker this server did not issue lists nothing (rather than
+            // starting over, which could loop a client).
+            Some(m) => m.parse::<u64>().map(|n| n + 1).unwrap_or(u64::MAX),
         };
         let all =
             std::iter::once((0u64, &rec.latest)).chain(rec.versions.iter().map(|(n, c)| (*n, c)));
@@ -519,6 +521,9 @@ impl Control {
             .await?;
         if let Some(v) = before.versions.get(&n) {
             self.collect_package(&v.code.digest_hex).await;
+            for l in &v.layers {
+                self.collect_package(&l.code.digest_hex).await;
+            }
         }
         Ok(())
     }

@@ -144,6 +144,8 @@ struct EventSettings {
     function_arn: String,
     /// Reserved concurrency 0 disables the function.
     disabled: bool,
+    /// The function's account and region.
+    scope: Scope,
 }
 
 impl Dispatch {
@@ -253,7 +255,7 @@ impl Dispatch {
                 if let Some(dest) = &settings.config.on_success {
                     let record =
                         record(&c, &settings, Condition::Success, c.attempts + 1, Some(&r));
-                    follow_up.extend(destination_work(dest, record));
+                    follow_up.extend(destination_work(&settings.scope, dest, record));
                 }
                 self.finish(c.id, Completion::Done { follow_up }).await;
             }
@@ -361,7 +363,7 @@ impl Dispatch {
                     rec["responsePayload"] = p.clone();
                 }
             }
-            out.extend(destination_work(dest, rec));
+            out.extend(destination_work(&settings.scope, dest, rec));
         }
         if let Some(dlq) = &settings.dead_letter {
             let (code, message) = match &last {
@@ -376,7 +378,7 @@ impl Dispatch {
                 ),
                 None => (429, condition.as_str().to_owned()),
             };
-            out.extend(dead_letter_work(dlq, c, code, &message));
+            out.extend(dead_letter_work(&settings.scope, dlq, c, code, &message));
         }
         if out.is_empty() {
             self.invoker
@@ -489,13 +491,26 @@ fn record(
 }
 
 /// The queued work that delivers `record` to a destination.
-fn destination_work(dest: &str, record: Value) -> Option<NewWork> {
+fn destination_work(source: &Scope, dest: &str, record: Value) -> Option<NewWork> {
     let payload = Bytes::from(serde_json::to_vec(&record).ok()?);
-    work_for(dest, payload, Vec::new())
+    // Records nest the event and the response; a chain of destinations
+    // (A's failures to B, B's to A) grows them each hop. Stop at Lambda's
+    // response limit.
+    if payload.len() > model::limits::SYNC_RESPONSE_MAX_BYTES {
+        tracing::warn!(destination = %dest, bytes = payload.len(), "destination record too large; dropped");
+        return None;
+    }
+    work_for(source, dest, payload, Vec::new())
 }
 
 /// The queued work that delivers the original event to a dead-letter target.
-fn dead_letter_work(target: &str, c: &Claimed, code: u64, message: &str) -> Option<NewWork> {
+fn dead_letter_work(
+    source: &Scope,
+    target: &str,
+    c: &Claimed,
+    code: u64,
+    message: &str,
+) -> Option<NewWork> {
     let mut message = message.to_owned();
     if message.len() > DLQ_MESSAGE_MAX {
         let mut cut = DLQ_MESSAGE_MAX;
@@ -507,18 +522,39 @@ fn dead_letter_work(target: &str, c: &Claimed, code: u64, message: &str) -> Opti
     let headers = vec![
         (DLQ_HEADER_REQUEST_ID.to_owned(), c.request_id.clone()),
         (DLQ_HEADER_ERROR_CODE.to_owned(), code.to_string()),
-        // Header values cannot hold line breaks.
-        (
-            DLQ_HEADER_ERROR_MESSAGE.to_owned(),
-            message.replace(['\r', '\n'], " "),
-        ),
+        (DLQ_HEADER_ERROR_MESSAGE.to_owned(), header_safe(&message)),
     ];
-    work_for(target, c.payload.clone(), headers)
+    work_for(source, target, c.payload.clone(), headers)
 }
 
-fn work_for(target: &str, payload: Bytes, extra_headers: Vec<(String, String)>) -> Option<NewWork> {
+/// Text as an HTTP header value can carry it: visible ASCII and spaces;
+/// control characters become spaces and other characters `\u{..}` escapes.
+fn header_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            ' '..='~' => out.push(ch),
+            c if c.is_control() => out.push(' '),
+            c => out.extend(c.escape_unicode()),
+        }
+    }
+    out
+}
+
+fn work_for(
+    source: &Scope,
+    target: &str,
+    payload: Bytes,
+    extra_headers: Vec<(String, String)>,
+) -> Option<NewWork> {
     let now = now_ms();
     let target = match Destination::parse(target).ok()? {
+        // Configuration refuses other accounts' functions; never deliver to
+        // one either.
+        Destination::Function { scope, .. } if scope.account != source.account => {
+            tracing::warn!(target = %target, "not delivering to a function of another account");
+            return None;
+        }
         Destination::Function {
             scope,
             name,
@@ -546,9 +582,14 @@ fn work_for(target: &str, payload: Bytes, extra_headers: Vec<(String, String)>) 
 
 /// POSTs `body` to an `http://` URL; any 2xx is success.
 async fn post(url: &str, headers: &[(String, String)], body: Bytes) -> Result<(), String> {
-    use http_body_util::{BodyExt, Full};
+    use http_body_util::Full;
     let uri: hyper::Uri = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
-    let host = uri.host().ok_or("URL has no host")?.to_owned();
+    let host = uri
+        .host()
+        .ok_or("URL has no host")?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = uri.port_u16().unwrap_or(80);
     let attempt = async {
         let stream = tokio::net::TcpStream::connect((host.as_str(), port))
@@ -580,8 +621,10 @@ async fn post(url: &str, headers: &[(String, String)], body: Bytes) -> Result<()
             .send_request(req)
             .await
             .map_err(|e| format!("send: {e}"))?;
+        // The status is all that counts; the body is not read (an endpoint
+        // could stream without end).
         let status = resp.status();
-        let _ = resp.into_body().collect().await;
+        drop(resp);
         if status.is_success() {
             Ok(())
         } else {
@@ -621,6 +664,7 @@ impl Invoker {
             dead_letter: t.dead_letter.clone(),
             function_arn: arn.to_string(),
             disabled: record.reserved_concurrency == Some(0),
+            scope: (*t.scope).clone(),
         })
     }
 
@@ -660,7 +704,11 @@ mod tests {
             last_result: None,
         };
         let msg = "é".repeat(600);
-        let w = dead_letter_work("http://127.0.0.1:1/dlq", &c, 200, &msg).unwrap();
+        let scope = Scope::new(
+            model::AccountId::parse("123456789012").unwrap(),
+            model::Region::parse("us-east-1").unwrap(),
+        );
+        let w = dead_letter_work(&scope, "http://127.0.0.1:1/dlq", &c, 200, &msg).unwrap();
         let Target::Http { headers, .. } = w.target else {
             panic!("not http")
         };
@@ -669,7 +717,10 @@ mod tests {
             .find(|(k, _)| k == DLQ_HEADER_ERROR_MESSAGE)
             .unwrap()
             .1;
-        assert!(m.len() <= DLQ_MESSAGE_MAX && m.len() >= DLQ_MESSAGE_MAX - 1);
+        // 1 KB of the message (512 two-byte characters), each escaped.
+        assert_eq!(m.matches("\\u{e9}").count(), DLQ_MESSAGE_MAX / 2);
+        assert_eq!(m.len(), DLQ_MESSAGE_MAX / 2 * "\\u{e9}".len());
+        assert_eq!(header_safe("a\x1b[31mred\tb"), "a [31mred b");
         assert_eq!(&w.payload[..], b"{\"a\":1}");
     }
 }

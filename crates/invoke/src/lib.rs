@@ -140,6 +140,9 @@ pub struct Invoker {
     fn_running: Mutex<HashMap<CacheKey, Arc<AtomicU32>>>,
     /// Sum of reservations per scope, cached until a function changes.
     reserved: Mutex<HashMap<Arc<Scope>, u32>>,
+    /// Counts control-plane changes, so that a read that raced one is not
+    /// cached.
+    changes: AtomicU64,
     account_concurrency: u32,
     queue: Option<queue::Queue>,
     metrics: AsyncMetrics,
@@ -206,6 +209,7 @@ impl Invoker {
             running: Mutex::new(HashMap::new()),
             fn_running: Mutex::new(HashMap::new()),
             reserved: Mutex::new(HashMap::new()),
+            changes: AtomicU64::new(0),
             account_concurrency,
             queue: None,
             metrics: AsyncMetrics::default(),
@@ -330,6 +334,7 @@ impl Invoker {
         {
             return Ok(c.clone());
         }
+        let generation = self.changes.load(Ordering::Acquire);
         let record = self
             .store
             .get_function(scope, name)
@@ -347,10 +352,12 @@ impl Invoker {
             record,
             specs: Mutex::new(HashMap::new()),
         });
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, cached.clone());
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        // A change since the read would make this copy stale: use it for this
+        // call only.
+        if self.changes.load(Ordering::Acquire) == generation {
+            cache.insert(key, cached.clone());
+        }
         Ok(cached)
     }
 
@@ -364,16 +371,17 @@ impl Invoker {
         {
             return Ok(*n);
         }
+        let generation = self.changes.load(Ordering::Acquire);
         let usage = self
             .store
             .usage(scope)
             .await
             .map_err(|e| InvokeError::Service(e.to_string()))?;
         let n = usage.reserved_concurrency.min(u64::from(u32::MAX)) as u32;
-        self.reserved
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(scope.clone(), n);
+        let mut reserved = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
+        if self.changes.load(Ordering::Acquire) == generation {
+            reserved.insert(scope.clone(), n);
+        }
         Ok(n)
     }
 
@@ -755,14 +763,16 @@ impl FunctionHooks for Invoker {
         record: Option<&FunctionRecord>,
     ) {
         let scope = self.intern(scope);
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(scope.clone(), name.clone()));
-        self.reserved
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&scope);
+        {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            self.changes.fetch_add(1, Ordering::AcqRel);
+            cache.remove(&(scope.clone(), name.clone()));
+        }
+        {
+            let mut reserved = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
+            self.changes.fetch_add(1, Ordering::AcqRel);
+            reserved.remove(&scope);
+        }
         match record {
             Some(rec) => {
                 let live: HashMap<String, String> = std::iter::once(&rec.latest)

@@ -203,7 +203,12 @@ impl Drop for Lease {
         let current = slot.revision == env.spec.revision;
         if let Some(q) = env.provisioned_for() {
             let provisions = inner.provisions.lock().unwrap_or_else(|p| p.into_inner());
-            if !provisions.contains_key(&(env.spec.scope.clone(), env.spec.name.clone(), q)) {
+            let still = provisions
+                .get(&(env.spec.scope.clone(), env.spec.name.clone(), q))
+                .is_some_and(|p| {
+                    p.spec.version == env.spec.version && p.spec.revision == env.spec.revision
+                });
+            if !still {
                 env.provisioned
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -444,6 +449,11 @@ impl Pool {
             Ok(env) => match env.initialize(budget).await {
                 Ok(()) => Ok(env),
                 Err(why) => {
+                    // Counted as starting, not ready: stop it unmarked.
+                    env.provisioned
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take();
                     spawn_stop(&self.inner, env);
                     Err(why)
                 }
@@ -472,14 +482,14 @@ impl Pool {
                     }
                     None
                 }
-                // The configuration changed meanwhile: an ordinary idle
-                // environment now.
+                // The configuration changed or went meanwhile: not needed.
                 (None, Ok(env)) => {
                     env.provisioned
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .take();
-                    Some(env)
+                    spawn_stop(&self.inner, env);
+                    None
                 }
                 (None, Err(_)) => None,
             }
@@ -492,13 +502,19 @@ impl Pool {
             };
             let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
             let slot = slots.entry(k).or_default();
-            if slot.revision != spec.revision {
+            if slot.revision.is_empty() {
                 slot.revision = spec.revision.clone();
             }
-            if let Ok(mut t) = env.last_used.lock() {
-                *t = Instant::now();
+            if slot.revision == spec.revision {
+                if let Ok(mut t) = env.last_used.lock() {
+                    *t = Instant::now();
+                }
+                slot.idle.push(env);
+            } else {
+                // The version was retired meanwhile.
+                drop(slots);
+                spawn_stop(&self.inner, env);
             }
-            slot.idle.push(env);
         }
         self.inner.provision_wake.notify_one();
     }

@@ -273,6 +273,13 @@ impl Queue {
                         drop(ix);
                         match self.load(id) {
                             Ok(c) => return Ok(c),
+                            // Gone from storage: forget it.
+                            Err(QueueError::Missing(_)) => {
+                                let mut ix = self.index();
+                                ix.inflight.remove(&id);
+                                ix.meta.remove(&id);
+                                continue;
+                            }
                             Err(e) => {
                                 // Put it back so that it is not lost.
                                 let mut ix = self.index();
