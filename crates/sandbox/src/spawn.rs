@@ -227,6 +227,7 @@ pub fn spawn(cmd: &Command<'_>, before_start: BeforeStart<'_>) -> Result<Spawned
         filters: &filters,
         rlimits: cmd.rlimits,
     };
+    let clone_started = std::time::Instant::now();
     // SAFETY: clone3 with a zero stack behaves like fork: the child runs on a
     // copy of this stack. In the child we only call `child.run()`, which makes
     // raw system calls on data prepared above and never returns.
@@ -245,6 +246,7 @@ pub fn spawn(cmd: &Command<'_>, before_start: BeforeStart<'_>) -> Result<Spawned
         unsafe { child.run() }
     }
     let pid = ret as libc::pid_t;
+    let cloned = std::time::Instant::now();
     // SAFETY: CLONE_PIDFD stored a new pidfd that nothing else owns.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     drop(err_write);
@@ -259,8 +261,15 @@ pub fn spawn(cmd: &Command<'_>, before_start: BeforeStart<'_>) -> Result<Spawned
     }
     drop(go_write);
 
+    let went = std::time::Instant::now();
     let mut report = [0u8; 8];
     let n = read_full(err_read.as_raw_fd(), &mut report);
+    tracing::debug!(
+        clone3_us = (cloned - clone_started).as_micros() as u64,
+        before_start_us = (went - cloned).as_micros() as u64,
+        until_exec_us = went.elapsed().as_micros() as u64,
+        "spawn phases"
+    );
     if n != 8
         && let Err(e) = prepared
     {
@@ -471,20 +480,38 @@ impl ChildPlan<'_> {
                 }
                 libc::_exit(126);
             }
-            let runtime = libc::syscall(
-                libc::SYS_clone,
-                libc::SIGCHLD as libc::c_ulong,
-                0usize,
-                0usize,
-                0usize,
-                0usize,
+            // The runtime is started vfork-style: it shares this process's
+            // memory (no copy of the platform's page tables, which this
+            // process inherited) on a stack of its own, and this process
+            // waits until it has exec'd. Before exec it only wires its
+            // descriptors.
+            const STACK: usize = 64 * 1024;
+            let stack = libc::mmap(
+                std::ptr::null_mut(),
+                STACK,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            );
+            if stack == libc::MAP_FAILED {
+                self.fail(done);
+            }
+            let job = RuntimeExec {
+                plan: self,
+                null,
+                step: done,
+            };
+            let runtime = libc::clone(
+                runtime_main,
+                stack.cast::<u8>().add(STACK).cast(),
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                (&job as *const RuntimeExec<'_>).cast_mut().cast(),
             );
             if runtime < 0 {
                 self.fail(done);
             }
-            if runtime == 0 {
-                self.exec_runtime(null, done);
-            }
+            libc::munmap(stack, STACK);
             // Init: hold nothing but the status pipe, so the runtime's output
             // and the parent's error pipe close when the runtime's side does.
             libc::dup2(null, 0);
@@ -511,6 +538,8 @@ impl ChildPlan<'_> {
     }
 
     /// In the runtime's process: wire stdio, close the rest, exec.
+    /// It runs on a stack of its own in memory shared with init (vfork-style):
+    /// it only makes system calls on data init prepared.
     unsafe fn exec_runtime(&self, null: libc::c_int, step: u32) -> ! {
         // SAFETY: raw system calls on descriptors and strings prepared earlier.
         unsafe {
@@ -546,6 +575,24 @@ impl ChildPlan<'_> {
             libc::write(self.err_fd, buf.as_ptr().cast(), buf.len());
             libc::_exit(127)
         }
+    }
+}
+
+/// What the runtime's vfork-style child needs.
+struct RuntimeExec<'a> {
+    plan: &'a ChildPlan<'a>,
+    null: libc::c_int,
+    step: u32,
+}
+
+/// Entry of the runtime's process (see `ChildPlan::run`).
+extern "C" fn runtime_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` points at a `RuntimeExec` on init's stack, which stays
+    // valid: init is suspended (CLONE_VFORK) until this process execs or exits,
+    // and `exec_runtime` never returns.
+    unsafe {
+        let job = &*(arg as *const RuntimeExec<'_>);
+        job.plan.exec_runtime(job.null, job.step)
     }
 }
 
