@@ -68,7 +68,9 @@ impl From<ControlError> for ApiError {
             ControlError::InvalidParameter(_) => {
                 (StatusCode::BAD_REQUEST, "InvalidParameterValueException")
             }
-            ControlError::NotFound(_) => (StatusCode::NOT_FOUND, "ResourceNotFoundException"),
+            ControlError::NotFound(_) | ControlError::FunctionNotFound(_) => {
+                (StatusCode::NOT_FOUND, "ResourceNotFoundException")
+            }
             ControlError::Conflict(_) => (StatusCode::CONFLICT, "ResourceConflictException"),
             ControlError::PreconditionFailed(_) => (
                 StatusCode::PRECONDITION_FAILED,
@@ -122,5 +124,39 @@ impl IntoResponse for ApiError {
             h.insert(header::RETRY_AFTER, v);
         }
         resp
+    }
+}
+
+impl From<invoke::InvokeError> for ApiError {
+    fn from(e: invoke::InvokeError) -> Self {
+        use invoke::InvokeError as E;
+        let (status, code) = match &e {
+            E::Reference(r) => return ControlError::from(r.clone()).into(),
+            E::NotFound(_) => (StatusCode::NOT_FOUND, "ResourceNotFoundException"),
+            E::InvalidContent(_) => (StatusCode::BAD_REQUEST, "InvalidRequestContentException"),
+            E::TooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLargeException",
+            ),
+            E::Throttled { reason } => {
+                let mut err = Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequestsException",
+                    e.to_string(),
+                );
+                err.extra
+                    .push(("Reason", Value::String(reason.as_str().into())));
+                // The model's `retryAfterSeconds`: a slot frees when a running
+                // invocation ends.
+                err.retry_after_s = Some(1);
+                return err;
+            }
+            E::Store(_)
+            | E::RuntimeUnavailable { .. }
+            | E::Package { .. }
+            | E::Environment(_)
+            | E::Queue(_) => return Self::internal(&e),
+        };
+        Self::new(status, code, e.to_string())
     }
 }

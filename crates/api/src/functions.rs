@@ -206,25 +206,20 @@ pub async fn status(State(s): State<Arc<AppState>>, req: Authed) -> Response {
         })
         .collect();
     let now = model::time_fmt::now_ms();
-    let (queue, deliveries) = match s.invoker.queue() {
-        Some(q) => {
-            let st = q.stats();
-            let mine: Vec<serde_json::Value> = st
-                .functions
-                .iter()
-                .filter(|f| f.scope == req.caller.scope)
-                .map(|f| {
-                    serde_json::json!({
-                        "FunctionName": f.name,
-                        "Depth": f.depth,
-                        "OldestEventAgeSeconds": ((now - f.oldest_enqueued_ms).max(0) as f64) / 1000.0,
-                    })
-                })
-                .collect();
-            (mine, st.deliveries)
-        }
-        None => (Vec::new(), 0),
-    };
+    let st = s.dispatcher.queue().stats();
+    let queue: Vec<serde_json::Value> = st
+        .functions
+        .iter()
+        .filter(|f| f.scope == req.caller.scope)
+        .map(|f| {
+            serde_json::json!({
+                "FunctionName": f.name,
+                "Depth": f.depth,
+                "OldestEventAgeSeconds": ((now - f.oldest_enqueued_ms).max(0) as f64) / 1000.0,
+            })
+        })
+        .collect();
+    let deliveries = st.deliveries;
     json_response(
         StatusCode::OK,
         &serde_json::json!({
@@ -242,46 +237,44 @@ pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     let mut out = String::new();
     let now = model::time_fmt::now_ms();
     let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
-    if let Some(q) = s.invoker.queue() {
-        let st = q.stats();
+    let st = s.dispatcher.queue().stats();
+    let _ = writeln!(
+        out,
+        "# HELP lambent_async_queue_depth Asynchronous events waiting or running, per function."
+    );
+    let _ = writeln!(out, "# TYPE lambent_async_queue_depth gauge");
+    for f in &st.functions {
         let _ = writeln!(
             out,
-            "# HELP lambent_async_queue_depth Asynchronous events waiting or running, per function."
+            "lambent_async_queue_depth{{account=\"{}\",region=\"{}\",function=\"{}\"}} {}",
+            f.scope.account,
+            f.scope.region,
+            esc(&f.name),
+            f.depth
         );
-        let _ = writeln!(out, "# TYPE lambent_async_queue_depth gauge");
-        for f in &st.functions {
-            let _ = writeln!(
-                out,
-                "lambent_async_queue_depth{{account=\"{}\",region=\"{}\",function=\"{}\"}} {}",
-                f.scope.account,
-                f.scope.region,
-                esc(&f.name),
-                f.depth
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP lambent_async_oldest_event_age_seconds Age of the oldest queued event, per function."
-        );
-        let _ = writeln!(out, "# TYPE lambent_async_oldest_event_age_seconds gauge");
-        for f in &st.functions {
-            let _ = writeln!(
-                out,
-                "lambent_async_oldest_event_age_seconds{{account=\"{}\",region=\"{}\",function=\"{}\"}} {:.3}",
-                f.scope.account,
-                f.scope.region,
-                esc(&f.name),
-                ((now - f.oldest_enqueued_ms).max(0) as f64) / 1000.0
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP lambent_async_pending_deliveries Destination records and dead letters waiting for an HTTP endpoint."
-        );
-        let _ = writeln!(out, "# TYPE lambent_async_pending_deliveries gauge");
-        let _ = writeln!(out, "lambent_async_pending_deliveries {}", st.deliveries);
     }
-    let m = s.invoker.async_metrics();
+    let _ = writeln!(
+        out,
+        "# HELP lambent_async_oldest_event_age_seconds Age of the oldest queued event, per function."
+    );
+    let _ = writeln!(out, "# TYPE lambent_async_oldest_event_age_seconds gauge");
+    for f in &st.functions {
+        let _ = writeln!(
+            out,
+            "lambent_async_oldest_event_age_seconds{{account=\"{}\",region=\"{}\",function=\"{}\"}} {:.3}",
+            f.scope.account,
+            f.scope.region,
+            esc(&f.name),
+            ((now - f.oldest_enqueued_ms).max(0) as f64) / 1000.0
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP lambent_async_pending_deliveries Destination records and dead letters waiting for an HTTP endpoint."
+    );
+    let _ = writeln!(out, "# TYPE lambent_async_pending_deliveries gauge");
+    let _ = writeln!(out, "lambent_async_pending_deliveries {}", st.deliveries);
+    let m = s.dispatcher.metrics();
     for (name, help, v) in [
         (
             "lambent_async_events_received_total",

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use invoke::{InvocationType, InvokeError, InvokeRequest};
+use invoke::{Invocation, InvocationType, InvokeRequest};
 
 use crate::{ApiError, AppState, Authed};
 
@@ -13,39 +13,6 @@ type Params = Query<std::collections::HashMap<String, String>>;
 
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
-}
-
-impl From<InvokeError> for ApiError {
-    fn from(e: InvokeError) -> Self {
-        match e {
-            InvokeError::Function(c) => c.into(),
-            InvokeError::InvalidContent(m) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "InvalidRequestContentException", m)
-            }
-            InvokeError::TooLarge(m) => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RequestEntityTooLargeException",
-                m,
-            ),
-            InvokeError::Throttled { reason } => {
-                let mut e = ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "TooManyRequestsException",
-                    "Rate Exceeded.",
-                );
-                e.extra
-                    .push(("Reason", serde_json::Value::String(reason.into())));
-                // The model's `retryAfterSeconds`: a slot frees when a running
-                // invocation ends.
-                e.retry_after_s = Some(1);
-                e
-            }
-            InvokeError::Unsupported(m) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "InvalidParameterValueException", m)
-            }
-            InvokeError::Service(m) => ApiError::internal(m),
-        }
-    }
 }
 
 pub async fn invoke(
@@ -80,49 +47,62 @@ pub async fn invoke(
             ));
         }
     };
-    let out = s
-        .invoker
-        .invoke(
-            &req.caller.scope,
-            InvokeRequest {
-                function: name,
-                qualifier: q.get("Qualifier").cloned(),
-                payload: req.body.clone(),
-                invocation_type,
-                tail,
-                client_context: header_str(&headers, "x-amz-client-context").map(str::to_owned),
-                trace_header: header_str(&headers, "x-amzn-trace-id").map(str::to_owned),
-            },
-        )
-        .await?;
-    let status = StatusCode::from_u16(out.status).unwrap_or(StatusCode::OK);
-    let mut resp = (status, out.payload).into_response();
-    let h = resp.headers_mut();
-    // An accepted event (202) and a dry run (204) carry no payload, type
-    // or version.
-    if status != StatusCode::OK {
-        h.remove(header::CONTENT_TYPE);
-    } else {
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if let Ok(v) = HeaderValue::from_str(&out.executed_version) {
-            h.insert("x-amz-executed-version", v);
+    let call = InvokeRequest {
+        function: name,
+        qualifier: q.get("Qualifier").cloned(),
+        payload: req.body.clone(),
+        tail,
+        client_context: header_str(&headers, "x-amz-client-context").map(str::to_owned),
+        trace_header: header_str(&headers, "x-amzn-trace-id").map(str::to_owned),
+    };
+    let scope = &req.caller.scope;
+    let out = match invocation_type {
+        InvocationType::RequestResponse => {
+            Invocation::Completed(s.invoker.invoke(scope, call).await?)
         }
+        InvocationType::DryRun => s.invoker.dry_run(scope, &call).await?,
+        InvocationType::Event => s.dispatcher.accept(scope, call).await?,
+    };
+    Ok(invocation_response(out))
+}
+
+/// The HTTP answer for each way an invocation ends: the payload with its
+/// headers, or an empty 202 (queued) or 204 (dry run).
+fn invocation_response(out: Invocation) -> Response {
+    let r = match out {
+        Invocation::Accepted { request_id } => return empty(StatusCode::ACCEPTED, &request_id),
+        Invocation::DryRun { request_id } => return empty(StatusCode::NO_CONTENT, &request_id),
+        Invocation::Completed(r) => r,
+    };
+    let mut resp = (StatusCode::OK, r.payload).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&r.executed_version) {
+        h.insert("x-amz-executed-version", v);
     }
-    if let Some(fe) = out.function_error {
+    if let Some(fe) = r.function_error {
         h.insert("x-amz-function-error", HeaderValue::from_static(fe));
     }
-    if let Some(log) = out.log_result
+    if let Some(log) = r.log_result
         && let Ok(v) = HeaderValue::from_str(&log)
     {
         h.insert("x-amz-log-result", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&out.request_id) {
+    if let Ok(v) = HeaderValue::from_str(&r.request_id) {
         h.insert("x-amzn-requestid", v);
     }
-    Ok(resp)
+    resp
+}
+
+fn empty(status: StatusCode, request_id: &str) -> Response {
+    let mut resp = status.into_response();
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    resp
 }
 
 /// `InvokeAsync` (deprecated): queues the body as an event; 202.
@@ -132,25 +112,20 @@ pub async fn invoke_async(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let out = s
-        .invoker
-        .invoke(
+        .dispatcher
+        .accept(
             &req.caller.scope,
             InvokeRequest {
                 function: name,
                 qualifier: None,
                 payload: req.body.clone(),
-                invocation_type: InvocationType::Event,
                 tail: false,
                 client_context: None,
                 trace_header: None,
             },
         )
         .await?;
-    let mut resp = StatusCode::ACCEPTED.into_response();
-    if let Ok(v) = HeaderValue::from_str(&out.request_id) {
-        resp.headers_mut().insert("x-amzn-requestid", v);
-    }
-    Ok(resp)
+    Ok(invocation_response(out))
 }
 
 pub async fn invoke_with_response_stream() -> ApiError {

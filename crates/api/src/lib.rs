@@ -41,6 +41,7 @@ pub const MAX_REQUEST_BYTES: usize = 70_167_211;
 pub struct AppState {
     pub control: Arc<Control>,
     pub invoker: Arc<::invoke::Invoker>,
+    pub dispatcher: Arc<dispatch::Dispatcher>,
     pub logs: ::logs::LogStore,
     pub keyring: Arc<Keyring>,
 }
@@ -316,6 +317,39 @@ pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
             resp
         }
         Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+/// What the control plane tells the data plane: changed functions, code
+/// still in use, provisioning progress.
+pub struct DataPlane(pub Arc<::invoke::Invoker>);
+
+impl control::FunctionHooks for DataPlane {
+    fn function_changed(
+        &self,
+        scope: &model::Scope,
+        name: &model::FunctionName,
+        record: Option<&model::FunctionRecord>,
+    ) {
+        self.0.function_changed(scope, name, record);
+    }
+
+    fn code_in_use(&self, digest_hex: &str) -> bool {
+        self.0.code_in_use(digest_hex)
+    }
+
+    fn provisioned_status(
+        &self,
+        scope: &model::Scope,
+        name: &model::FunctionName,
+        qualifier: &str,
+    ) -> control::ProvisionedStatus {
+        let s = self.0.provisioned_status(scope, name, qualifier);
+        control::ProvisionedStatus {
+            allocated: s.allocated,
+            available: s.available,
+            failure: s.failure,
+        }
     }
 }
 

@@ -23,13 +23,9 @@ fn fixture() -> Fixture {
         version_hash: "ab".into(),
     }]);
     let (sink, logs) = ::logs::open_store(&dir.path().join("logs.db")).unwrap();
-    let launcher = Arc::new(
-        sandbox::NamespaceLauncher::new(
-            &dir.path().join("sandbox"),
-            sandbox::NetworkMode::Isolated,
-        )
-        .unwrap(),
-    );
+    // Handler tests need no isolation (and no root): functions, if any ran,
+    // would be plain host processes.
+    let launcher = Arc::new(sandbox::DirectLauncher::new().unwrap());
     let pool = pool::Pool::new(
         launcher,
         dir.path().join("runtimes"),
@@ -53,7 +49,7 @@ fn fixture() -> Fixture {
         control::Settings {
             account_concurrency: 10,
         },
-        invoker.clone(),
+        Arc::new(DataPlane(invoker.clone())),
         control::CodeUrlSigner::new([3; 32]),
     );
     let keyring = Keyring::new(vec![
@@ -71,9 +67,16 @@ fn fixture() -> Fixture {
         },
     ])
     .unwrap();
+    let queue = queue::Queue::open(&dir.path().join("queue.db")).unwrap();
+    let dispatcher = dispatch::Dispatcher::new(
+        invoker.clone(),
+        queue,
+        dispatch::DispatchSettings::default(),
+    );
     let state = Arc::new(AppState {
         control: Arc::new(control),
         invoker,
+        dispatcher,
         logs,
         keyring: Arc::new(keyring),
     });

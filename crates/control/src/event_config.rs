@@ -9,7 +9,8 @@ use model::{
     Scope,
 };
 
-use crate::{Control, ControlError, resolve_ref};
+use crate::{Control, ControlError};
+use model::resolve_ref;
 
 /// AWS's pattern for a destination ARN.
 const DESTINATION_PATTERN: &str = r"$|kafka://([^.]([a-zA-Z0-9\-_.]{0,248}))|arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1})?:(\d{12})?:(.*)";

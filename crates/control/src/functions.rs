@@ -10,12 +10,11 @@ use store::StoreError;
 
 use crate::validate::{self, Checks};
 use crate::view::{self, Context};
-use crate::{Control, ControlError, function_not_found, name_error, resolve_ref};
+use crate::{Control, ControlError, function_not_found, name_error};
+use model::resolve_ref;
 
 /// How often a read-modify-write is retried when another writer got there first.
 pub(crate) const CAS_ATTEMPTS: usize = 8;
-
-const QUALIFIER_PATTERN: &str = "\\$(LATEST(\\.PUBLISHED)?)|[a-zA-Z0-9-_$]+";
 
 fn new_revision() -> String {
     uuid::Uuid::new_v4().to_string()
@@ -25,35 +24,6 @@ fn revision_mismatch() -> ControlError {
     ControlError::PreconditionFailed(
         "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id".into(),
     )
-}
-
-/// Parses a `Qualifier` query parameter.
-fn parse_qualifier(raw: &str) -> Result<Qualifier, ControlError> {
-    let bad = || {
-        let mut v = model::names::ValidationErrors::new();
-        if raw.len() > 128 {
-            v.push(
-                "qualifier",
-                raw,
-                "Member must have length less than or equal to 128",
-            );
-        } else {
-            v.push(
-                "qualifier",
-                raw,
-                format!("Member must satisfy regular expression pattern: {QUALIFIER_PATTERN}"),
-            );
-        }
-        ControlError::Validation(v.into_result().err().unwrap_or_default())
-    };
-    if raw.is_empty() || raw.len() > 128 {
-        return Err(bad());
-    }
-    if raw.starts_with('$') && raw != Qualifier::LATEST {
-        // `$latest` and friends are well formed but name no version.
-        return Ok(Qualifier::Alias(raw.to_owned()));
-    }
-    Qualifier::parse(raw).map_err(|_| bad())
 }
 
 /// A function named by a path parameter plus an optional `Qualifier`, in scope.
@@ -71,15 +41,7 @@ impl Control {
         qualifier: Option<&str>,
     ) -> Result<Target, ControlError> {
         let r = resolve_ref(scope, raw)?;
-        let q = qualifier.map(parse_qualifier).transpose()?;
-        let qualifier = match (r.qualifier, q) {
-            (Some(a), Some(b)) if a != b => {
-                return Err(ControlError::InvalidParameter(
-                    "The derived qualifier from the function name does not match the specified qualifier.".into(),
-                ));
-            }
-            (a, b) => a.or(b),
-        };
+        let qualifier = model::resolve::qualifier_of(&r, qualifier)?;
         Ok(Target {
             name: r.name,
             qualifier,

@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
-use model::{FunctionName, FunctionRecord, FunctionRef, NameError, Qualifier, Scope};
+use model::{
+    FunctionName, FunctionNotFound, FunctionRecord, NameError, Qualifier, RefError, Scope,
+};
 use runtimes::Catalog;
 use store::{Store, StoreError};
 
@@ -39,6 +41,9 @@ pub enum ControlError {
     /// `ResourceNotFoundException` (404).
     #[error("{0}")]
     NotFound(String),
+    /// `ResourceNotFoundException` (404) for a function, version or alias.
+    #[error(transparent)]
+    FunctionNotFound(#[from] FunctionNotFound),
     /// `ProvisionedConcurrencyConfigNotFoundException` (404).
     #[error("{0}")]
     ProvisionedConfigNotFound(String),
@@ -60,6 +65,18 @@ pub enum ControlError {
     /// `ServiceException` (500): the package store failed.
     #[error("package store failed: {0}")]
     Blobs(String),
+}
+
+impl From<RefError> for ControlError {
+    fn from(e: RefError) -> Self {
+        match e {
+            RefError::Invalid(m) => Self::Validation(m),
+            RefError::NotFound(nf) => Self::FunctionNotFound(nf),
+            RefError::OtherRegion { .. } => Self::NotFound(e.to_string()),
+            RefError::OtherAccount { .. } => Self::AccessDenied(e.to_string()),
+            RefError::QualifierMismatch => Self::InvalidParameter(e.to_string()),
+        }
+    }
 }
 
 impl From<blobs::PackageError> for ControlError {
@@ -179,58 +196,18 @@ impl Control {
     }
 }
 
-/// The validation message for a malformed `{FunctionName}`.
+/// The validation message for one malformed member.
 fn name_error(field: &str, value: &str, e: NameError) -> ControlError {
-    let mut v = model::names::ValidationErrors::new();
-    v.push(field, value, e);
-    ControlError::Validation(v.into_result().err().unwrap_or_default())
+    ControlError::Validation(model::resolve::validation_message(field, value, e))
 }
 
 /// `Function not found: <arn>`.
-pub fn function_not_found(
+pub(crate) fn function_not_found(
     scope: &Scope,
     name: &FunctionName,
     qualifier: Option<&Qualifier>,
 ) -> ControlError {
-    let mut arn = scope.function_arn(name);
-    arn.qualifier = qualifier.cloned();
-    ControlError::NotFound(format!("Function not found: {arn}"))
-}
-
-/// Resolves a `{FunctionName}` path parameter to a name in the caller's scope.
-/// A full ARN must name the caller's account and region.
-pub fn resolve_ref(scope: &Scope, raw: &str) -> Result<FunctionRef, ControlError> {
-    let r = FunctionRef::parse(raw).map_err(|e| match e {
-        // AWS answers an over-long (but otherwise well-formed) name with "not found".
-        NameError::TooLong { max } if max == FunctionName::MAX_LEN => {
-            ControlError::NotFound(format!(
-                "Function not found: arn:aws:lambda:{}:{}:function:{}",
-                scope.region,
-                scope.account,
-                raw.rsplit(':')
-                    .find(|t| t.len() > FunctionName::MAX_LEN)
-                    .unwrap_or(raw)
-            ))
-        }
-        e => name_error("functionName", raw, e),
-    })?;
-    if let Some(region) = &r.region
-        && region != &scope.region
-    {
-        return Err(ControlError::NotFound(format!(
-            "Functions from '{region}' are not reachable in this region ('{}')",
-            scope.region
-        )));
-    }
-    if let Some(account) = &r.account
-        && account != &scope.account
-    {
-        return Err(ControlError::AccessDenied(format!(
-            "User: arn:aws:iam::{}:root is not authorized to access resource: {raw}",
-            scope.account
-        )));
-    }
-    Ok(r)
+    ControlError::FunctionNotFound(FunctionNotFound::new(scope, name, qualifier))
 }
 
 #[cfg(test)]

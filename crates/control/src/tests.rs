@@ -71,7 +71,9 @@ fn code(e: &ControlError) -> &'static str {
     match e {
         ControlError::Validation(_) => "ValidationException",
         ControlError::InvalidParameter(_) => "InvalidParameterValueException",
-        ControlError::NotFound(_) => "ResourceNotFoundException",
+        ControlError::NotFound(_) | ControlError::FunctionNotFound(_) => {
+            "ResourceNotFoundException"
+        }
         ControlError::Conflict(_) => "ResourceConflictException",
         ControlError::PreconditionFailed(_) => "PreconditionFailedException",
         ControlError::TooLarge(_) => "RequestEntityTooLargeException",

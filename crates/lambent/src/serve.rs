@@ -198,22 +198,20 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
             "resuming queued asynchronous events and deliveries"
         );
     }
-    let invoker = Arc::new(
-        invoke::Invoker::new(
-            store.clone(),
-            blobs.clone(),
-            catalog.clone(),
-            pool.clone(),
-            account_concurrency,
-        )
-        .with_queue(queue),
-    );
+    let invoker = Arc::new(invoke::Invoker::new(
+        store.clone(),
+        blobs.clone(),
+        catalog.clone(),
+        pool.clone(),
+        account_concurrency,
+    ));
     if let Err(e) = invoker.restore_provisioned().await {
         tracing::error!(error = %e, "cannot restore provisioned concurrency");
     }
-    invoke::asynchronous::spawn(
+    let dispatcher = dispatch::Dispatcher::new(
         invoker.clone(),
-        invoke::asynchronous::AsyncSettings {
+        queue,
+        dispatch::DispatchSettings {
             delay_scale: args.async_delay_scale.max(0.0),
             max_concurrent: args
                 .async_concurrency
@@ -221,17 +219,19 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
                 as usize,
         },
     );
+    dispatcher.spawn();
     let control = Arc::new(control::Control::new(
         store,
         blobs,
         catalog.clone(),
         settings,
-        invoker.clone(),
+        Arc::new(api::DataPlane(invoker.clone())),
         control::CodeUrlSigner::new(server_key(&data_dir)?),
     ));
     let state = Arc::new(api::AppState {
         control,
         invoker,
+        dispatcher,
         logs: log_store,
         keyring: Arc::new(keyring),
     });

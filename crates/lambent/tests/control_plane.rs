@@ -1,5 +1,7 @@
 //! The control plane through AWS's own Rust SDK.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use aws_sdk_lambda::primitives::Blob;

@@ -1,6 +1,8 @@
 //! Invocation through AWS's Rust SDK, of a function built on AWS's own
 //! `lambda_runtime` crate (the `fixture-rust-function` workspace member).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use aws_sdk_lambda::primitives::Blob;

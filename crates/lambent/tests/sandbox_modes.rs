@@ -1,5 +1,7 @@
 //! Failing closed without isolation, and the explicit insecure mode.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use aws_sdk_lambda::primitives::Blob;

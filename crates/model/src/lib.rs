@@ -10,6 +10,7 @@ pub mod function;
 pub mod layer;
 pub mod limits;
 pub mod names;
+pub mod resolve;
 pub mod time_fmt;
 
 pub use arn::{FunctionArn, Scope};
@@ -20,3 +21,4 @@ pub use function::{
 };
 pub use layer::{LayerRecord, LayerVersion};
 pub use names::{AccountId, FunctionName, FunctionRef, NameError, Qualifier, Region};
+pub use resolve::{FunctionNotFound, RefError, resolve_ref};

@@ -46,16 +46,22 @@ fn python() -> RuntimeInfo {
 }
 
 fn fixture(keep_alive: Duration) -> Fixture {
+    fixture_with(keep_alive, |state| {
+        Arc::new(
+            sandbox::NamespaceLauncher::new(&state.join("sandbox"), sandbox::NetworkMode::Isolated)
+                .unwrap(),
+        )
+    })
+}
+
+fn fixture_with(
+    keep_alive: Duration,
+    launcher: impl FnOnce(&std::path::Path) -> Arc<dyn sandbox::Launcher>,
+) -> Fixture {
     let state = tempfile::tempdir().unwrap();
     let code = tempfile::tempdir().unwrap();
     std::fs::write(code.path().join("app.py"), APP).unwrap();
-    let launcher = Arc::new(
-        sandbox::NamespaceLauncher::new(
-            &state.path().join("sandbox"),
-            sandbox::NetworkMode::Isolated,
-        )
-        .unwrap(),
-    );
+    let launcher = launcher(state.path());
     let runtime_dir = runtimes::clients::install(&state.path().join("runtimes")).unwrap();
     let (sink, _store) = logs::open_store(&state.path().join("logs.db")).unwrap();
     let pool = Pool::new(launcher, runtime_dir, sink, PoolSettings { keep_alive });
@@ -347,4 +353,97 @@ async fn idle_environments_freeze_and_thaw_on_demand() {
         .invoke(inv("2", "{}", Duration::from_secs(3)), false)
         .await;
     assert_eq!(body(&done)["count"], 2);
+}
+
+/// Starts environments the way a loaded host does: each sandbox takes a
+/// long, blocking while to build.
+struct SlowLauncher {
+    inner: sandbox::DirectLauncher,
+    setup: Duration,
+}
+
+impl sandbox::Launcher for SlowLauncher {
+    fn launch(
+        &self,
+        spec: &sandbox::LaunchSpec,
+    ) -> Result<sandbox::Launched, sandbox::LaunchError> {
+        std::thread::sleep(self.setup);
+        self.inner.launch(spec)
+    }
+
+    fn isolation(&self) -> &'static str {
+        "none (test)"
+    }
+}
+
+#[test]
+fn warm_invocations_go_on_during_a_burst_of_cold_starts() {
+    // As in the server: two workers, and every request a task on them.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { tokio::spawn(burst_beside_warm_invocations()).await.unwrap() });
+}
+
+async fn burst_beside_warm_invocations() {
+    const SETUP: Duration = Duration::from_millis(1500);
+    let f = fixture_with(Duration::from_secs(60), |_| {
+        Arc::new(SlowLauncher {
+            inner: sandbox::DirectLauncher::new().unwrap(),
+            setup: SETUP,
+        })
+    });
+    // One warm environment of `f`.
+    let mut lease = f.pool.acquire(&f.spec).await.unwrap();
+    lease
+        .invoke(inv("w0", "{}", Duration::from_secs(10)), false)
+        .await;
+    drop(lease);
+    // Cold starts of another function, more than there are workers; each
+    // keeps its environment, so each is a cold start.
+    let other = Arc::new(FunctionSpec {
+        name: FunctionName::parse("other").unwrap(),
+        ..(*f.spec).clone()
+    });
+    let burst: Vec<_> = (0..6)
+        .map(|_| {
+            let (pool, spec) = (f.pool.clone(), other.clone());
+            tokio::spawn(async move { pool.acquire(&spec).await })
+        })
+        .collect();
+    // A request arrives from outside the runtime (as a connection would)
+    // while the burst is under way; its latency is measured by that
+    // outside thread, which no blocked worker can hold up.
+    let handle = tokio::runtime::Handle::current();
+    let (pool, spec) = (f.pool.clone(), f.spec.clone());
+    let client = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        let (tx, rx) = std::sync::mpsc::channel();
+        handle.spawn(async move {
+            let mut lease = pool.acquire(&spec).await.unwrap();
+            let done = lease
+                .invoke(inv("w1", "{}", Duration::from_secs(10)), false)
+                .await;
+            let _ = tx.send((done, lease.is_cold()));
+        });
+        let (done, cold) = rx.recv().unwrap();
+        (started.elapsed(), done, cold)
+    });
+    let (warm, done, cold) = tokio::task::spawn_blocking(move || client.join().unwrap())
+        .await
+        .unwrap();
+    assert!(!cold);
+    assert_eq!(body(&done)["count"], 2);
+    // A warm invocation takes milliseconds; had the cold starts held the
+    // workers it would wait for their setup.
+    assert!(
+        warm < SETUP / 2,
+        "a warm invocation took {warm:?} during the burst (setup {SETUP:?})"
+    );
+    for b in burst {
+        assert!(b.await.unwrap().unwrap().is_cold());
+    }
 }

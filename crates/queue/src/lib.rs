@@ -49,7 +49,7 @@ fn storage(op: &'static str) -> impl Fn(rusqlite::Error) -> QueueError {
 
 /// What a piece of work does.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub enum Recipient {
     /// Invoke a function asynchronously. `qualifier` is as the caller gave it
     /// (`None` for an unqualified name).
     Function {
@@ -70,7 +70,7 @@ pub enum Target {
 pub struct NewWork {
     /// Kept across every attempt: the handler's idempotency key.
     pub request_id: String,
-    pub target: Target,
+    pub recipient: Recipient,
     pub payload: Bytes,
     pub enqueued_ms: i64,
     /// When it may first run (usually `enqueued_ms`).
@@ -82,7 +82,7 @@ pub struct NewWork {
 pub struct Claimed {
     pub id: WorkId,
     pub request_id: String,
-    pub target: Target,
+    pub recipient: Recipient,
     pub payload: Bytes,
     pub enqueued_ms: i64,
     /// Attempts that reached the function (or the URL) so far.
@@ -347,8 +347,8 @@ impl Queue {
             throttles,
             last_result,
         ) = row;
-        let target = if kind == schema::KIND_FUNCTION {
-            Target::Function {
+        let recipient = if kind == schema::KIND_FUNCTION {
+            Recipient::Function {
                 scope: scope_of(&account, &region).ok_or_else(|| QueueError::Storage {
                     op: "load",
                     detail: format!("stored scope {account}/{region} is not valid"),
@@ -358,7 +358,7 @@ impl Queue {
                 client_context: extra,
             }
         } else {
-            Target::Http {
+            Recipient::Http {
                 url: target,
                 headers: extra
                     .as_deref()
@@ -369,7 +369,7 @@ impl Queue {
         Ok(Claimed {
             id,
             request_id,
-            target,
+            recipient,
             payload: Bytes::from(payload),
             enqueued_ms,
             attempts,
@@ -503,9 +503,9 @@ fn write_loop(mut conn: Connection, rx: std::sync::mpsc::Receiver<Op>, shared: &
 
 fn meta_of(w: &NewWork) -> Meta {
     Meta {
-        function: match &w.target {
-            Target::Function { scope, name, .. } => Some((scope.clone(), name.clone())),
-            Target::Http { .. } => None,
+        function: match &w.recipient {
+            Recipient::Function { scope, name, .. } => Some((scope.clone(), name.clone())),
+            Recipient::Http { .. } => None,
         },
         enqueued_ms: w.enqueued_ms,
         due_ms: w.due_ms,

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, Transaction, params};
 
-use crate::{NewWork, QueueError, Target, WorkId, storage};
+use crate::{NewWork, QueueError, Recipient, WorkId, storage};
 
 pub(crate) const KIND_FUNCTION: i64 = 0;
 pub(crate) const KIND_HTTP: i64 = 1;
@@ -45,8 +45,8 @@ pub(crate) fn open(path: &Path) -> Result<Connection, QueueError> {
 }
 
 pub(crate) fn insert(tx: &Transaction<'_>, w: &NewWork) -> Result<WorkId, QueueError> {
-    let (kind, account, region, target, qualifier, extra) = match &w.target {
-        Target::Function {
+    let (kind, account, region, target, qualifier, extra) = match &w.recipient {
+        Recipient::Function {
             scope,
             name,
             qualifier,
@@ -59,7 +59,7 @@ pub(crate) fn insert(tx: &Transaction<'_>, w: &NewWork) -> Result<WorkId, QueueE
             qualifier.clone(),
             client_context.clone(),
         ),
-        Target::Http { url, headers } => (
+        Recipient::Http { url, headers } => (
             KIND_HTTP,
             "",
             "",

@@ -10,7 +10,7 @@ fn scope() -> Scope {
 fn event(name: &str, payload: &str, due_ms: i64) -> NewWork {
     NewWork {
         request_id: format!("req-{payload}"),
-        target: Target::Function {
+        recipient: Recipient::Function {
             scope: scope(),
             name: name.into(),
             qualifier: None,
@@ -130,7 +130,7 @@ async fn done_adds_follow_up_work_in_the_same_step() {
     let c = next(&q).await.unwrap();
     let hook = NewWork {
         request_id: "d1".into(),
-        target: Target::Http {
+        recipient: Recipient::Http {
             url: "http://127.0.0.1:9/hook".into(),
             headers: vec![("x-a".into(), "1".into())],
         },
@@ -151,7 +151,7 @@ async fn done_adds_follow_up_work_in_the_same_step() {
     assert_eq!(stats.functions.len(), 1);
     assert_eq!(stats.functions[0].name, "g");
     let first = next(&q).await.unwrap();
-    assert_eq!(first.target, hook.target);
+    assert_eq!(first.recipient, hook.recipient);
     assert_eq!(first.request_id, "d1");
 }
 

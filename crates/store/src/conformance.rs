@@ -2,6 +2,9 @@
 //! [`conformance_tests!`](crate::conformance_tests), which expands to one test per
 //! check, each given a fresh, empty store.
 
+// Test support: a failed step is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 
 use model::function::{CodeInfo, FunctionState, LoggingSettings, UpdateStatus};
