@@ -33,7 +33,7 @@ fn provisioned_total(record: &FunctionRecord, except: Option<&str>) -> u64 {
 impl Control {
     /// Resolves `{FunctionName}` that must not carry a qualifier.
     fn unqualified(&self, scope: &Scope, raw: &str) -> Result<FunctionName, ControlError> {
-        let t = self.target(scope, raw, None)?;
+        let t = self.qualified(scope, raw, None)?;
         if t.qualifier.is_some() {
             return Err(ControlError::InvalidParameter(
                 QUALIFIED_NOT_PERMITTED.into(),
@@ -143,7 +143,7 @@ impl Control {
         qualifier: Option<&str>,
         latest_message: &str,
     ) -> Result<(FunctionName, Qualifier, Option<FunctionRecord>), ControlError> {
-        let t = self.target(scope, raw, qualifier)?;
+        let t = self.qualified(scope, raw, qualifier)?;
         let Some(q) = t.qualifier else {
             let mut v = ValidationErrors::new();
             v.push_null("qualifier", "Member must not be null");
@@ -384,7 +384,7 @@ impl Control {
         marker: Option<&str>,
         max_items: Option<&str>,
     ) -> Result<wire::ListProvisionedConcurrencyConfigsResponse, ControlError> {
-        let name = self.target(scope, raw, None)?.name;
+        let name = self.qualified(scope, raw, None)?.name;
         let max = match max_items.map(str::parse::<i64>) {
             None => 50,
             Some(Ok(n @ 1..=50)) => n as usize,

@@ -220,7 +220,7 @@ impl Control {
         raw: &str,
         qualifier: Option<&str>,
     ) -> Result<(FunctionName, Option<Qualifier>, Option<FunctionRecord>), ControlError> {
-        let t = self.target(scope, raw, qualifier)?;
+        let t = self.qualified(scope, raw, qualifier)?;
         let record = self
             .store
             .get_function(scope, &t.name)

@@ -27,22 +27,22 @@ fn revision_mismatch() -> ControlError {
 }
 
 /// A function named by a path parameter plus an optional `Qualifier`, in scope.
-pub(crate) struct Target {
+pub(crate) struct QualifiedName {
     pub name: FunctionName,
     pub qualifier: Option<Qualifier>,
 }
 
 impl Control {
     /// Resolves `{FunctionName}` and `?Qualifier=`; the two must agree.
-    pub(crate) fn target(
+    pub(crate) fn qualified(
         &self,
         scope: &Scope,
         raw: &str,
         qualifier: Option<&str>,
-    ) -> Result<Target, ControlError> {
+    ) -> Result<QualifiedName, ControlError> {
         let r = resolve_ref(scope, raw)?;
         let qualifier = model::resolve::qualifier_of(&r, qualifier)?;
-        Ok(Target {
+        Ok(QualifiedName {
             name: r.name,
             qualifier,
         })
@@ -354,7 +354,7 @@ impl Control {
         qualifier: Option<&str>,
         now_s: i64,
     ) -> Result<wire::GetFunctionResponse, ControlError> {
-        let t = self.target(scope, raw, qualifier)?;
+        let t = self.qualified(scope, raw, qualifier)?;
         let rec = self.load(scope, &t.name, t.qualifier.as_ref()).await?.value;
         let cfg = self.select(scope, &rec, t.qualifier.as_ref())?;
         Ok(wire::GetFunctionResponse {
@@ -376,7 +376,7 @@ impl Control {
         raw: &str,
         qualifier: Option<&str>,
     ) -> Result<wire::FunctionConfiguration, ControlError> {
-        let t = self.target(scope, raw, qualifier)?;
+        let t = self.qualified(scope, raw, qualifier)?;
         let rec = self.load(scope, &t.name, t.qualifier.as_ref()).await?.value;
         let cfg = self.select(scope, &rec, t.qualifier.as_ref())?;
         Ok(self.read_view(scope, cfg, t.qualifier.as_ref()))
@@ -459,7 +459,7 @@ impl Control {
         raw: &str,
         req: wire::UpdateFunctionCodeRequest,
     ) -> Result<wire::FunctionConfiguration, ControlError> {
-        let t = self.target(scope, raw, None)?;
+        let t = self.qualified(scope, raw, None)?;
         if t.qualifier.is_some() {
             return Err(name_error(
                 "functionName",
@@ -559,7 +559,7 @@ impl Control {
         raw: &str,
         req: wire::UpdateFunctionConfigurationRequest,
     ) -> Result<wire::FunctionConfiguration, ControlError> {
-        let t = self.target(scope, raw, None)?;
+        let t = self.qualified(scope, raw, None)?;
         if t.qualifier.is_some() {
             return Err(name_error(
                 "functionName",
@@ -721,7 +721,7 @@ impl Control {
         raw: &str,
         qualifier: Option<&str>,
     ) -> Result<(), ControlError> {
-        let t = self.target(scope, raw, qualifier)?;
+        let t = self.qualified(scope, raw, qualifier)?;
         match &t.qualifier {
             None => {}
             Some(Qualifier::Latest) => {

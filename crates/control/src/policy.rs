@@ -318,7 +318,7 @@ impl Control {
         qualifier: Option<&str>,
         req: wire::AddPermissionRequest,
     ) -> Result<wire::AddPermissionResponse, ControlError> {
-        let t = self.target(scope, raw, qualifier)?;
+        let t = self.qualified(scope, raw, qualifier)?;
         if t.qualifier == Some(Qualifier::Latest) {
             return Err(ControlError::InvalidParameter(
                 "We currently do not support adding policies for $LATEST.".into(),
@@ -365,7 +365,7 @@ impl Control {
     ) -> Result<wire::GetPolicyResponse, ControlError> {
         let missing =
             || ControlError::NotFound("The resource you requested does not exist.".into());
-        let t = self.target(scope, raw, qualifier)?;
+        let t = self.qualified(scope, raw, qualifier)?;
         let rec = self
             .store
             .get_function(scope, &t.name)
@@ -392,7 +392,7 @@ impl Control {
         qualifier: Option<&str>,
         revision_id: Option<&str>,
     ) -> Result<(), ControlError> {
-        let t = self.target(scope, raw, qualifier)?;
+        let t = self.qualified(scope, raw, qualifier)?;
         if self.store.get_function(scope, &t.name).await?.is_none() {
             return Err(ControlError::NotFound(format!(
                 "No policy found for: {}",

@@ -110,7 +110,7 @@ impl Control {
         raw: &str,
         req: wire::PublishVersionRequest,
     ) -> Result<wire::FunctionConfiguration, ControlError> {
-        let t = self.target(scope, raw, None)?;
+        let t = self.qualified(scope, raw, None)?;
         if t.qualifier.is_some() {
             return Err(name_error(
                 "functionName",
@@ -160,7 +160,7 @@ impl Control {
         marker: Option<&str>,
         max_items: Option<&str>,
     ) -> Result<wire::ListVersionsByFunctionResponse, ControlError> {
-        let name = self.target(scope, raw, None)?.name;
+        let name = self.qualified(scope, raw, None)?.name;
         let max = page_size(max_items, 50)?;
         let rec = self.load(scope, &name, None).await?.value;
         // Position in the sequence $LATEST (0), 1, 2, ...
@@ -257,7 +257,7 @@ impl Control {
         raw: &str,
         req: wire::CreateAliasRequest,
     ) -> Result<wire::AliasConfiguration, ControlError> {
-        let name = self.target(scope, raw, None)?.name;
+        let name = self.qualified(scope, raw, None)?.name;
         let mut v = ValidationErrors::new();
         let alias = req.name.clone().unwrap_or_default();
         if req.name.is_none() {
@@ -353,7 +353,7 @@ impl Control {
         raw: &str,
         alias: &str,
     ) -> Result<wire::AliasConfiguration, ControlError> {
-        let name = self.target(scope, raw, None)?.name;
+        let name = self.qualified(scope, raw, None)?.name;
         let rec = self.load(scope, &name, None).await?.value;
         let a = rec
             .aliases
@@ -370,7 +370,7 @@ impl Control {
         alias: &str,
         req: wire::UpdateAliasRequest,
     ) -> Result<wire::AliasConfiguration, ControlError> {
-        let name = self.target(scope, raw, None)?.name;
+        let name = self.qualified(scope, raw, None)?.name;
         if let Some(v) = &req.function_version
             && !valid_version(v)
         {
@@ -440,7 +440,7 @@ impl Control {
         raw: &str,
         alias: &str,
     ) -> Result<(), ControlError> {
-        let name = self.target(scope, raw, None)?.name;
+        let name = self.qualified(scope, raw, None)?.name;
         let rec = self.load(scope, &name, None).await?.value;
         if !rec.aliases.contains_key(alias) {
             return Ok(());
@@ -465,7 +465,7 @@ impl Control {
         marker: Option<&str>,
         max_items: Option<&str>,
     ) -> Result<wire::ListAliasesResponse, ControlError> {
-        let name = self.target(scope, raw, None)?.name;
+        let name = self.qualified(scope, raw, None)?.name;
         let max = page_size(max_items, 50)?;
         let rec = self.load(scope, &name, None).await?.value;
         let mut items: Vec<&Alias> = rec

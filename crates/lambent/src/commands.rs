@@ -9,7 +9,7 @@ use clap::Args;
 use crate::client::{Client, ClientError, encode_segment};
 
 #[derive(Args, Debug)]
-pub struct Target {
+pub struct ServerArgs {
     /// The server's URL (default: LAMBENT_ENDPOINT, else the local server's).
     #[arg(long, env = "LAMBENT_ENDPOINT")]
     pub endpoint_url: Option<String>,
@@ -18,7 +18,7 @@ pub struct Target {
     pub data_dir: Option<PathBuf>,
 }
 
-impl Target {
+impl ServerArgs {
     fn client(&self) -> Result<Client, ClientError> {
         let dir = self
             .data_dir
@@ -42,7 +42,7 @@ pub struct InvokeArgs {
     #[arg(long)]
     pub log: bool,
     #[command(flatten)]
-    pub target: Target,
+    pub server: ServerArgs,
 }
 
 #[derive(Args, Debug)]
@@ -56,7 +56,7 @@ pub struct LogsArgs {
     #[arg(long, default_value = "1h")]
     pub since: String,
     #[command(flatten)]
-    pub target: Target,
+    pub server: ServerArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +102,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
 }
 
 pub fn invoke(args: InvokeArgs) -> Result<(), CommandError> {
-    let client = args.target.client()?;
+    let client = args.server.client()?;
     let payload = match args.payload.strip_prefix('@') {
         Some(path) => std::fs::read(path).map_err(|source| CommandError::Payload {
             path: path.to_owned(),
@@ -165,7 +165,7 @@ fn parse_since(s: &str) -> Result<Duration, CommandError> {
 }
 
 pub fn logs(args: LogsArgs) -> Result<(), CommandError> {
-    let client = args.target.client()?;
+    let client = args.server.client()?;
     let since = parse_since(&args.since)?;
     let group = format!("/aws/lambda/{}", args.function);
     let start = model::time_fmt::now_ms() - since.as_millis() as i64;
@@ -232,12 +232,12 @@ mod tests {
 #[derive(Args, Debug)]
 pub struct QueueArgs {
     #[command(flatten)]
-    pub target: Target,
+    pub server: ServerArgs,
 }
 
 /// `lambent queue`: asynchronous events waiting per function.
 pub fn queue(args: QueueArgs) -> Result<(), CommandError> {
-    let client = args.target.client()?;
+    let client = args.server.client()?;
     let reply = runtime()?.block_on(client.send(
         "GET",
         "/lambent/status",

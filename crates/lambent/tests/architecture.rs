@@ -37,7 +37,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "api",
         &[
-            "model", "api-types", "sigv4", "control", "invoke", "dispatch", "logs",
+            "model",
+            "api-types",
+            "sigv4",
+            "control",
+            "invoke",
+            "dispatch",
+            "logs",
         ],
     ),
     ("bench", &["sigv4"]),
@@ -58,7 +64,13 @@ fn root() -> PathBuf {
 fn workspace() -> BTreeMap<String, Package> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(root())
         .output()
         .expect("run cargo metadata");
