@@ -26,7 +26,7 @@ from conftest import ACCOUNT_A, ROLE, ROOT, Server, make_zip, wait_for
 SCALE = 0.01
 
 APP = r'''
-import json, time
+import json, os, time
 def ok(event, context):
     return {"ok": True, "got": event, "request_id": context.aws_request_id}
 def fail(event, context):
@@ -38,6 +38,8 @@ def slow(event, context):
 def record(event, context):
     print("RECORD " + json.dumps(event, sort_keys=True))
     return None
+def fail_version(event, context):
+    raise RuntimeError("version " + os.environ["AWS_LAMBDA_FUNCTION_VERSION"])
 '''
 
 
@@ -265,6 +267,38 @@ def test_dead_letters_carry_the_event_and_aws_attributes(server, hooks):
             c.update_function_configuration(FunctionName="async-dlq",
                                             DeadLetterConfig={"TargetArn": bad})
         assert e.value.response["Error"]["Code"] == code, bad
+
+
+def test_the_version_that_ran_decides_where_its_dead_letter_goes(server, hooks):
+    """Behind a weighted alias each attempt resolves once: the dead letter
+    goes to the target of the version that ran, never of another one."""
+    c = server.client()
+    name = "async-canary"
+    create(c, name, "app.fail_version", DeadLetterConfig={"TargetArn": hooks.url + "/dlq-v1"})
+    assert c.publish_version(FunctionName=name)["Version"] == "1"
+    c.update_function_configuration(FunctionName=name,
+                                    DeadLetterConfig={"TargetArn": hooks.url + "/dlq-v2"})
+    wait_for("update", lambda: c.get_function_configuration(
+        FunctionName=name)["LastUpdateStatus"] == "Successful")
+    assert c.publish_version(FunctionName=name)["Version"] == "2"
+    c.create_alias(FunctionName=name, Name="live", FunctionVersion="1",
+                   RoutingConfig={"AdditionalVersionWeights": {"2": 0.5}})
+    c.put_function_event_invoke_config(FunctionName=name, Qualifier="live",
+                                       MaximumRetryAttempts=0)
+    events = 24
+    for i in range(events):
+        c.invoke(FunctionName=name, Qualifier="live", InvocationType="Event",
+                 Payload=json.dumps({"i": i}).encode())
+    wait_for(f"{events} dead letters",
+             lambda: len(hooks.at("/dlq-v1")) + len(hooks.at("/dlq-v2")) >= events, 60)
+    for version in ("1", "2"):
+        posts = hooks.at(f"/dlq-v{version}")
+        # Both versions ran (each event picks version 2 with probability 0.5).
+        assert posts, f"no event ran version {version}"
+        for p in posts:
+            assert p["headers"]["lambda-dlq-errormessage"] == f"version {version}", (
+                f"a dead letter of version {p['headers']['lambda-dlq-errormessage']} "
+                f"went to version {version}'s target")
 
 
 def test_a_function_destination_receives_the_record_as_its_event(server):
