@@ -172,3 +172,43 @@ def test_busy_neighbour_does_not_slow_a_quiet_function(server, tmp_path):
           f"p50 {ma * 1e3:.3f} / {mb * 1e3:.3f} ms ({mb / ma:.2f}x)")
     assert mb <= ma * 1.2, f"median went from {ma * 1e3:.3f} ms to {mb * 1e3:.3f} ms"
     assert b <= a * 2.0, f"p99 went from {a * 1e3:.3f} ms to {b * 1e3:.3f} ms"
+
+
+def zip_of(entries):
+    """A zip from (name, data, unix mode) entries; mode 0o120777 makes a link."""
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data, mode in entries:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = mode << 16
+            z.writestr(info, data)
+    return buf.getvalue()
+
+
+LINK = 0o120777
+
+
+@pytest.mark.parametrize("case", ["deep_entry", "link_chain", "long_component"])
+def test_hostile_packages_get_a_client_error(server, case):
+    """A package the unpacker refuses is the caller's mistake (400 with the
+    reason), never a server error, and leaves no function behind."""
+    entries = {
+        "deep_entry": [("d/" * 3000 + "f", b"x", 0o100644)],
+        # Each link alone stays inside; followed through each other, x is the host's /etc/passwd.
+        "link_chain": [("l0", b".", LINK)] + [(f"l{n}", f"l{n - 1}/..".encode(), LINK) for n in range(1, 7)]
+                      + [("x", b"l6/etc/passwd", LINK)],
+        "long_component": [("n" * 300, b"x", 0o100644)],
+    }[case]
+    c = server.client()
+    name = f"refused-{case.replace('_', '-')}"
+    with pytest.raises(c.exceptions.InvalidParameterValueException) as e:
+        c.create_function(FunctionName=name, Runtime="python3.11", Role=ROLE, Handler="x.handler",
+                          Code={"ZipFile": zip_of(entries)})
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    msg = e.value.response["Error"]["Message"]
+    assert msg.startswith("Could not unzip uploaded file: the entry '"), msg
+    assert len(msg) < 400, msg
+    with pytest.raises(c.exceptions.ResourceNotFoundException):
+        c.get_function(FunctionName=name)

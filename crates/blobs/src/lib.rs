@@ -6,7 +6,11 @@
 //! * [`inspect_and_unpack`] is the only way a zip reaches the disk: it rejects
 //!   archives that are not zips, entries escaping the root (`../`, absolute paths,
 //!   links pointing outside) and packages that grow past the unzipped limit while
-//!   being decompressed (so a zip bomb stops at the limit, whatever its headers say).
+//!   being decompressed (so a zip bomb stops at the limit, whatever its headers say),
+//!   and packages with more than [`MAX_ENTRIES`] entries or entries nested deeper
+//!   than [`MAX_DEPTH`] directories. Every symbolic link is resolved the way the
+//!   kernel will resolve it, through the links around it, and refused if it
+//!   leaves the package.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -23,6 +27,10 @@ pub enum PackageError {
     NotAZip,
     #[error("Could not unzip uploaded file: the entry '{entry}' {reason}.")]
     UnsafeEntry { entry: String, reason: &'static str },
+    #[error(
+        "Could not unzip uploaded file: the package has more than {limit} entries (files, directories and links)."
+    )]
+    TooManyEntries { limit: usize },
     #[error("Zipped size must be smaller than {limit} bytes")]
     ZippedTooLarge { limit: u64 },
     #[error("Unzipped size must be smaller than {limit} bytes")]
@@ -359,6 +367,22 @@ fn make_writable(path: &Path) -> Result<(), PackageError> {
     go(path).map_err(io_at(path))
 }
 
+/// Most entries (files, directories and links) a package may have: each is an
+/// inode on the host, and real packages (a large `node_modules`, scientific
+/// Python) stay well below it.
+pub const MAX_ENTRIES: usize = 100_000;
+/// Deepest directory nesting of an entry.
+pub const MAX_DEPTH: usize = 128;
+/// Longest entry name, in bytes (the host path must stay under `PATH_MAX`).
+pub const MAX_NAME_BYTES: usize = 1024;
+/// Longest single path component, in bytes (`NAME_MAX`).
+const MAX_COMPONENT_BYTES: usize = 255;
+/// Links followed while resolving one path before giving up, as the kernel
+/// does (`ELOOP` after 40).
+const MAX_LINK_HOPS: u32 = 40;
+/// Path components examined while resolving every link of one package.
+const LINK_WALK_BUDGET: u64 = 4_000_000;
+
 /// The safe, normalised relative path of an entry, or why it is unsafe.
 fn entry_path(name: &str) -> Result<PathBuf, &'static str> {
     if name.starts_with('/') || name.starts_with('\\') {
@@ -367,16 +391,106 @@ fn entry_path(name: &str) -> Result<PathBuf, &'static str> {
     if name.contains('\0') {
         return Err("has a NUL byte in its name");
     }
+    if name.len() > MAX_NAME_BYTES {
+        return Err("has a name longer than 1024 bytes");
+    }
     let mut out = PathBuf::new();
+    let mut depth = 0;
     for comp in Path::new(name).components() {
         match comp {
-            Component::Normal(c) => out.push(c),
+            Component::Normal(c) => {
+                if c.len() > MAX_COMPONENT_BYTES {
+                    return Err("has a path component longer than 255 bytes");
+                }
+                depth += 1;
+                if depth > MAX_DEPTH + 1 {
+                    return Err("is nested more than 128 directories deep");
+                }
+                out.push(c)
+            }
             Component::CurDir => {}
             Component::ParentDir => return Err("escapes the package root"),
             Component::RootDir | Component::Prefix(_) => return Err("has an absolute path"),
         }
     }
     Ok(out)
+}
+
+/// An entry name as quoted in an error message: at most 200 characters.
+fn quoted(name: &str) -> String {
+    const MAX: usize = 200;
+    if name.chars().count() <= MAX {
+        return name.to_owned();
+    }
+    let head: String = name.chars().take(MAX).collect();
+    format!("{head}...")
+}
+
+/// Why a link resolves outside the package.
+#[derive(Debug, PartialEq, Eq)]
+enum Escape {
+    /// `..` above the package root, or an absolute target.
+    Leaves,
+    /// The package's links together take too long to resolve.
+    TooComplex,
+}
+
+/// Resolves the link at `link` (relative to `root`) the way the kernel's
+/// path walk will once the package is mounted: component by component,
+/// following every link met on the way (including links created by later
+/// entries), `..` taking the parent of where the walk really is. Refused when
+/// the walk leaves the package; a missing component or a file in the middle
+/// ends the walk, and so do more than [`MAX_LINK_HOPS`] links (the kernel fails
+/// there too, inside the package).
+fn resolve_link(root: &Path, link: &Path, budget: &mut u64) -> Result<(), Escape> {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    // Where the walk is (real directories only, never links) and what is left.
+    let mut at: Vec<OsString> = link
+        .parent()
+        .map(|p| p.iter().map(|c| c.to_owned()).collect())
+        .unwrap_or_default();
+    let mut left: VecDeque<OsString> = VecDeque::new();
+    left.push_back(link.file_name().map(|n| n.to_owned()).unwrap_or_default());
+    let mut hops = 0u32;
+    while let Some(comp) = left.pop_front() {
+        *budget = budget.checked_sub(1).ok_or(Escape::TooComplex)?;
+        if comp.is_empty() || comp == "." {
+            continue;
+        }
+        if comp == ".." {
+            if at.pop().is_none() {
+                return Err(Escape::Leaves);
+            }
+            continue;
+        }
+        let here: PathBuf = root.join(at.iter().collect::<PathBuf>()).join(&comp);
+        let Ok(meta) = fs::symlink_metadata(&here) else {
+            return Ok(());
+        };
+        if meta.file_type().is_symlink() {
+            hops += 1;
+            if hops > MAX_LINK_HOPS {
+                // The kernel stops here too (ELOOP), inside the package.
+                return Ok(());
+            }
+            let target = fs::read_link(&here).map_err(|_| Escape::Leaves)?;
+            if target.is_absolute() {
+                return Err(Escape::Leaves);
+            }
+            for c in target.iter().rev() {
+                left.push_front(c.to_owned());
+            }
+            continue;
+        }
+        if meta.is_dir() {
+            at.push(comp);
+        } else if !left.is_empty() {
+            // A file in the middle of the path: ENOTDIR.
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 /// Whether a symlink at `link` (relative to the root) pointing at `target`
@@ -412,9 +526,13 @@ pub fn inspect_and_unpack(
 ) -> Result<u64, PackageError> {
     let mut archive =
         zip::ZipArchive::new(io::Cursor::new(zip)).map_err(|_| PackageError::NotAZip)?;
+    if archive.len() > MAX_ENTRIES {
+        return Err(PackageError::TooManyEntries { limit: MAX_ENTRIES });
+    }
     fs::create_dir_all(dest).map_err(io_at(dest))?;
     let mut total: u64 = 0;
     let mut buf = vec![0u8; 64 * 1024];
+    let mut links: Vec<(PathBuf, String)> = Vec::new();
     for i in 0..archive.len() {
         let mut entry = archive.by_index(i).map_err(|_| PackageError::NotAZip)?;
         let raw_name = entry
@@ -422,7 +540,7 @@ pub fn inspect_and_unpack(
             .map_err(|_| PackageError::NotAZip)?
             .into_owned();
         let rel = entry_path(&raw_name).map_err(|reason| PackageError::UnsafeEntry {
-            entry: raw_name.clone(),
+            entry: quoted(&raw_name),
             reason,
         })?;
         if rel.as_os_str().is_empty() {
@@ -475,6 +593,7 @@ pub fn inspect_and_unpack(
             }
             total += target.len() as u64;
             symlink(&target, &out).map_err(io_at(&out))?;
+            links.push((rel, raw_name));
             continue;
         }
         let mut f = fs::File::create(&out).map_err(io_at(&out))?;
@@ -494,6 +613,20 @@ pub fn inspect_and_unpack(
         // Keep the execute bits; never setuid, setgid or sticky; always readable.
         let perm = (mode & 0o755) | 0o444;
         fs::set_permissions(&out, fs::Permissions::from_mode(perm)).map_err(io_at(&out))?;
+    }
+    // Each link on its own stays inside; chained through the others (`l0 ->
+    // .`, `l1 -> l0/..`, ...) it may not: resolve every one on the final tree.
+    let mut budget = LINK_WALK_BUDGET;
+    for (rel, raw_name) in links {
+        let reason = match resolve_link(dest, &rel, &mut budget) {
+            Ok(()) => continue,
+            Err(Escape::Leaves) => "is a link that resolves outside the package root",
+            Err(Escape::TooComplex) => "is one of links too intricate to resolve",
+        };
+        return Err(PackageError::UnsafeEntry {
+            entry: quoted(&raw_name),
+            reason,
+        });
     }
     Ok(total)
 }

@@ -252,3 +252,122 @@ fn layers_merge_in_order_and_go_with_their_packages() {
     let left: Vec<_> = fs::read_dir(dir.path().join("merged")).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn a_chain_of_links_that_climbs_out_is_refused() {
+    // Each link on its own looks inside (`lN -> l(N-1)/..` climbs one level
+    // from a directory one level down), but followed through each other
+    // `l6` is six levels above the package, so `x` would read the host's
+    // /etc/passwd when the platform opens it.
+    let (dir, s) = store();
+    let mut entries = vec![Entry::Link("l0", ".")];
+    let names: Vec<String> = (1..=6).map(|n| format!("l{n}")).collect();
+    let targets: Vec<String> = (1..=6).map(|n| format!("l{}/..", n - 1)).collect();
+    for (name, target) in names.iter().zip(&targets) {
+        entries.push(Entry::Link(name, target));
+    }
+    entries.push(Entry::Link("x", "l6/etc/passwd"));
+    let zip = make_zip(&entries);
+    match s.put_package(&zip, 1 << 20) {
+        Err(e @ PackageError::UnsafeEntry { .. }) => {
+            let PackageError::UnsafeEntry { entry, reason } = &e else {
+                unreachable!()
+            };
+            assert_eq!(entry, "l1", "l1 -> l0/.. is the package's parent: {e}");
+            assert_eq!(*reason, "is a link that resolves outside the package root");
+        }
+        other => panic!("accepted a chain of links leaving the package: {other:?}"),
+    }
+    nothing_left(dir.path());
+    // The same shape pointing back down stays inside and is fine, and so are
+    // dangling links and loops (the kernel fails those inside the package).
+    let ok = make_zip(&[
+        Entry::Dir("a/b/"),
+        Entry::Link("a/b/up", ".."),
+        Entry::Link("a/up2", "b/up/.."),
+        Entry::Link("here", "a/up2/a/b"),
+        Entry::Link("dangling", "nope/x"),
+        Entry::Link("loop1", "loop2"),
+        Entry::Link("loop2", "loop1/x"),
+    ]);
+    s.put_package(&ok, 1 << 20).unwrap();
+}
+
+#[test]
+fn links_resolve_through_links_created_later() {
+    let (dir, s) = store();
+    // `a -> b/..` reads as the package root, and b is not there yet; once
+    // `b -> e/..` and `e -> .` exist, a resolves to the package's parent.
+    let zip = make_zip(&[
+        Entry::Link("a", "b/.."),
+        Entry::Link("b", "e/.."),
+        Entry::Link("e", "."),
+    ]);
+    match s.put_package(&zip, 1 << 20) {
+        Err(PackageError::UnsafeEntry { entry, .. }) => assert_eq!(entry, "a"),
+        other => panic!("{other:?}"),
+    }
+    nothing_left(dir.path());
+}
+
+#[test]
+fn deep_and_numerous_entries_get_a_clear_refusal() {
+    let (dir, s) = store();
+    let deep = "d/".repeat(3000) + "f";
+    let err = s
+        .put_package(&make_zip(&[Entry::File(&deep, b"x", 0o644)]), 1 << 20)
+        .unwrap_err();
+    assert!(
+        matches!(err, PackageError::UnsafeEntry { .. }),
+        "a client error, not an I/O failure: {err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("Could not unzip uploaded file: the entry 'd/d/d/"),
+        "{msg}"
+    );
+    assert!(
+        msg.len() < 400,
+        "the message quotes a bounded part of the name: {msg}"
+    );
+    nothing_left(dir.path());
+    // 129 directories deep is refused, 128 is fine.
+    let at = |n: usize| "d/".repeat(n) + "f";
+    let err = s
+        .put_package(
+            &make_zip(&[Entry::File(&at(MAX_DEPTH + 1), b"x", 0o644)]),
+            1 << 20,
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("is nested more than 128 directories deep."),
+        "{err}"
+    );
+    nothing_left(dir.path());
+    s.put_package(
+        &make_zip(&[Entry::File(&at(MAX_DEPTH), b"x", 0o644)]),
+        1 << 20,
+    )
+    .unwrap();
+    // Too many entries: refused before anything is written.
+    let names: Vec<String> = (0..=MAX_ENTRIES).map(|i| format!("{i}")).collect();
+    let many: Vec<Entry<'_>> = names.iter().map(|n| Entry::File(n, b"", 0o644)).collect();
+    let (dir2, s2) = store();
+    let err = s2.put_package(&make_zip(&many), 1 << 20).unwrap_err();
+    assert!(
+        matches!(err, PackageError::TooManyEntries { limit: MAX_ENTRIES }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "Could not unzip uploaded file: the package has more than 100000 entries (files, directories and links)."
+    );
+    nothing_left(dir2.path());
+    // A long component is a client error too.
+    let long = "n".repeat(300);
+    let err = s2
+        .put_package(&make_zip(&[Entry::File(&long, b"x", 0o644)]), 1 << 20)
+        .unwrap_err();
+    assert!(matches!(err, PackageError::UnsafeEntry { .. }), "{err:?}");
+}

@@ -83,9 +83,10 @@ impl From<blobs::PackageError> for ControlError {
     fn from(e: blobs::PackageError) -> Self {
         use blobs::PackageError as P;
         match e {
-            P::NotAZip | P::UnsafeEntry { .. } | P::UnzippedTooLarge { .. } => {
-                Self::InvalidParameter(e.to_string())
-            }
+            P::NotAZip
+            | P::UnsafeEntry { .. }
+            | P::TooManyEntries { .. }
+            | P::UnzippedTooLarge { .. } => Self::InvalidParameter(e.to_string()),
             P::ZippedTooLarge { .. } => Self::TooLarge(e.to_string()),
             P::Io { .. } => Self::Blobs(e.to_string()),
         }
