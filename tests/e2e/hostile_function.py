@@ -15,7 +15,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 # x86_64 system call numbers.
 SYS = {"mount": 165, "ptrace": 101, "unshare": 272, "open_by_handle_at": 304, "init_module": 175,
        "finit_module": 313, "kexec_load": 246, "bpf": 321, "perf_event_open": 298, "keyctl": 250,
-       "setns": 308, "pivot_root": 155, "userfaultfd": 323}
+       "setns": 308, "pivot_root": 155, "userfaultfd": 323, "io_uring_setup": 425}
 
 
 def syscall(name, *args):
@@ -167,7 +167,8 @@ def attempt(name, event):
         out.append(f"foreign request id answered {status}")
         return not any("CONNECTED" in o for o in out) and status == 400, "; ".join(out)
     if name in ("mount", "ptrace", "unshare", "open_by_handle_at", "init_module", "finit_module",
-                "kexec_load", "bpf", "perf_event_open", "keyctl", "setns", "pivot_root", "userfaultfd"):
+                "kexec_load", "bpf", "perf_event_open", "keyctl", "setns", "pivot_root", "userfaultfd",
+                "io_uring_setup"):
         args = {
             "mount": (b"none", b"/tmp", b"tmpfs", 0, None),
             "ptrace": (16, 1, 0, 0),  # PTRACE_ATTACH to init
@@ -182,6 +183,7 @@ def attempt(name, event):
             "setns": (0, 0),
             "pivot_root": (b"/tmp", b"/tmp"),
             "userfaultfd": (0,),
+            "io_uring_setup": (1, ctypes.create_string_buffer(120)),
         }[name]
         r, e = syscall(name, *args)
         return r == -1 and e == errno.EPERM, f"{name} returned {r}, errno {err(e)}"

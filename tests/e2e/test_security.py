@@ -43,6 +43,7 @@ ATTEMPTS = {
     "perf_event_open": "seccomp",
     "keyctl": "seccomp",
     "userfaultfd": "seccomp",
+    "io_uring_setup": "seccomp",
     "setuid_escalation": "nosuid mounts and no_new_privs",
     "raw_socket": "no capabilities",
     "metadata_service": "host firewall (link-local dropped)",

@@ -185,11 +185,26 @@ async fn killing_ends_the_whole_environment() {
     let mut f = std::fs::File::from(r);
     let mut buf = [0u8; 8];
     f.read_exact(&mut buf).unwrap();
+    let killed = std::time::Instant::now();
     p.kill();
-    assert_eq!(p.wait().await.unwrap(), ExitStatus::Signaled(libc::SIGKILL));
-    // Every process of the environment is gone: the pipe's write ends closed.
-    let mut rest = Vec::new();
-    f.read_to_end(&mut rest).unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), p.wait())
+        .await
+        .expect("the environment's init did not end within 10 s of the kill")
+        .unwrap();
+    assert_eq!(status, ExitStatus::Signaled(libc::SIGKILL));
+    // Every process of the environment is gone: the pipe's write ends (held by
+    // the shell and both sleeps) close. A survivor would hold it for 100 s.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        let _ = done_tx.send(f.read_to_end(&mut rest).map(|_| rest));
+    });
+    let rest = done_rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("processes of the environment outlived its kill by 10 s")
+        .unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    assert!(killed.elapsed() < std::time::Duration::from_secs(10));
 }
 
 #[tokio::test]
