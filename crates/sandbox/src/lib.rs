@@ -22,6 +22,7 @@ pub mod plan;
 pub mod process;
 pub mod seccomp;
 pub mod spawn;
+pub mod tmpdisk;
 
 pub use net::NetworkMode;
 
@@ -79,6 +80,8 @@ pub enum LaunchError {
     Listener(std::io::Error),
     #[error("the launcher thread is gone")]
     LauncherGone,
+    #[error(transparent)]
+    TmpDisk(#[from] tmpdisk::TmpDiskError),
 }
 
 /// A started environment and its Runtime API listener, which only the
@@ -146,6 +149,8 @@ pub struct NamespaceLauncher {
     uids: Arc<UidPool>,
     network: NetworkMode,
     egress: Option<Arc<net::Egress>>,
+    /// `None` on hosts without loop devices: `/tmp` is then a tmpfs.
+    tmp_disks: Option<tmpdisk::TmpDisks>,
     thread: LauncherThread,
 }
 
@@ -318,9 +323,21 @@ impl NamespaceLauncher {
             let p = etc_dir.join(name);
             prep(&p, copy_tree(&host, &p))?;
         }
+        let tmp_disks = match tmpdisk::TmpDisks::new(&state_dir.join("tmp-disks")) {
+            Ok(d) => {
+                // The default size's template, ready before the first launch.
+                d.template(512)?;
+                Some(d)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no loop devices: /tmp is a tmpfs, counted in the function's memory");
+                None
+            }
+        };
         Ok(Self {
             mount_point,
             etc_dir,
+            tmp_disks,
             cgroups: cgroup::Hierarchy::detect(&instance_name(state_dir))?,
             seccomp: Arc::new(seccomp::filters()?),
             uids: Arc::new(UidPool::default()),
@@ -333,7 +350,7 @@ impl NamespaceLauncher {
         })
     }
 
-    fn root_spec(&self, spec: &LaunchSpec) -> RootSpec {
+    fn root_spec(&self, spec: &LaunchSpec, tmp_disk: Option<&Path>) -> RootSpec {
         let mut entries = Vec::new();
         entries.push(Entry::ro("/usr", "/usr"));
         for top in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
@@ -388,10 +405,16 @@ impl NamespaceLauncher {
                 options: "size=4k,mode=755".into(),
             }),
         }
-        entries.push(Entry::Tmpfs {
-            inside: "/tmp".into(),
-            options: format!("size={}m,mode=1777", spec.tmp_mb),
-        });
+        match tmp_disk {
+            Some(device) => entries.push(Entry::Disk {
+                device: device.to_owned(),
+                inside: "/tmp".into(),
+            }),
+            None => entries.push(Entry::Tmpfs {
+                inside: "/tmp".into(),
+                options: format!("size={}m,mode=1777", spec.tmp_mb),
+            }),
+        }
         RootSpec {
             mount_point: self.mount_point.clone(),
             entries,
@@ -402,7 +425,15 @@ impl NamespaceLauncher {
 impl Launcher for NamespaceLauncher {
     fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
         let t0 = std::time::Instant::now();
-        let steps = plan::plan(&self.root_spec(spec), Path::new("/var/task"))?;
+        let tmp_disk = match &self.tmp_disks {
+            Some(d) => Some(d.attach(spec.tmp_mb, &spec.env_id)?),
+            None => None,
+        };
+        let t_disk = std::time::Instant::now();
+        let steps = plan::plan(
+            &self.root_spec(spec, tmp_disk.as_ref().map(|d| d.path.as_path())),
+            Path::new("/var/task"),
+        )?;
         let uid = self.uids.take().ok_or(LaunchError::NoIdentity)?;
         let lease = UidLease {
             pool: self.uids.clone(),
@@ -441,11 +472,13 @@ impl Launcher for NamespaceLauncher {
             into_cgroup: cgroup.v2_dir().map(Path::to_path_buf),
             identity: spawn::Identity { uid, gid: uid },
             seccomp: self.seccomp.clone(),
+            tmp_disk,
         };
         let (spawned, inside) = self.thread.run(move |home| job.run(home))??;
         let t3 = std::time::Instant::now();
         tracing::debug!(
-            plan_us = (t1 - t0).as_micros() as u64,
+            tmp_disk_us = (t_disk - t0).as_micros() as u64,
+            plan_us = (t1 - t_disk).as_micros() as u64,
             cgroup_us = (t2 - t1).as_micros() as u64,
             spawn_us = (t3 - t2).as_micros() as u64,
             "sandbox set up"
@@ -609,6 +642,8 @@ struct SpawnJob {
     into_cgroup: Option<PathBuf>,
     identity: spawn::Identity,
     seccomp: Arc<Vec<seccompiler::BpfProgram>>,
+    /// Held until the environment has mounted it.
+    tmp_disk: Option<tmpdisk::TmpDisk>,
 }
 
 impl SpawnJob {
@@ -664,6 +699,7 @@ impl SpawnJob {
             },
             &mut before,
         );
+        drop(self.tmp_disk);
         if let Some(e @ net::NetError::Return(_)) = net_error {
             return Err(e.into());
         }

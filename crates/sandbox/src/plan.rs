@@ -23,6 +23,9 @@ pub enum Entry {
     Tmpfs { inside: PathBuf, options: String },
     /// A symbolic link, e.g. `/bin -> usr/bin`.
     Symlink { target: PathBuf, inside: PathBuf },
+    /// An ext4 block device (the environment's own `/tmp` disk), mounted
+    /// world-writable with the sticky bit.
+    Disk { device: PathBuf, inside: PathBuf },
 }
 
 impl Entry {
@@ -79,6 +82,12 @@ pub enum Step {
     Proc {
         dst: CString,
     },
+    /// Mount an ext4 device, make its root `1777`, drop `lost+found`.
+    Disk {
+        source: CString,
+        dst: CString,
+        lost_found: CString,
+    },
     /// Make the root tmpfs itself read-only.
     SealRoot {
         target: CString,
@@ -105,6 +114,7 @@ impl Step {
             Step::Bind { src, dst, .. } => format!("bind {} on {}", s(src), s(dst)),
             Step::Tmpfs { dst, .. } => format!("mount tmpfs on {}", s(dst)),
             Step::Proc { dst } => format!("mount proc on {}", s(dst)),
+            Step::Disk { source, dst, .. } => format!("mount {} on {}", s(source), s(dst)),
             Step::SealRoot { .. } => "make the root read-only".into(),
             Step::PivotRoot { new_root } => format!("pivot_root into {}", s(new_root)),
             Step::Chdir { path } => format!("change directory to {}", s(path)),
@@ -209,6 +219,16 @@ pub fn plan(spec: &RootSpec, cwd: &Path) -> Result<Vec<Step>, PlanError> {
                     dst: cstr(&dst)?,
                     writable: *writable,
                     device: *device,
+                });
+            }
+            Entry::Disk { device, inside } => {
+                let dst = under(root, inside)?;
+                mkdirs(root, &dst, &mut made, &mut steps)?;
+                made.retain(|m| !m.starts_with(&dst) || m == &dst);
+                steps.push(Step::Disk {
+                    source: cstr(device)?,
+                    lost_found: cstr(&dst.join("lost+found"))?,
+                    dst: cstr(&dst)?,
                 });
             }
             Entry::Tmpfs { inside, options } => {

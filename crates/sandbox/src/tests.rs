@@ -96,9 +96,11 @@ async fn only_tmp_is_writable_and_it_has_the_configured_size() {
          touch /usr/x 2>/dev/null && echo USR-WRITABLE; \
          touch /x 2>/dev/null && echo ROOT-WRITABLE; \
          touch /etc/x 2>/dev/null && echo ETC-WRITABLE; \
-         echo data > /tmp/file && cat /tmp/file; \
-         dd if=/dev/zero of=/tmp/fill bs=1M count=32 2>/dev/null || echo FULL; \
-         df -m /tmp | tail -1",
+         echo data > /tmp/file && cat /tmp/file && rm /tmp/file; \
+         stat -c 'mode %a' /tmp; ls -A /tmp | wc -l; \
+         dd if=/dev/zero of=/tmp/fill bs=1M count=16 2>/dev/null && echo FITS; \
+         dd if=/dev/zero of=/tmp/more bs=1M count=2 2>&1 | grep -o 'No space left on device' | head -1; \
+         grep ' /tmp ' /proc/self/mountinfo",
     )
     .await;
     assert!(status.success(), "{status}: {out}");
@@ -111,11 +113,60 @@ async fn only_tmp_is_writable_and_it_has_the_configured_size() {
         assert!(!out.contains(bad), "{bad}: {out}");
     }
     assert!(out.contains("data\n"), "{out}");
-    assert!(out.contains("FULL"), "a 16 MiB /tmp refuses 32 MiB: {out}");
     assert!(
-        out.lines().last().unwrap().split_whitespace().nth(1) == Some("16"),
-        "{out}"
+        out.contains("mode 1777\n0\n"),
+        "sticky, world-writable and empty: {out}"
     );
+    assert!(out.contains("FITS\n"), "16 MiB fit in a 16 MiB /tmp: {out}");
+    assert!(
+        out.contains("No space left on device"),
+        "2 MiB more do not: {out}"
+    );
+    assert!(
+        out.contains(" - ext4 /dev/loop"),
+        "/tmp is a disk, not memory: {out}"
+    );
+}
+
+#[tokio::test]
+async fn tmp_is_disk_backed_and_private_to_one_environment() {
+    // 48 MiB written by a 32 MiB function: the page cache is reclaimable,
+    // written back to the environment's disk, so nothing is killed.
+    let e = env();
+    let (r, w) = pipe();
+    let spec = LaunchSpec {
+        env_id: unique("disk"),
+        program: "/bin/sh".into(),
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            "dd if=/dev/urandom of=/tmp/big bs=1M count=48 2>/dev/null && echo WROTE; \
+             echo secret > /tmp/mine; ls /tmp"
+                .into(),
+        ],
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        code_dir: e.code.path().to_owned(),
+        opt_dir: None,
+        runtime_dir: None,
+        lang_dir: None,
+        tmp_mb: 64,
+        memory_mb: 32,
+        output: w.as_raw_fd(),
+    };
+    let p = e.launcher.launch(&spec).unwrap().process;
+    drop(w);
+    let status = p.wait().await.unwrap();
+    let mut out = String::new();
+    std::fs::File::from(r).read_to_string(&mut out).unwrap();
+    assert!(status.success(), "{status}: {out}");
+    assert!(out.contains("WROTE\n"), "{out}");
+    assert_eq!(p.oom_kills(), 0);
+    drop(p);
+    // The next environment starts with an empty /tmp.
+    let (out, status) = run(&e, "ls -A /tmp | wc -l; cat /tmp/mine 2>&1; true").await;
+    assert!(status.success(), "{status}: {out}");
+    assert!(out.starts_with("0\n"), "{out}");
+    assert!(out.contains("No such file"), "{out}");
 }
 
 #[tokio::test]
