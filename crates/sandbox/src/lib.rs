@@ -144,6 +144,9 @@ const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 pub struct NamespaceLauncher {
     mount_point: PathBuf,
     etc_dir: PathBuf,
+    /// An empty directory: the second layer of each read-only overlay
+    /// (overlayfs without an upper layer needs two).
+    empty: PathBuf,
     cgroups: cgroup::Hierarchy,
     seccomp: Arc<Vec<seccompiler::BpfProgram>>,
     uids: Arc<UidPool>,
@@ -295,6 +298,9 @@ impl NamespaceLauncher {
         prep(&mount_point, std::fs::create_dir_all(&mount_point))?;
         let etc_dir = state_dir.join("etc");
         prep(&etc_dir, std::fs::create_dir_all(&etc_dir))?;
+        let empty_dir = state_dir.join("empty");
+        prep(&empty_dir, std::fs::create_dir_all(&empty_dir))?;
+        let empty = empty_dir;
         let files: &[(&str, String)] = &[
             (
                 "passwd",
@@ -337,6 +343,7 @@ impl NamespaceLauncher {
         Ok(Self {
             mount_point,
             etc_dir,
+            empty,
             tmp_disks,
             cgroups: cgroup::Hierarchy::detect(&instance_name(state_dir))?,
             seccomp: Arc::new(seccomp::filters()?),
@@ -350,7 +357,22 @@ impl NamespaceLauncher {
         })
     }
 
-    fn root_spec(&self, spec: &LaunchSpec, tmp_disk: Option<&Path>) -> RootSpec {
+    /// The environment's root. Directories that live under the platform's
+    /// data directory (the code, layers, runtime clients, `/etc`) and a host
+    /// interpreter are read-only overlays, so that the environment's mount
+    /// table names no host path.
+    fn root_spec(
+        &self,
+        spec: &LaunchSpec,
+        tmp_disk: Option<&Path>,
+    ) -> Result<RootSpec, LaunchError> {
+        let empty = self.empty.clone();
+        let hidden = |host: &Path, inside: &str| -> Result<Entry, LaunchError> {
+            Ok(Entry::Overlay {
+                layers: vec![host.to_owned(), empty.clone()],
+                inside: inside.into(),
+            })
+        };
         let mut entries = Vec::new();
         entries.push(Entry::ro("/usr", "/usr"));
         for top in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
@@ -364,7 +386,7 @@ impl NamespaceLauncher {
                 Err(_) => {}
             }
         }
-        entries.push(Entry::ro(&self.etc_dir, "/etc"));
+        entries.push(hidden(&self.etc_dir, "/etc")?);
         entries.push(Entry::Tmpfs {
             inside: "/dev".into(),
             options: "size=64k,mode=755".into(),
@@ -392,14 +414,14 @@ impl NamespaceLauncher {
             });
         }
         if let Some(lang) = &spec.lang_dir {
-            entries.push(Entry::ro(lang, "/var/lang"));
+            entries.push(hidden(lang, "/var/lang")?);
         }
-        entries.push(Entry::ro(&spec.code_dir, "/var/task"));
+        entries.push(hidden(&spec.code_dir, "/var/task")?);
         if let Some(rt) = &spec.runtime_dir {
-            entries.push(Entry::ro(rt, "/var/runtime"));
+            entries.push(hidden(rt, "/var/runtime")?);
         }
         match &spec.opt_dir {
-            Some(opt) => entries.push(Entry::ro(opt, "/opt")),
+            Some(opt) => entries.push(hidden(opt, "/opt")?),
             None => entries.push(Entry::Tmpfs {
                 inside: "/opt".into(),
                 options: "size=4k,mode=755".into(),
@@ -415,10 +437,10 @@ impl NamespaceLauncher {
                 options: format!("size={}m,mode=1777", spec.tmp_mb),
             }),
         }
-        RootSpec {
+        Ok(RootSpec {
             mount_point: self.mount_point.clone(),
             entries,
-        }
+        })
     }
 }
 
@@ -430,10 +452,8 @@ impl Launcher for NamespaceLauncher {
             None => None,
         };
         let t_disk = std::time::Instant::now();
-        let steps = plan::plan(
-            &self.root_spec(spec, tmp_disk.as_ref().map(|d| d.path.as_path())),
-            Path::new("/var/task"),
-        )?;
+        let root = self.root_spec(spec, tmp_disk.as_ref().map(|d| d.path.as_path()))?;
+        let steps = plan::plan(&root, Path::new("/var/task"))?;
         let uid = self.uids.take().ok_or(LaunchError::NoIdentity)?;
         let lease = UidLease {
             pool: self.uids.clone(),
@@ -588,6 +608,7 @@ impl Launcher for DirectLauncher {
                         ipc: false,
                         uts: false,
                         net: false,
+                        cgroup: false,
                     },
                     output,
                     hostname: None,
@@ -688,6 +709,7 @@ impl SpawnJob {
                     ipc: true,
                     uts: true,
                     net: isolated,
+                    cgroup: true,
                 },
                 output: self.output,
                 hostname: Some("localhost"),

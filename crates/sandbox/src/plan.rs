@@ -23,6 +23,12 @@ pub enum Entry {
     Tmpfs { inside: PathBuf, options: String },
     /// A symbolic link, e.g. `/bin -> usr/bin`.
     Symlink { target: PathBuf, inside: PathBuf },
+    /// A read-only view of host directories (overlayfs of `layers`, the
+    /// first on top), mounted so that the mount table names no host path.
+    Overlay {
+        layers: Vec<PathBuf>,
+        inside: PathBuf,
+    },
     /// An ext4 block device (the environment's own `/tmp` disk), mounted
     /// world-writable with the sticky bit.
     Disk { device: PathBuf, inside: PathBuf },
@@ -82,6 +88,24 @@ pub enum Step {
     Proc {
         dst: CString,
     },
+    /// A read-only overlayfs of host directories. `spawn` turns it into
+    /// [`Step::OpenDir`]s and a [`Step::MountOverlay`] naming the layers by
+    /// descriptor (`/proc/self/fd/N`), so the mount table shows no host path.
+    Overlay {
+        dst: CString,
+        layers: Vec<CString>,
+    },
+    /// Open a directory (`O_PATH`) inside the new mount namespace, as
+    /// descriptor `fd` (overlayfs takes layers from the caller's namespace only).
+    OpenDir {
+        path: CString,
+        fd: std::os::fd::RawFd,
+    },
+    /// Mount a read-only overlayfs with these options (`lowerdir=...`).
+    MountOverlay {
+        dst: CString,
+        options: CString,
+    },
     /// Mount an ext4 device, make its root `1777`, drop `lost+found`.
     Disk {
         source: CString,
@@ -114,6 +138,10 @@ impl Step {
             Step::Bind { src, dst, .. } => format!("bind {} on {}", s(src), s(dst)),
             Step::Tmpfs { dst, .. } => format!("mount tmpfs on {}", s(dst)),
             Step::Proc { dst } => format!("mount proc on {}", s(dst)),
+            Step::Overlay { dst, .. } | Step::MountOverlay { dst, .. } => {
+                format!("mount a read-only overlay on {}", s(dst))
+            }
+            Step::OpenDir { path, .. } => format!("open {}", s(path)),
             Step::Disk { source, dst, .. } => format!("mount {} on {}", s(source), s(dst)),
             Step::SealRoot { .. } => "make the root read-only".into(),
             Step::PivotRoot { new_root } => format!("pivot_root into {}", s(new_root)),
@@ -219,6 +247,15 @@ pub fn plan(spec: &RootSpec, cwd: &Path) -> Result<Vec<Step>, PlanError> {
                     dst: cstr(&dst)?,
                     writable: *writable,
                     device: *device,
+                });
+            }
+            Entry::Overlay { layers, inside } => {
+                let dst = under(root, inside)?;
+                mkdirs(root, &dst, &mut made, &mut steps)?;
+                made.retain(|m| !m.starts_with(&dst) || m == &dst);
+                steps.push(Step::Overlay {
+                    dst: cstr(&dst)?,
+                    layers: layers.iter().map(|l| cstr(l)).collect::<Result<_, _>>()?,
                 });
             }
             Entry::Disk { device, inside } => {

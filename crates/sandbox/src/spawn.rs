@@ -1,5 +1,8 @@
 //! Starting a process in new namespaces: `clone3` into the namespaces, run the
-//! setup steps, `execve` the runtime.
+//! setup steps, then execute the environment's own small init (`init/main.rs`,
+//! embedded, run from a sealed memory file), which starts the runtime. The
+//! clone of the platform exists only during setup: what stays inside the
+//! environment was freshly executed and holds nothing of the platform.
 //!
 //! Everything the child needs is prepared before `clone3` (C strings, pointer
 //! arrays, file descriptors), because the child of a multi-threaded process may
@@ -38,6 +41,9 @@ pub struct Namespaces {
     pub ipc: bool,
     pub uts: bool,
     pub net: bool,
+    /// A cgroup namespace rooted at the environment's own groups (entered
+    /// after joining them), so `/proc/self/cgroup` shows `/`.
+    pub cgroup: bool,
 }
 
 impl Namespaces {
@@ -125,27 +131,104 @@ struct CloneArgs {
     cgroup: u64,
 }
 
+/// The environment's init, built by `build.rs`.
+static INIT_PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/lambent-init"));
+
+/// A read-only, sealed memory file holding the init program, made once.
+/// Executable but not readable by others: an environment's uid may run it,
+/// and exec then leaves the process undumpable.
+fn init_program() -> Result<RawFd, SpawnError> {
+    static FD: std::sync::OnceLock<Result<OwnedFd, String>> = std::sync::OnceLock::new();
+    FD.get_or_init(|| make_init_program().map_err(|e| e.to_string()))
+        .as_ref()
+        .map(|fd| fd.as_raw_fd())
+        .map_err(|e| SpawnError::Setup {
+            step: "prepare the environment's init".into(),
+            error: std::io::Error::other(e.clone()),
+        })
+}
+
+fn make_init_program() -> std::io::Result<OwnedFd> {
+    const MFD_EXEC: libc::c_uint = 0x10;
+    let name = c"lambent-init";
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // SAFETY: memfd_create with a NUL-terminated name; MFD_EXEC is refused
+    // (EINVAL) by kernels before 6.3, which are executable by default.
+    let mut fd = unsafe { libc::memfd_create(name.as_ptr(), flags | MFD_EXEC) };
+    if fd < 0 {
+        // SAFETY: as above.
+        fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+    }
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor nothing else owns.
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    std::io::Write::write_all(&mut &file, INIT_PROGRAM)?;
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fchmod and fcntl on our own descriptor.
+    unsafe {
+        if libc::fchmod(file.as_raw_fd(), 0o111) != 0
+            || libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    // Executing a file open for writing fails (ETXTBSY): keep a read-only
+    // descriptor only.
+    let ro = std::fs::File::open(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    Ok(OwnedFd::from(ro))
+}
+
+/// The launch spec init reads (see `init/main.rs`), in a memory file.
+fn spec_file(
+    program: &str,
+    argv: &[String],
+    env: &[(String, String)],
+) -> Result<OwnedFd, SpawnError> {
+    let mut spec = Vec::with_capacity(256);
+    spec.extend_from_slice(&(argv.len() as u32).to_ne_bytes());
+    spec.extend_from_slice(&(env.len() as u32).to_ne_bytes());
+    let mut push = |s: &[u8], what: &'static str| {
+        if s.contains(&0) {
+            return Err(SpawnError::Nul { what });
+        }
+        spec.extend_from_slice(s);
+        spec.push(0);
+        Ok(())
+    };
+    push(program.as_bytes(), "the program path")?;
+    for a in argv {
+        push(a.as_bytes(), "an argument")?;
+    }
+    for (k, v) in env {
+        push(format!("{k}={v}").as_bytes(), "an environment variable")?;
+    }
+    let spec_err = |e: std::io::Error| SpawnError::Setup {
+        step: "write the launch spec".into(),
+        error: e,
+    };
+    // SAFETY: memfd_create with a NUL-terminated name.
+    let fd = unsafe { libc::memfd_create(c"lambent-spec".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(spec_err(std::io::Error::last_os_error()));
+    }
+    // SAFETY: a new descriptor nothing else owns.
+    let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    std::io::Write::write_all(&mut &file, &spec).map_err(spec_err)?;
+    Ok(OwnedFd::from(file))
+}
+
 fn cstring(s: &str, what: &'static str) -> Result<CString, SpawnError> {
     CString::new(s).map_err(|_| SpawnError::Nul { what })
 }
 
 /// Starts `cmd`. Returns once the child has `exec`ed (or failed to).
 pub fn spawn(cmd: &Command<'_>, before_start: BeforeStart<'_>) -> Result<Spawned, SpawnError> {
-    let program = cstring(cmd.program, "the program path")?;
-    let argv: Vec<CString> = cmd
-        .argv
-        .iter()
-        .map(|a| cstring(a, "an argument"))
-        .collect::<Result<_, _>>()?;
-    let envp: Vec<CString> = cmd
-        .env
-        .iter()
-        .map(|(k, v)| cstring(&format!("{k}={v}"), "an environment variable"))
-        .collect::<Result<_, _>>()?;
-    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    argv_ptrs.push(std::ptr::null());
-    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
-    envp_ptrs.push(std::ptr::null());
+    let spec = spec_file(cmd.program, cmd.argv, cmd.env)?;
+    let init = init_program()?;
+    let init_argv: [*const libc::c_char; 2] = [c"/init".as_ptr(), std::ptr::null()];
+    let init_envp: [*const libc::c_char; 1] = [std::ptr::null()];
     let hostname = cmd
         .hostname
         .map(|h| cstring(h, "the hostname"))
@@ -211,11 +294,25 @@ pub fn spawn(cmd: &Command<'_>, before_start: BeforeStart<'_>) -> Result<Spawned
         cgroup: cgroup_dir.as_ref().map_or(0, |f| f.as_raw_fd() as u64),
         ..Default::default()
     };
+    let mut keep: Vec<RawFd> = vec![
+        cmd.output,
+        err_write.as_raw_fd(),
+        status_write.as_raw_fd(),
+        go_read.as_raw_fd(),
+        spec.as_raw_fd(),
+        init,
+    ];
+    keep.sort_unstable();
+    keep.dedup();
+    let steps = expand_overlays(cmd.steps, &keep)?;
     let child = ChildPlan {
-        steps: cmd.steps,
-        program: &program,
-        argv: &argv_ptrs,
-        envp: &envp_ptrs,
+        steps: &steps,
+        init,
+        init_argv: &init_argv,
+        init_envp: &init_envp,
+        spec: spec.as_raw_fd(),
+        keep: &keep,
+        new_cgroup_ns: cmd.namespaces.cgroup,
         output: cmd.output,
         err_fd: err_write.as_raw_fd(),
         status_fd: status_write.as_raw_fd(),
@@ -301,22 +398,64 @@ pub fn spawn(cmd: &Command<'_>, before_start: BeforeStart<'_>) -> Result<Spawned
     let step = u32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
     let errno = i32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
     let error = std::io::Error::from_raw_os_error(errno);
+    if step == PHASE_EXEC {
+        return Err(SpawnError::Exec {
+            program: cmd.program.to_owned(),
+            error,
+        });
+    }
     if let Some(phase) = phase_name(step) {
         return Err(SpawnError::Setup {
             step: phase.to_owned(),
             error,
         });
     }
-    if step as usize >= cmd.steps.len() {
+    if step as usize >= steps.len() {
         return Err(SpawnError::Exec {
             program: cmd.program.to_owned(),
             error,
         });
     }
     Err(SpawnError::Setup {
-        step: cmd.steps[step as usize].describe(),
+        step: steps[step as usize].describe(),
         error,
     })
+}
+
+/// Replaces each [`Step::Overlay`] by steps that open its layers as
+/// descriptors the child does not otherwise use (not in `keep`, which is
+/// sorted) and mount the overlay through `/proc/self/fd/N`.
+fn expand_overlays(steps: &[Step], keep: &[RawFd]) -> Result<Vec<Step>, SpawnError> {
+    let mut out = Vec::with_capacity(steps.len() + 8);
+    let mut next: RawFd = 3;
+    for step in steps {
+        let Step::Overlay { dst, layers } = step else {
+            out.push(step.clone());
+            continue;
+        };
+        let mut options = b"lowerdir=".to_vec();
+        for (i, path) in layers.iter().enumerate() {
+            while keep.binary_search(&next).is_ok() {
+                next += 1;
+            }
+            out.push(Step::OpenDir {
+                path: path.clone(),
+                fd: next,
+            });
+            if i > 0 {
+                options.push(b':');
+            }
+            options.extend_from_slice(format!("/proc/self/fd/{next}").as_bytes());
+            next += 1;
+        }
+        out.push(Step::MountOverlay {
+            dst: dst.clone(),
+            options: CString::new(options).map_err(|_| SpawnError::Nul {
+                what: "overlay options",
+            })?,
+        });
+    }
+    Ok(out)
 }
 
 /// Failure codes for the phases around the setup steps.
@@ -324,6 +463,11 @@ const PHASE_CGROUP: u32 = u32::MAX - 1;
 const PHASE_RLIMIT: u32 = u32::MAX - 2;
 const PHASE_IDENTITY: u32 = u32::MAX - 3;
 const PHASE_SECCOMP: u32 = u32::MAX - 4;
+/// Reported by init (`init/main.rs`): the runtime's exec failed.
+const PHASE_EXEC: u32 = u32::MAX - 5;
+/// Reported by init: it could not read its spec or start the runtime.
+const PHASE_INIT: u32 = u32::MAX - 6;
+const PHASE_INIT_EXEC: u32 = u32::MAX - 7;
 
 fn phase_name(code: u32) -> Option<&'static str> {
     match code {
@@ -331,6 +475,8 @@ fn phase_name(code: u32) -> Option<&'static str> {
         PHASE_RLIMIT => Some("set resource limits"),
         PHASE_IDENTITY => Some("drop privileges"),
         PHASE_SECCOMP => Some("install the seccomp filter"),
+        PHASE_INIT => Some("start the runtime from the environment's init"),
+        PHASE_INIT_EXEC => Some("execute the environment's init"),
         _ => None,
     }
 }
@@ -354,9 +500,12 @@ fn read_full(fd: RawFd, buf: &mut [u8]) -> usize {
 /// What the child runs; holds only borrowed, pre-built data.
 struct ChildPlan<'a> {
     steps: &'a [Step],
-    program: &'a CString,
-    argv: &'a [*const libc::c_char],
-    envp: &'a [*const libc::c_char],
+    init: RawFd,
+    init_argv: &'a [*const libc::c_char],
+    init_envp: &'a [*const libc::c_char],
+    spec: RawFd,
+    keep: &'a [RawFd],
+    new_cgroup_ns: bool,
     output: RawFd,
     err_fd: RawFd,
     status_fd: RawFd,
@@ -400,7 +549,7 @@ impl ChildPlan<'_> {
             // other environments, client connections) first: it is none of
             // the function's business, and with thousands of them the lowest
             // free descriptor would lie above the function's limit of 1,024.
-            close_all_but(&[self.output, self.err_fd, self.status_fd, self.go_fd]);
+            close_all_but(self.keep);
 
             for path in self.cgroups {
                 let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
@@ -408,6 +557,11 @@ impl ChildPlan<'_> {
                     self.fail(PHASE_CGROUP);
                 }
                 libc::close(fd);
+            }
+            // Rooted at the groups just joined: the environment sees `/`,
+            // nothing of the host's hierarchy.
+            if self.new_cgroup_ns && libc::unshare(libc::CLONE_NEWCGROUP) != 0 {
+                self.fail(PHASE_CGROUP);
             }
             for (i, step) in self.steps.iter().enumerate() {
                 if run_step(step) != 0 {
@@ -450,6 +604,8 @@ impl ChildPlan<'_> {
                     self.fail(PHASE_IDENTITY);
                 }
             }
+            // Changing identity cleared the parent-death signal.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                 self.fail(PHASE_IDENTITY);
             }
@@ -480,119 +636,66 @@ impl ChildPlan<'_> {
                 }
                 libc::_exit(126);
             }
-            // The runtime is started vfork-style: it shares this process's
-            // memory (no copy of the platform's page tables, which this
-            // process inherited) on a stack of its own, and this process
-            // waits until it has exec'd. Before exec it only wires its
-            // descriptors.
-            const STACK: usize = 64 * 1024;
-            let stack = libc::mmap(
-                std::ptr::null_mut(),
-                STACK,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-                -1,
-                0,
-            );
-            if stack == libc::MAP_FAILED {
-                self.fail(done);
-            }
-            let job = RuntimeExec {
-                plan: self,
-                null,
-                step: done,
-            };
-            let runtime = libc::clone(
-                runtime_main,
-                stack.cast::<u8>().add(STACK).cast(),
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-                (&job as *const RuntimeExec<'_>).cast_mut().cast(),
-            );
-            if runtime < 0 {
-                self.fail(done);
-            }
-            libc::munmap(stack, STACK);
-            // Init: hold nothing but the status pipe, so the runtime's output
-            // and the parent's error pipe close when the runtime's side does.
-            libc::dup2(null, 0);
-            libc::dup2(null, 1);
-            libc::dup2(null, 2);
-            let s = self.status_fd as libc::c_uint;
-            if s > 3 {
-                libc::syscall(libc::SYS_close_range, 3u32, s - 1, 0u32);
-            }
-            libc::syscall(libc::SYS_close_range, s + 1, u32::MAX, 0u32);
-            loop {
-                let mut status: libc::c_int = 0;
-                let pid = libc::waitpid(-1, &mut status, 0);
-                if pid == runtime as libc::pid_t {
-                    let bytes = status.to_ne_bytes();
-                    libc::write(self.status_fd, bytes.as_ptr().cast(), bytes.len());
-                    libc::_exit(0);
-                }
-                if pid < 0 && *libc::__errno_location() != libc::EINTR {
-                    libc::_exit(0);
+            // Init's descriptors: 0-2 /dev/null, 3 the spec, 4 the
+            // runtime's output, 5 the error pipe, 6 the status pipe; the
+            // init program at 7 until exec. Copies above everything first,
+            // so that no source is overwritten before it is moved.
+            let sources = [
+                self.spec,
+                self.output,
+                self.err_fd,
+                self.status_fd,
+                self.init,
+            ];
+            let mut high = [0 as libc::c_int; 5];
+            for (h, fd) in high.iter_mut().zip(sources) {
+                *h = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 16);
+                if *h < 0 {
+                    self.fail(PHASE_INIT_EXEC);
                 }
             }
-        }
-    }
-
-    /// In the runtime's process: wire stdio, close the rest, exec.
-    /// It runs on a stack of its own in memory shared with init (vfork-style):
-    /// it only makes system calls on data init prepared.
-    unsafe fn exec_runtime(&self, null: libc::c_int, step: u32) -> ! {
-        // SAFETY: raw system calls on descriptors and strings prepared earlier.
-        unsafe {
-            if libc::dup2(null, 0) < 0
-                || libc::dup2(self.output, 1) < 0
-                || libc::dup2(self.output, 2) < 0
-            {
-                self.fail(step);
+            for target in 0..3 {
+                if libc::dup2(null, target) < 0 {
+                    self.fail(PHASE_INIT_EXEC);
+                }
             }
-            // Close everything else but the error pipe (close-on-exec).
-            let e = self.err_fd as libc::c_uint;
-            if e > 3 {
-                libc::syscall(libc::SYS_close_range, 3u32, e - 1, 0u32);
+            for (i, h) in high[..4].iter().enumerate() {
+                if libc::dup2(*h, 3 + i as libc::c_int) < 0 {
+                    self.fail(PHASE_INIT_EXEC);
+                }
             }
-            libc::syscall(libc::SYS_close_range, e + 1, u32::MAX, 0u32);
-            libc::execve(
-                self.program.as_ptr(),
-                self.argv.as_ptr(),
-                self.envp.as_ptr(),
+            if libc::dup3(high[4], 7, libc::O_CLOEXEC) < 0 {
+                self.fail(PHASE_INIT_EXEC);
+            }
+            libc::syscall(libc::SYS_close_range, 8u32, libc::c_uint::MAX, 0u32);
+            libc::syscall(
+                libc::SYS_execveat,
+                7,
+                c"".as_ptr(),
+                self.init_argv.as_ptr(),
+                self.init_envp.as_ptr(),
+                libc::AT_EMPTY_PATH,
             );
-            self.fail(step)
+            fail_to(5, PHASE_INIT_EXEC)
         }
     }
 
     /// Reports the failing step and errno, then exits.
     unsafe fn fail(&self, step: u32) -> ! {
-        // SAFETY: errno read and a write to our own pipe, then _exit.
-        unsafe {
-            let errno = *libc::__errno_location();
-            let mut buf = [0u8; 8];
-            buf[..4].copy_from_slice(&step.to_ne_bytes());
-            buf[4..].copy_from_slice(&errno.to_ne_bytes());
-            libc::write(self.err_fd, buf.as_ptr().cast(), buf.len());
-            libc::_exit(127)
-        }
+        fail_to(self.err_fd, step)
     }
 }
 
-/// What the runtime's vfork-style child needs.
-struct RuntimeExec<'a> {
-    plan: &'a ChildPlan<'a>,
-    null: libc::c_int,
-    step: u32,
-}
-
-/// Entry of the runtime's process (see `ChildPlan::run`).
-extern "C" fn runtime_main(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` points at a `RuntimeExec` on init's stack, which stays
-    // valid: init is suspended (CLONE_VFORK) until this process execs or exits,
-    // and `exec_runtime` never returns.
+/// Writes the failing step and errno to the error pipe `fd`, then exits.
+fn fail_to(fd: RawFd, step: u32) -> ! {
+    // SAFETY: errno read and a write to our own pipe, then _exit.
     unsafe {
-        let job = &*(arg as *const RuntimeExec<'_>);
-        job.plan.exec_runtime(job.null, job.step)
+        let errno = *libc::__errno_location();
+        let mut buf = [0u8; 8];
+        buf[..4].copy_from_slice(&step.to_ne_bytes());
+        buf[4..].copy_from_slice(&errno.to_ne_bytes());
+        libc::write(fd, buf.as_ptr().cast(), buf.len());
+        libc::_exit(127)
     }
 }
 
@@ -601,11 +704,10 @@ extern "C" fn runtime_main(arg: *mut libc::c_void) -> libc::c_int {
 /// # Safety
 /// Only for a freshly cloned child: it closes descriptors other threads of
 /// the parent may use (the child has its own copy of the table).
-unsafe fn close_all_but(keep: &[RawFd; 4]) {
-    let mut k = *keep;
-    k.sort_unstable();
+/// `keep` is sorted.
+unsafe fn close_all_but(keep: &[RawFd]) {
     let mut from: libc::c_uint = 3;
-    for fd in k {
+    for &fd in keep {
         let Ok(fd) = libc::c_uint::try_from(fd) else {
             continue;
         };
@@ -701,6 +803,34 @@ unsafe fn run_step(step: &Step) -> libc::c_int {
                 libc::MS_NOSUID | libc::MS_NODEV,
                 options.as_ptr().cast(),
             ),
+            // Expanded by `spawn` before the child runs.
+            Step::Overlay { .. } => {
+                *libc::__errno_location() = libc::EINVAL;
+                -1
+            }
+            Step::OpenDir { path, fd } => {
+                let got = libc::open(
+                    path.as_ptr(),
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                );
+                if got < 0 {
+                    return -1;
+                }
+                if got != *fd {
+                    if libc::dup3(got, *fd, libc::O_CLOEXEC) < 0 {
+                        return -1;
+                    }
+                    libc::close(got);
+                }
+                0
+            }
+            Step::MountOverlay { dst, options } => libc::mount(
+                c"overlay".as_ptr(),
+                dst.as_ptr(),
+                c"overlay".as_ptr(),
+                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+                options.as_ptr().cast(),
+            ),
             Step::Disk {
                 source,
                 dst,
@@ -750,5 +880,79 @@ unsafe fn run_step(step: &Step) -> libc::c_int {
             }
             Step::Chdir { path } => libc::chdir(path.as_ptr()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlays_name_their_layers_by_free_descriptors() {
+        let c = |s: &str| CString::new(s).unwrap();
+        let steps = vec![
+            Step::Mkdir { path: c("/r/etc") },
+            Step::Overlay {
+                dst: c("/r/etc"),
+                layers: vec![c("/data/etc"), c("/data/empty")],
+            },
+            Step::Overlay {
+                dst: c("/r/var/task"),
+                layers: vec![c("/data/code/abc"), c("/data/empty")],
+            },
+        ];
+        let out = expand_overlays(&steps, &[4, 5, 7]).unwrap();
+        assert_eq!(
+            out,
+            vec![
+                Step::Mkdir { path: c("/r/etc") },
+                Step::OpenDir {
+                    path: c("/data/etc"),
+                    fd: 3
+                },
+                Step::OpenDir {
+                    path: c("/data/empty"),
+                    fd: 6
+                },
+                Step::MountOverlay {
+                    dst: c("/r/etc"),
+                    options: c("lowerdir=/proc/self/fd/3:/proc/self/fd/6"),
+                },
+                Step::OpenDir {
+                    path: c("/data/code/abc"),
+                    fd: 8
+                },
+                Step::OpenDir {
+                    path: c("/data/empty"),
+                    fd: 9
+                },
+                Step::MountOverlay {
+                    dst: c("/r/var/task"),
+                    options: c("lowerdir=/proc/self/fd/8:/proc/self/fd/9"),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_launch_spec_is_what_init_parses() {
+        let fd = spec_file(
+            "/var/runtime/bootstrap",
+            &["bootstrap".into(), "x".into()],
+            &[("A".into(), "1".into())],
+        )
+        .unwrap();
+        let mut bytes = Vec::new();
+        let mut f = std::fs::File::from(fd);
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0)).unwrap();
+        std::io::Read::read_to_end(&mut f, &mut bytes).unwrap();
+        let mut want = 2u32.to_ne_bytes().to_vec();
+        want.extend_from_slice(&1u32.to_ne_bytes());
+        want.extend_from_slice(b"/var/runtime/bootstrap\0bootstrap\0x\0A=1\0");
+        assert_eq!(bytes, want);
+        assert!(matches!(
+            spec_file("/x", &["a\0b".into()], &[]),
+            Err(SpawnError::Nul { .. })
+        ));
     }
 }

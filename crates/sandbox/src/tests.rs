@@ -264,7 +264,7 @@ async fn unprivileged_without_capabilities_under_seccomp() {
     let (out, status) = run(
         &e,
         "id -u; id -g; grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; \
-         ulimit -n; cat /proc/self/cgroup | grep -c lambent-",
+         ulimit -n; grep -c ':/$' /proc/self/cgroup",
     )
     .await;
     assert!(status.success(), "{status}: {out}");
@@ -439,4 +439,58 @@ async fn egress_reaches_out_but_not_the_host() {
     );
     assert!(out.contains("host blocked"), "{out}");
     assert!(!out.contains("HOST-REACHED"), "{out}");
+}
+
+#[tokio::test]
+async fn init_is_fresh_and_no_host_path_shows() {
+    let e = env();
+    let state = e._state.path().to_string_lossy().into_owned();
+    let code = e.code.path().to_string_lossy().into_owned();
+    let (out, status) = run(
+        &e,
+        "echo cmdline=$(tr '\\0' ' ' < /proc/1/cmdline); \
+         echo environ=$(cat /proc/1/environ 2>&1 | tr '\\0' ' '); \
+         echo maps=$(cat /proc/1/maps 2>&1 | head -3); \
+         grep -E '^(VmRSS|Uid):' /proc/1/status; \
+         echo ---; cat /proc/self/mountinfo; echo ---; cat /proc/self/cgroup /proc/1/cgroup",
+    )
+    .await;
+    assert!(status.success(), "{status}: {out}");
+    // The init that stays is a fresh program: no server command line or memory.
+    assert!(out.lines().any(|l| l == "cmdline=/init"), "{out}");
+    for line in out.lines() {
+        if let Some(rest) = line
+            .strip_prefix("environ=")
+            .or_else(|| line.strip_prefix("maps="))
+        {
+            assert!(
+                rest.is_empty() || rest.contains("Permission denied"),
+                "init's environment and memory map are not the function's to read: {line}"
+            );
+        }
+    }
+    let rss_kb: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(
+        rss_kb < 1500,
+        "init holds {rss_kb} kB: a copy of the platform?"
+    );
+    let mut parts = out.split("---\n");
+    let (_, mounts, cgroups) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
+    for path in [&state, &code] {
+        assert!(
+            !mounts.contains(path.as_str()),
+            "{path} shows in the mount table:\n{mounts}"
+        );
+    }
+    assert!(mounts.contains(" /var/task ro,"), "{mounts}");
+    for line in cgroups.lines() {
+        assert!(
+            line.ends_with(":/"),
+            "the cgroup namespace hides the host's groups: {line}"
+        );
+    }
 }
