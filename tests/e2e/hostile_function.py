@@ -72,6 +72,8 @@ def attempt(name, event):
                 out.append(f"{path}: {err(e.errno)}")
         return not any("WRITTEN" in o for o in out), "; ".join(out)
     if name == "fill_tmp":
+        for leftover in os.listdir("/tmp"):
+            os.unlink(f"/tmp/{leftover}")
         written = 0
         chunk = b"x" * (1 << 20)
         try:
@@ -84,6 +86,35 @@ def attempt(name, event):
             os.unlink("/tmp/fill")
             return True, f"{err(e.errno)} after {written >> 20} MB"
         return False, f"wrote {written >> 20} MB"
+    if name == "inspect_init":
+        # What the environment shows of the process that started it and of
+        # the host: none of the server's command line, data directory or
+        # credentials path may appear.
+        secrets = event["server_strings"]
+        seen = {}
+        for path in ["/proc/1/cmdline", "/proc/1/environ", "/proc/1/maps", "/proc/1/status",
+                     "/proc/self/mountinfo", "/proc/self/cgroup", "/proc/1/cgroup", "/proc/1/mountinfo"]:
+            try:
+                with open(path, "rb") as f:
+                    seen[path] = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError as e:
+                seen[path] = err(e.errno)
+        leaks = [f"{p} shows {s!r}" for p, text in seen.items() for s in secrets if s in text]
+        evidence = "; ".join(leaks) or f"cmdline {seen['/proc/1/cmdline']!r}, environ {seen['/proc/1/environ']}, " \
+            f"maps {seen['/proc/1/maps'][:40]!r}, cgroup {seen['/proc/self/cgroup'].split()}"
+        return not leaks and seen["/proc/1/cmdline"].strip() == "/init", evidence
+    if name == "write_tmp":
+        # Writes `mb` MB to /tmp/<file> (page cache beyond the function's memory).
+        written = 0
+        chunk = os.urandom(1 << 20)
+        with open(f"/tmp/{event['file']}", "wb") as f:
+            while written < event["mb"] << 20:
+                f.write(chunk)
+                written += len(chunk)
+        time.sleep(event.get("hold", 0))
+        return True, f"wrote {written >> 20} MB; /tmp has {sorted(os.listdir('/tmp'))}"
+    if name == "list_tmp":
+        return True, " ".join(sorted(os.listdir("/tmp")))
     if name == "allocate_past_memory":
         hog = []
         while True:

@@ -25,7 +25,7 @@ ATTEMPTS = {
     "list_host_processes": "PID namespace",
     "signal_platform": "PID namespace",
     "write_outside_tmp": "read-only bind mounts",
-    "fill_tmp": "tmpfs size (EphemeralStorage)",
+    "fill_tmp": "/tmp disk size (EphemeralStorage)",
     "open_many_files": "RLIMIT_NOFILE (1,024)",
     "fork_bomb": "pids cgroup (1,024)",
     "spin_every_core": "CPU cgroup quota (1,769 MB = 1 vCPU)",
@@ -47,6 +47,7 @@ ATTEMPTS = {
     "setuid_escalation": "nosuid mounts and no_new_privs",
     "raw_socket": "no capabilities",
     "metadata_service": "host firewall (link-local dropped)",
+    "inspect_init": "freshly executed init, cgroup namespace, overlays named by descriptor",
 }
 
 
@@ -80,14 +81,17 @@ def platform_pid(server):
 def test_attempt_is_contained(server, attempt):
     c = server.client()
     # Attempts that need time or memory to get anywhere run with more of both.
-    name = "hostile-big" if attempt in ("fill_tmp", "fork_bomb") else "hostile"
+    name = "hostile-big" if attempt == "fork_bomb" else "hostile"
     event = {"attempt": attempt, "platform_pid": platform_pid(server),
-             "platform_port": int(server.endpoint.rsplit(":", 1)[1])}
+             "platform_port": int(server.endpoint.rsplit(":", 1)[1]),
+             "server_strings": [str(server.data), str(server.creds), str(server.dir),
+                                server.endpoint.removeprefix("http://"), "serve", "--data-dir", "lambent-"]}
     r, out = invoke(c, name, event)
     assert "FunctionError" not in r, out
     assert out["blocked"], f"{attempt} got through ({ATTEMPTS[attempt]}): {out['evidence']}"
     if attempt == "fill_tmp":
-        assert "ENOSPC" in out["evidence"] and "after 5" in out["evidence"], out["evidence"]
+        # 128 MB of memory, 512 MB of /tmp: full at 512 MB, not killed earlier.
+        assert out["evidence"] in ("ENOSPC after 512 MB", "ENOSPC after 513 MB"), out["evidence"]
     # The platform is unharmed and keeps serving.
     assert server.proc.poll() is None
     _, ok = invoke(c, "quiet", {})
@@ -213,3 +217,40 @@ def test_hostile_packages_get_a_client_error(server, case):
     assert len(msg) < 400, msg
     with pytest.raises(c.exceptions.ResourceNotFoundException):
         c.get_function(FunctionName=name)
+
+
+def test_tmp_is_a_disk_of_its_own(server):
+    """A 128 MB function writes 300 MB to its 512 MB /tmp (page cache, not
+    memory it is killed for); a second environment running at the same time
+    sees none of it; after the environment is replaced, /tmp is empty."""
+    c = server.client()
+    c.create_function(FunctionName="tmp-user", Runtime="python3.11", Role=ROLE,
+                      Handler="hostile_function.handler", Timeout=60, MemorySize=128,
+                      Code={"ZipFile": make_zip({"hostile_function.py": (HOSTILE, 0o644)})})
+    r, out = invoke(c, "tmp-user", {"attempt": "write_tmp", "file": "big", "mb": 300})
+    assert "FunctionError" not in r, out
+    assert out["evidence"] == "wrote 300 MB; /tmp has ['big']", out
+    # Warm: the same environment keeps its /tmp, as on Lambda.
+    assert invoke(c, "tmp-user", {"attempt": "list_tmp"})[1]["evidence"] == "big"
+    # A second, concurrent environment starts with an empty /tmp.
+    results = {}
+
+    def hold():
+        results["first"] = invoke(c, "tmp-user", {"attempt": "write_tmp", "file": "mine", "mb": 1, "hold": 3})
+
+    t = threading.Thread(target=hold)
+    t.start()
+    wait_for_busy = time.monotonic() + 30
+    while server.environments("tmp-user")[1] < 1 and time.monotonic() < wait_for_busy:
+        time.sleep(0.02)
+    _, other = invoke(c, "tmp-user", {"attempt": "list_tmp"})
+    t.join()
+    assert other["evidence"] == "", f"another environment's files: {other}"
+    assert "'mine'" in results["first"][1]["evidence"], results
+    # A configuration change replaces the environments: their files go with them.
+    c.update_function_configuration(FunctionName="tmp-user", Environment={"Variables": {"VERSION": "2"}})
+    from conftest import wait_for
+    wait_for("the update", lambda: c.get_function_configuration(FunctionName="tmp-user")["LastUpdateStatus"]
+             == "Successful")
+    _, after = invoke(c, "tmp-user", {"attempt": "list_tmp"})
+    assert after["evidence"] == "", after

@@ -45,6 +45,7 @@ unsafe extern "C" {
 }
 
 const PR_SET_DUMPABLE: c_int = 4;
+const PR_SET_NAME: c_int = 15;
 const F_SETFD: c_int = 2;
 const FD_CLOEXEC: c_int = 1;
 const SEEK_END: c_int = 2;
@@ -168,6 +169,8 @@ extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
         // Nobody of the function's uid may read or trace this process (its
         // file is not readable by them either, which makes exec do the same).
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        // Executed through a descriptor, the kernel named it after the fd.
+        prctl(PR_SET_NAME, c"init".as_ptr() as c_long, 0, 0, 0);
         let Some(spec) = read_spec() else {
             fail(PHASE_INIT)
         };
