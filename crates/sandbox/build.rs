@@ -2,14 +2,16 @@
 //! sandbox embeds and executes as pid 1 of every environment.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, ExitCode};
 
-fn main() {
+fn main() -> ExitCode {
     println!("cargo:rerun-if-changed=init/main.rs");
-    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let (Some(out), Ok(target)) = (std::env::var_os("OUT_DIR"), std::env::var("TARGET")) else {
+        eprintln!("OUT_DIR and TARGET must be set (run through cargo)");
+        return ExitCode::FAILURE;
+    };
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let target = std::env::var("TARGET").expect("cargo sets TARGET");
-    let exe = out.join("lambent-init");
+    let exe = PathBuf::from(out).join("lambent-init");
     let status = Command::new(rustc)
         .args(["--edition", "2024", "--crate-type", "bin"])
         .args(["--crate-name", "lambent_init", "--target", &target])
@@ -25,7 +27,16 @@ fn main() {
         .arg("-o")
         .arg(&exe)
         .arg("init/main.rs")
-        .status()
-        .expect("cannot run rustc for the environment's init");
-    assert!(status.success(), "building the environment's init failed");
+        .status();
+    match status {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(s) => {
+            eprintln!("building the environment's init (init/main.rs) failed: {s}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("cannot run rustc for the environment's init: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
