@@ -254,3 +254,41 @@ def test_tmp_is_a_disk_of_its_own(server):
              == "Successful")
     _, after = invoke(c, "tmp-user", {"attempt": "list_tmp"})
     assert after["evidence"] == "", after
+
+
+def loop_devices_of(data_dir):
+    """Loop devices whose backing file lives under `data_dir`."""
+    found = []
+    for d in pathlib.Path("/sys/block").glob("loop*"):
+        try:
+            backing = (d / "loop" / "backing_file").read_text().strip()
+        except OSError:
+            continue
+        if backing.startswith(str(data_dir)):
+            found.append(f"{d.name}: {backing}")
+    return found
+
+
+def test_kill_9_leaves_no_tmp_disk_behind():
+    """Each environment's /tmp is a loop device over an unlinked file: after
+    the platform is killed with SIGKILL, its environments end (at once, or when
+    the next start sweeps the frozen ones), and with them every device and image."""
+    from conftest import wait_for
+    s = Server()
+    try:
+        c = s.client()
+        c.create_function(FunctionName="disk-user", Runtime="python3.11", Role=ROLE,
+                          Handler="hostile_function.handler", Timeout=30,
+                          Code={"ZipFile": make_zip({"hostile_function.py": (HOSTILE, 0o644)})})
+        _, out = invoke(c, "disk-user", {"attempt": "write_tmp", "file": "f", "mb": 8})
+        assert out["evidence"].startswith("wrote 8 MB"), out
+        assert loop_devices_of(s.data), "the environment's /tmp is a loop device backed under the data directory"
+        work = s.data / "sandbox" / "tmp-disks" / "work"
+        assert list(work.iterdir()) == [], "images are unlinked once attached"
+        s.proc.kill()
+        s.proc.wait()
+        s.restart()
+        wait_for("loop devices to be released", lambda: not loop_devices_of(s.data), timeout=60)
+        assert list(work.iterdir()) == []
+    finally:
+        s.stop()
