@@ -329,14 +329,13 @@ impl NamespaceLauncher {
             let p = etc_dir.join(name);
             prep(&p, copy_tree(&host, &p))?;
         }
-        let tmp_disks = match tmpdisk::TmpDisks::new(&state_dir.join("tmp-disks")) {
-            Ok(d) => {
-                // The default size's template, ready before the first launch.
-                d.template(512)?;
-                Some(d)
-            }
+        // The default size's template is made now, before the first launch.
+        let tmp_disks = match tmpdisk::TmpDisks::new(&state_dir.join("tmp-disks"))
+            .and_then(|d| d.template(512).map(|_| d))
+        {
+            Ok(d) => Some(d),
             Err(e) => {
-                tracing::warn!(error = %e, "no loop devices: /tmp is a tmpfs, counted in the function's memory");
+                tracing::warn!(error = %e, "/tmp cannot be a disk here: it is a tmpfs, counted in the function's memory");
                 None
             }
         };
