@@ -81,50 +81,82 @@ pub async fn status(c: Call) -> Response {
     )
 }
 
+/// A function's labels, then its queue depth and oldest event's age.
+type FunctionRow = ([(&'static str, String); 3], [String; 2]);
+
+/// Prometheus text exposition, a metric family at a time.
+#[derive(Default)]
+struct Exposition(String);
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        use std::fmt::Write as _;
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    /// One sample; label values are escaped as the format requires.
+    fn sample<V: AsRef<str>>(
+        &mut self,
+        name: &str,
+        labels: &[(&str, V)],
+        value: impl std::fmt::Display,
+    ) {
+        use std::fmt::Write as _;
+        self.0.push_str(name);
+        for (i, (k, v)) in labels.iter().enumerate() {
+            let v = v.as_ref().replace('\\', "\\\\").replace('"', "\\\"");
+            let sep = if i == 0 { '{' } else { ',' };
+            let _ = write!(self.0, "{sep}{k}=\"{v}\"");
+        }
+        if !labels.is_empty() {
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+}
+
 /// Prometheus text exposition of the platform's gauges and counters.
 pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
-    use std::fmt::Write as _;
     use std::sync::atomic::Ordering;
-    let mut out = String::new();
+    let mut out = Exposition::default();
     let now = model::time_fmt::now_ms();
-    let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
     let st = s.dispatcher.queue().stats();
-    let _ = writeln!(
-        out,
-        "# HELP lambent_async_queue_depth Asynchronous events waiting or running, per function."
-    );
-    let _ = writeln!(out, "# TYPE lambent_async_queue_depth gauge");
-    for f in &st.functions {
-        let _ = writeln!(
-            out,
-            "lambent_async_queue_depth{{account=\"{}\",region=\"{}\",function=\"{}\"}} {}",
-            f.scope.account,
-            f.scope.region,
-            esc(&f.name),
-            f.depth
-        );
+    let rows: Vec<FunctionRow> = st
+        .functions
+        .iter()
+        .map(|f| {
+            let labels = [
+                ("account", f.scope.account.to_string()),
+                ("region", f.scope.region.to_string()),
+                ("function", f.name.to_string()),
+            ];
+            let age = ((now - f.oldest_enqueued_ms).max(0) as f64) / 1000.0;
+            (labels, [f.depth.to_string(), format!("{age:.3}")])
+        })
+        .collect();
+    for (column, name, help) in [
+        (
+            0,
+            "lambent_async_queue_depth",
+            "Asynchronous events waiting or running, per function.",
+        ),
+        (
+            1,
+            "lambent_async_oldest_event_age_seconds",
+            "Age of the oldest queued event, per function.",
+        ),
+    ] {
+        out.family(name, "gauge", help);
+        for (labels, values) in &rows {
+            out.sample(name, labels, &values[column]);
+        }
     }
-    let _ = writeln!(
-        out,
-        "# HELP lambent_async_oldest_event_age_seconds Age of the oldest queued event, per function."
+    out.family(
+        "lambent_async_pending_deliveries",
+        "gauge",
+        "Destination records and dead letters waiting for an HTTP endpoint.",
     );
-    let _ = writeln!(out, "# TYPE lambent_async_oldest_event_age_seconds gauge");
-    for f in &st.functions {
-        let _ = writeln!(
-            out,
-            "lambent_async_oldest_event_age_seconds{{account=\"{}\",region=\"{}\",function=\"{}\"}} {:.3}",
-            f.scope.account,
-            f.scope.region,
-            esc(&f.name),
-            ((now - f.oldest_enqueued_ms).max(0) as f64) / 1000.0
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP lambent_async_pending_deliveries Destination records and dead letters waiting for an HTTP endpoint."
-    );
-    let _ = writeln!(out, "# TYPE lambent_async_pending_deliveries gauge");
-    let _ = writeln!(out, "lambent_async_pending_deliveries {}", st.deliveries);
+    out.sample::<&str>("lambent_async_pending_deliveries", &[], st.deliveries);
     let m = s.dispatcher.metrics();
     for (name, help, v) in [
         (
@@ -148,14 +180,30 @@ pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
             &m.dead_letter_errors,
         ),
     ] {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} counter");
-        let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+        out.family(name, "counter", help);
+        out.sample::<&str>(name, &[], v.load(Ordering::Relaxed));
     }
-    let mut resp = out.into_response();
+    let mut resp = out.0.into_response();
     resp.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Exposition;
+
+    #[test]
+    fn exposition_format() {
+        let mut e = Exposition::default();
+        e.family("m", "gauge", "A gauge.");
+        e.sample("m", &[("function", r#"a"b\c"#), ("region", "r")], 1.5);
+        e.sample::<&str>("m", &[], 2);
+        assert_eq!(
+            e.0,
+            "# HELP m A gauge.\n# TYPE m gauge\nm{function=\"a\\\"b\\\\c\",region=\"r\"} 1.5\nm 2\n"
+        );
+    }
 }

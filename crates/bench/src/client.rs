@@ -16,7 +16,19 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// benchmark's key and the calls the scenarios make.
 pub struct Conn(signed_client::Conn);
 
-pub use signed_client::Reply;
+/// Plain requests go straight to the shared client.
+impl std::ops::Deref for Conn {
+    type Target = signed_client::Conn;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
 
 impl Conn {
     pub async fn open(host: &str) -> Result<Self, BoxError> {
@@ -26,21 +38,6 @@ impl Conn {
             region: "us-east-1".into(),
         };
         Ok(Self(signed_client::Conn::open(host, creds).await?))
-    }
-
-    /// One signed request.
-    pub async fn send(
-        &mut self,
-        method: &str,
-        path_and_query: &str,
-        service: &str,
-        extra: &[(&str, &str)],
-        body: Bytes,
-    ) -> Result<Reply, BoxError> {
-        Ok(self
-            .0
-            .send(method, path_and_query, service, extra, body)
-            .await?)
     }
 
     /// Invokes a function (or, against the echo server, the same path) and

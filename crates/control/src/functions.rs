@@ -183,20 +183,7 @@ impl Control {
             &["Zip", "Image"],
         );
         c.architectures(req.architectures.as_ref());
-        check_settings(
-            &mut c,
-            Settings {
-                role: req.role.as_deref(),
-                handler: req.handler.as_deref(),
-                description: req.description.as_deref(),
-                timeout: req.timeout,
-                memory_size: req.memory_size,
-                ephemeral_storage: req.ephemeral_storage.as_ref(),
-                tracing_config: req.tracing_config.as_ref(),
-                environment: req.environment.as_ref(),
-                logging_config: req.logging_config.as_ref(),
-            },
-        );
+        check_settings(&mut c, settings_of!(req));
         c.finish()?;
         let raw_name = raw_name.unwrap_or_default();
         if let Err(model::NameError::TooLong { max }) = model::FunctionRef::parse(raw_name)
@@ -542,20 +529,7 @@ impl Control {
     ) -> Result<wire::FunctionConfiguration, ControlError> {
         let t = self.unversioned(scope, raw)?;
         let mut c = Checks::default();
-        check_settings(
-            &mut c,
-            Settings {
-                role: req.role.as_deref(),
-                handler: req.handler.as_deref(),
-                description: req.description.as_deref(),
-                timeout: req.timeout,
-                memory_size: req.memory_size,
-                ephemeral_storage: req.ephemeral_storage.as_ref(),
-                tracing_config: req.tracing_config.as_ref(),
-                environment: req.environment.as_ref(),
-                logging_config: req.logging_config.as_ref(),
-            },
-        );
+        check_settings(&mut c, settings_of!(req));
         c.finish()?;
         if let Some(r) = &req.runtime {
             validate::runtime(&self.catalog, r)?;
@@ -794,6 +768,24 @@ struct Settings<'a> {
     environment: Option<&'a wire::Environment>,
     logging_config: Option<&'a wire::LoggingConfig>,
 }
+
+/// The [`Settings`] of either request (the members have the same names).
+macro_rules! settings_of {
+    ($req:expr) => {
+        Settings {
+            role: $req.role.as_deref(),
+            handler: $req.handler.as_deref(),
+            description: $req.description.as_deref(),
+            timeout: $req.timeout,
+            memory_size: $req.memory_size,
+            ephemeral_storage: $req.ephemeral_storage.as_ref(),
+            tracing_config: $req.tracing_config.as_ref(),
+            environment: $req.environment.as_ref(),
+            logging_config: $req.logging_config.as_ref(),
+        }
+    };
+}
+use settings_of;
 
 /// The modeled constraints on [`Settings`].
 fn check_settings(c: &mut Checks, s: Settings<'_>) {

@@ -290,18 +290,12 @@ impl LogStore {
     ) -> Result<StreamPage, LogError> {
         let conn = self.conn();
         require_group(&conn, scope, group)?;
-        let found: Option<i64> = conn
-            .prepare_cached(
-                "SELECT 1 FROM streams WHERE account = ?1 AND region = ?2 AND grp = ?3 AND stream = ?4",
-            )
-            .map_err(err("prepare stream lookup"))?
-            .query_row(
-                params![scope.account.as_str(), scope.region.as_str(), group, stream],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(err("stream lookup"))?;
-        if found.is_none() {
+        let found = exists(
+            &conn,
+            "SELECT 1 FROM streams WHERE account = ?1 AND region = ?2 AND grp = ?3 AND stream = ?4",
+            params![scope.account.as_str(), scope.region.as_str(), group, stream],
+        )?;
+        if !found {
             return Err(LogError::StreamNotFound(stream.to_owned()));
         }
         let token = q.token.map(StreamToken::parse).transpose()?;
@@ -445,21 +439,27 @@ impl LogStore {
 
 /// A group exists while it has a stream (it appears with its first line).
 fn require_group(conn: &Connection, scope: &Scope, group: &str) -> Result<(), LogError> {
-    let found: Option<i64> = conn
-        .prepare_cached(
-            "SELECT 1 FROM streams WHERE account = ?1 AND region = ?2 AND grp = ?3 LIMIT 1",
-        )
-        .map_err(err("prepare group lookup"))?
-        .query_row(
-            params![scope.account.as_str(), scope.region.as_str(), group],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(err("group lookup"))?;
-    match found {
-        Some(_) => Ok(()),
-        None => Err(LogError::GroupNotFound(group.to_owned())),
+    let found = exists(
+        conn,
+        "SELECT 1 FROM streams WHERE account = ?1 AND region = ?2 AND grp = ?3 LIMIT 1",
+        params![scope.account.as_str(), scope.region.as_str(), group],
+    )?;
+    if found {
+        Ok(())
+    } else {
+        Err(LogError::GroupNotFound(group.to_owned()))
     }
+}
+
+/// Whether `sql` finds a row.
+fn exists(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<bool, LogError> {
+    let found: Option<i64> = conn
+        .prepare_cached(sql)
+        .map_err(err("prepare lookup"))?
+        .query_row(args, |r| r.get(0))
+        .optional()
+        .map_err(err("lookup"))?;
+    Ok(found.is_some())
 }
 
 /// Runs a [`Select`]: the matching events of one group, oldest first.
