@@ -309,6 +309,21 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Authed {
     }
 }
 
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<RequestId>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("request reached a handler without a request id"))
+    }
+}
+
 impl Authed {
     /// The body as the JSON an operation takes; an empty body reads as `{}`.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
