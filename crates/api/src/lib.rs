@@ -295,34 +295,27 @@ impl Clone for Authed {
     }
 }
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Authed {
-    type Rejection = ApiError;
+/// Handlers take what the middleware left in the request's extensions; a
+/// missing one is a wiring fault of the server, not the caller's.
+macro_rules! from_extension {
+    ($ty:ty, $what:literal) => {
+        impl<S: Send + Sync> axum::extract::FromRequestParts<S> for $ty {
+            type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, ApiError> {
-        parts
-            .extensions
-            .remove::<Authed>()
-            .ok_or_else(|| ApiError::internal("request reached a handler without authentication"))
-    }
+            async fn from_request_parts(
+                parts: &mut axum::http::request::Parts,
+                _: &S,
+            ) -> Result<Self, ApiError> {
+                parts.extensions.remove::<$ty>().ok_or_else(|| {
+                    ApiError::internal(concat!("request reached a handler without ", $what))
+                })
+            }
+        }
+    };
 }
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, ApiError> {
-        parts
-            .extensions
-            .get::<RequestId>()
-            .cloned()
-            .ok_or_else(|| ApiError::internal("request reached a handler without a request id"))
-    }
-}
+from_extension!(Authed, "authentication");
+from_extension!(RequestId, "a request id");
 
 impl Authed {
     /// The body as the JSON an operation takes; an empty body reads as `{}`.

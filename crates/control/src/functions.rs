@@ -193,17 +193,7 @@ impl Control {
                 "1 validation error detected: Value '{raw_name}' at 'functionName' failed to satisfy constraint: Member must have length less than or equal to {max}"
             )));
         }
-        let r = resolve_ref(scope, raw_name)?;
-        if r.qualifier.is_some() {
-            return Err(name_error(
-                "functionName",
-                raw_name,
-                model::NameError::Pattern {
-                    pattern: model::FunctionRef::PATTERN,
-                },
-            ));
-        }
-        let name = r.name;
+        let name = self.unversioned(scope, raw_name)?.name;
         let package_type = match req.package_type.as_deref() {
             Some("Image") => {
                 return Err(ControlError::InvalidParameter(
