@@ -69,6 +69,22 @@ impl Control {
         Ok(t)
     }
 
+    /// Checks a `DeadLetterConfig`'s target when one is set (an empty
+    /// `TargetArn` removes the target and needs no check).
+    async fn check_dead_letter_config(
+        &self,
+        scope: &Scope,
+        config: Option<&wire::DeadLetterConfig>,
+    ) -> Result<(), ControlError> {
+        match config
+            .and_then(|d| d.target_arn.as_deref())
+            .filter(|t| !t.is_empty())
+        {
+            Some(t) => self.check_dead_letter_target(scope, t).await,
+            None => Ok(()),
+        }
+    }
+
     /// Loads a function's record, or `Function not found`.
     pub(crate) async fn load(
         &self,
@@ -224,14 +240,8 @@ impl Control {
             code.image_uri.as_deref(),
         )?;
 
-        if let Some(t) = req
-            .dead_letter_config
-            .as_ref()
-            .and_then(|d| d.target_arn.as_deref())
-            .filter(|t| !t.is_empty())
-        {
-            self.check_dead_letter_target(scope, t).await?;
-        }
+        self.check_dead_letter_config(scope, req.dead_letter_config.as_ref())
+            .await?;
 
         let now = model::time_fmt::now_ms();
         let guard = self.blob_lock.lock().await;
@@ -537,14 +547,8 @@ impl Control {
             Some(arns) => Some(self.resolve_layers(scope, arns).await?),
             None => None,
         };
-        if let Some(t) = req
-            .dead_letter_config
-            .as_ref()
-            .and_then(|d| d.target_arn.as_deref())
-            .filter(|t| !t.is_empty())
-        {
-            self.check_dead_letter_target(scope, t).await?;
-        }
+        self.check_dead_letter_config(scope, req.dead_letter_config.as_ref())
+            .await?;
         let now = model::time_fmt::now_ms();
         let (before, after) = self
             .modify(scope, &t.name, None, |rec| {

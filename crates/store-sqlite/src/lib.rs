@@ -202,35 +202,68 @@ fn decode_layer(json: &str) -> Result<LayerRecord, StoreError> {
     })
 }
 
-/// The tables listed by name, a page at a time.
+/// The tables of records keyed by (account, region, name).
 #[derive(Clone, Copy)]
-enum Listed {
+enum Table {
     Functions,
     Layers,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Functions => "functions",
+            Self::Layers => "layers",
+        }
+    }
+}
+
+/// One record and its etag, if the scope has one by that name.
+fn get_record<T>(
+    conn: &Connection,
+    table: Table,
+    scope: &Scope,
+    name: &str,
+    decode: fn(&str) -> Result<T, StoreError>,
+) -> Result<Option<Stored<T>>, StoreError> {
+    let sql = format!(
+        "SELECT etag, record FROM {} WHERE account = ?1 AND region = ?2 AND name = ?3",
+        table.name()
+    );
+    let row: Option<(i64, String)> = conn
+        .query_row(
+            &sql,
+            params![scope.account.as_str(), scope.region.as_str(), name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(backend("get"))?;
+    row.map(|(etag, json)| {
+        Ok(Stored {
+            value: decode(&json)?,
+            etag: etag as u64,
+        })
+    })
+    .transpose()
 }
 
 /// One page of a scope's records in name order, after `after`: at most
 /// `limit`, and the name to continue after while there are more.
 fn list_page<T>(
     conn: &Connection,
-    table: Listed,
+    table: Table,
     scope: &Scope,
     after: &str,
     limit: usize,
     decode: fn(&str) -> Result<T, StoreError>,
 ) -> Result<Page<T>, StoreError> {
     let limit = limit.max(1);
-    let sql = match table {
-        Listed::Functions => {
-            "SELECT name, record FROM functions WHERE account = ?1 AND region = ?2 AND name > ?3
-             ORDER BY name LIMIT ?4"
-        }
-        Listed::Layers => {
-            "SELECT name, record FROM layers WHERE account = ?1 AND region = ?2 AND name > ?3
-             ORDER BY name LIMIT ?4"
-        }
-    };
-    let mut stmt = conn.prepare_cached(sql).map_err(backend("prepare list"))?;
+    let sql = format!(
+        "SELECT name, record FROM {} WHERE account = ?1 AND region = ?2 AND name > ?3
+         ORDER BY name LIMIT ?4",
+        table.name()
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(backend("prepare list"))?;
     let mut rows = stmt
         .query_map(
             params![
@@ -300,21 +333,7 @@ impl Store for SqliteStore {
         let scope = scope.clone();
         let name = name.clone();
         self.with("get function", move |conn| {
-            let row: Option<(i64, String)> = conn
-                .query_row(
-                    "SELECT etag, record FROM functions WHERE account = ?1 AND region = ?2 AND name = ?3",
-                    params![scope.account.as_str(), scope.region.as_str(), name.as_str()],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(backend("get function"))?;
-            row.map(|(etag, json)| {
-                Ok(Stored {
-                    value: decode(&json)?,
-                    etag: etag as u64,
-                })
-            })
-            .transpose()
+            get_record(conn, Table::Functions, &scope, name.as_str(), decode)
         })
         .await
     }
@@ -328,7 +347,7 @@ impl Store for SqliteStore {
         let scope = scope.clone();
         let after = after.unwrap_or("").to_owned();
         self.with("list functions", move |conn| {
-            list_page(conn, Listed::Functions, &scope, &after, limit, decode)
+            list_page(conn, Table::Functions, &scope, &after, limit, decode)
         })
         .await
     }
@@ -509,21 +528,7 @@ impl Store for SqliteStore {
         let scope = scope.clone();
         let name = name.to_owned();
         self.with("get layer", move |conn| {
-            let row: Option<(i64, String)> = conn
-                .query_row(
-                    "SELECT etag, record FROM layers WHERE account = ?1 AND region = ?2 AND name = ?3",
-                    params![scope.account.as_str(), scope.region.as_str(), name],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(backend("get layer"))?;
-            row.map(|(etag, json)| {
-                Ok(Stored {
-                    value: decode_layer(&json)?,
-                    etag: etag as u64,
-                })
-            })
-            .transpose()
+            get_record(conn, Table::Layers, &scope, &name, decode_layer)
         })
         .await
     }
@@ -587,7 +592,7 @@ impl Store for SqliteStore {
         let scope = scope.clone();
         let after = after.unwrap_or("").to_owned();
         self.with("list layers", move |conn| {
-            list_page(conn, Listed::Layers, &scope, &after, limit, decode_layer)
+            list_page(conn, Table::Layers, &scope, &after, limit, decode_layer)
         })
         .await
     }
