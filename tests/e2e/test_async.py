@@ -116,7 +116,10 @@ def start_lines(c, name, request_id):
     kw = {"logGroupName": f"/aws/lambda/{name}", "filterPattern": f'"START RequestId: {request_id}"'}
     logs = c
     while True:
-        r = logs.filter_log_events(**kw)
+        try:
+            r = logs.filter_log_events(**kw)
+        except logs.exceptions.ResourceNotFoundException:
+            return []  # nothing stored yet
         out += [e["timestamp"] for e in r["events"]]
         if not r.get("nextToken"):
             return sorted(out)

@@ -265,8 +265,15 @@ def test_parallel_invokes_scale_out(server):
         return body
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         list(pool.map(one, range(4)))
-    streams = wait_for("four log streams", lambda: (lambda s: s if len(s) >= 4 else None)(
-        server.client(service="logs").describe_log_streams(logGroupName="/aws/lambda/wide")["logStreams"]))
+    logs = server.client(service="logs")
+
+    def streams_of_wide():
+        try:
+            s = logs.describe_log_streams(logGroupName="/aws/lambda/wide")["logStreams"]
+        except logs.exceptions.ResourceNotFoundException:
+            return None
+        return s if len(s) >= 4 else None
+    streams = wait_for("four log streams", streams_of_wide)
     assert len(streams) == 4, "one environment per concurrent invocation"
 
 
@@ -305,7 +312,10 @@ def test_logs_are_stored_per_group_and_stream(server, pyfn):
     request_id = r["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
     logs = server.client(service="logs")
     def found():
-        ev = logs.filter_log_events(logGroupName="/aws/lambda/py", filterPattern=request_id)["events"]
+        try:
+            ev = logs.filter_log_events(logGroupName="/aws/lambda/py", filterPattern=request_id)["events"]
+        except logs.exceptions.ResourceNotFoundException:
+            return None  # the first line is not stored yet
         return ev if any(e["message"].startswith("REPORT") for e in ev) else None
     events = wait_for("the REPORT line in the log store", found)
     messages = [e["message"] for e in events]

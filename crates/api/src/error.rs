@@ -1,11 +1,78 @@
 //! The one place typed errors become AWS error responses: status, the
-//! `x-amzn-ErrorType` header, and a JSON body in AWS's shape.
+//! `x-amzn-ErrorType` header, and a body in the shape of the protocol the
+//! service speaks.
+//!
+//! Handlers return [`ApiError`]; the service they belong to decides how it is
+//! written ([`ApiError::response`]). A failure of the platform itself is
+//! logged here, under the request's span, and reaches the client only as the
+//! service's generic error.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use control::ControlError;
-use serde_json::Value;
+use logs::LogError;
+use serde_json::{Map, Value};
 
+/// The wire protocols of the services on this endpoint. Each writes an error
+/// its own way: a new protocol is one arm in [`ApiError::response`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// REST-JSON (Lambda): the code in `x-amzn-ErrorType`, the body
+    /// `{"Type": ..., "message" | "Message": ...}`.
+    RestJson,
+    /// AWS JSON 1.0 (Scheduler, EventBridge): `{"__type": ..., "message": ...}`.
+    AwsJson1_0,
+    /// AWS JSON 1.1 (CloudWatch Logs): as 1.0, under its own content type.
+    AwsJson1_1,
+}
+
+impl Protocol {
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            Self::RestJson => "application/json",
+            Self::AwsJson1_0 => "application/x-amz-json-1.0",
+            Self::AwsJson1_1 => "application/x-amz-json-1.1",
+        }
+    }
+}
+
+/// A service answering on this endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Lambda,
+    Logs,
+}
+
+impl Service {
+    pub const fn protocol(self) -> Protocol {
+        match self {
+            Self::Lambda => Protocol::RestJson,
+            Self::Logs => Protocol::AwsJson1_1,
+        }
+    }
+
+    /// What the service answers for a failure of its own (the detail stays in
+    /// the server's log).
+    const fn internal_error(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Lambda => ("ServiceException", "An internal error occurred. Try again."),
+            Self::Logs => (
+                "ServiceUnavailableException",
+                "The service cannot complete the request.",
+            ),
+        }
+    }
+
+    /// The code for a request body that is not the JSON the operation takes.
+    const fn unreadable_body_code(self) -> &'static str {
+        match self {
+            Self::Lambda => "InvalidRequestContentException",
+            Self::Logs => "SerializationException",
+        }
+    }
+}
+
+/// An error on its way to the client.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -13,6 +80,18 @@ pub struct ApiError {
     pub message: String,
     pub extra: Vec<(&'static str, Value)>,
     pub retry_after_s: Option<u64>,
+    kind: Kind,
+}
+
+/// Errors whose code and message depend on the service answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `code` and `message` are what the client sees.
+    Specific,
+    /// A failure of the platform: the service's generic error.
+    Internal,
+    /// A body that does not parse: the service's code, the parser's message.
+    UnreadableBody,
 }
 
 impl ApiError {
@@ -23,6 +102,7 @@ impl ApiError {
             message: message.into(),
             extra: Vec::new(),
             retry_after_s: None,
+            kind: Kind::Specific,
         }
     }
 
@@ -36,11 +116,14 @@ impl ApiError {
 
     /// A body that is not the JSON the operation takes.
     pub fn bad_json(detail: impl std::fmt::Display) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "InvalidRequestContentException",
-            format!("Could not parse request body into json: {detail}"),
-        )
+        Self {
+            kind: Kind::UnreadableBody,
+            ..Self::new(
+                StatusCode::BAD_REQUEST,
+                Service::Lambda.unreadable_body_code(),
+                format!("Could not parse request body into json: {detail}"),
+            )
+        }
     }
 
     pub fn unknown_operation() -> Self {
@@ -51,13 +134,65 @@ impl ApiError {
         )
     }
 
+    /// A failure of the platform itself: the detail goes to the server's log
+    /// (under the request's span, so with its request id), the client gets the
+    /// service's generic error.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "ServiceException",
-            "An internal error occurred. Try again.",
-        )
+        let (code, message) = Service::Lambda.internal_error();
+        Self {
+            kind: Kind::Internal,
+            ..Self::new(StatusCode::INTERNAL_SERVER_ERROR, code, message)
+        }
+    }
+
+    /// The response as `service` writes it.
+    pub fn response(self, service: Service) -> Response {
+        let (code, message) = match self.kind {
+            Kind::Specific => (self.code, self.message),
+            Kind::Internal => {
+                let (code, message) = service.internal_error();
+                (code, message.to_owned())
+            }
+            Kind::UnreadableBody => (service.unreadable_body_code(), self.message),
+        };
+        let protocol = service.protocol();
+        let body = match protocol {
+            Protocol::RestJson => api_types::ErrorBody {
+                code,
+                message: &message,
+                fault: if self.status.is_server_error() {
+                    "Service"
+                } else {
+                    "User"
+                },
+                extra: self.extra,
+            }
+            .to_json(),
+            Protocol::AwsJson1_0 | Protocol::AwsJson1_1 => {
+                let mut m: Map<String, Value> = self
+                    .extra
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect();
+                m.insert("__type".into(), Value::String(code.into()));
+                m.insert("message".into(), Value::String(message));
+                Value::Object(m).to_string().into_bytes()
+            }
+        };
+        let mut resp = (self.status, body).into_response();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(protocol.content_type()),
+        );
+        h.insert("x-amzn-errortype", HeaderValue::from_static(code));
+        if let Some(s) = self.retry_after_s
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            h.insert(header::RETRY_AFTER, v);
+        }
+        resp
     }
 }
 
@@ -97,33 +232,32 @@ impl From<sigv4::SigError> for ApiError {
     }
 }
 
+impl From<LogError> for ApiError {
+    fn from(e: LogError) -> Self {
+        let (code, message) = match &e {
+            LogError::GroupNotFound(_) => (
+                "ResourceNotFoundException",
+                "The specified log group does not exist.",
+            ),
+            LogError::StreamNotFound(_) => (
+                "ResourceNotFoundException",
+                "The specified log stream does not exist.",
+            ),
+            LogError::InvalidToken => (
+                "InvalidParameterException",
+                "The specified nextToken is invalid.",
+            ),
+            LogError::Store { .. } => return Self::internal(&e),
+        };
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+}
+
+/// Lambda's errors (REST-JSON); other services write theirs with
+/// [`ApiError::response`].
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let fault = if self.status.is_server_error() {
-            "Service"
-        } else {
-            "User"
-        };
-        let body = api_types::ErrorBody {
-            code: self.code,
-            message: &self.message,
-            fault,
-            extra: self.extra,
-        }
-        .to_json();
-        let mut resp = (self.status, body).into_response();
-        let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        h.insert("x-amzn-errortype", HeaderValue::from_static(self.code));
-        if let Some(s) = self.retry_after_s
-            && let Ok(v) = HeaderValue::from_str(&s.to_string())
-        {
-            h.insert(header::RETRY_AFTER, v);
-        }
-        resp
+        self.response(Service::Lambda)
     }
 }
 
@@ -158,5 +292,97 @@ impl From<invoke::InvokeError> for ApiError {
             | E::Queue(_) => return Self::internal(&e),
         };
         Self::new(status, code, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt as _;
+
+    async fn written(e: ApiError, service: Service) -> (StatusCode, String, String, Value) {
+        let r = e.response(service);
+        let status = r.status();
+        let header = |n: &str| {
+            r.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let (ty, code) = (header("content-type"), header("x-amzn-errortype"));
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        (status, ty, code, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn each_service_writes_errors_in_its_protocol() {
+        let nf = || LogError::GroupNotFound("/aws/lambda/x".into()).into();
+        let (st, ty, code, body) = written(nf(), Service::Logs).await;
+        assert_eq!(
+            (st, ty.as_str(), code.as_str()),
+            (
+                StatusCode::BAD_REQUEST,
+                "application/x-amz-json-1.1",
+                "ResourceNotFoundException"
+            )
+        );
+        assert_eq!(
+            body,
+            serde_json::json!({"__type": "ResourceNotFoundException",
+                               "message": "The specified log group does not exist."})
+        );
+        let (_, ty, _, body) = written(nf(), Service::Lambda).await;
+        assert_eq!(ty, "application/json");
+        assert_eq!(
+            body,
+            serde_json::json!({"Type": "User", "Message": "The specified log group does not exist."})
+        );
+    }
+
+    #[tokio::test]
+    async fn internal_failures_answer_the_services_generic_error_only() {
+        let detail = "disk I/O error at /var/lib/secret/path";
+        for (service, code, message) in [
+            (
+                Service::Lambda,
+                "ServiceException",
+                "An internal error occurred. Try again.",
+            ),
+            (
+                Service::Logs,
+                "ServiceUnavailableException",
+                "The service cannot complete the request.",
+            ),
+        ] {
+            let (st, _, got, body) = written(ApiError::internal(detail), service).await;
+            assert_eq!(
+                (st, got.as_str()),
+                (StatusCode::INTERNAL_SERVER_ERROR, code)
+            );
+            assert!(!body.to_string().contains("secret"), "{body}");
+            let key = if service == Service::Lambda {
+                "Message"
+            } else {
+                "message"
+            };
+            assert_eq!(body[key], message);
+        }
+        let store = LogError::Store {
+            op: "select",
+            detail: detail.into(),
+        };
+        let (_, _, code, body) = written(store.into(), Service::Logs).await;
+        assert_eq!(code, "ServiceUnavailableException");
+        assert!(!body.to_string().contains("secret"));
+    }
+
+    #[tokio::test]
+    async fn unreadable_bodies_use_the_services_code() {
+        let (_, _, code, _) = written(ApiError::bad_json("eof"), Service::Lambda).await;
+        assert_eq!(code, "InvalidRequestContentException");
+        let (_, _, code, body) = written(ApiError::bad_json("eof"), Service::Logs).await;
+        assert_eq!(code, "SerializationException");
+        assert_eq!(body["__type"], "SerializationException");
     }
 }

@@ -1,310 +1,58 @@
-//! Function, tag and account routes.
+//! Function routes: create, read, list, update, delete.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use axum::extract::Path;
+use axum::response::Response;
 
-use axum::extract::{Path, Query, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use crate::ApiError;
+use crate::call::{Call, created, no_content, ok};
 
-use crate::{ApiError, AppState, Authed, json_response};
-
-type Params = Query<HashMap<String, String>>;
-
-fn now_s() -> i64 {
+pub(crate) fn now_s() -> i64 {
     model::time_fmt::now_ms() / 1000
 }
 
-pub async fn create(State(s): State<Arc<AppState>>, req: Authed) -> Result<Response, ApiError> {
-    let body = req.json()?;
-    let out = s.control.create_function(&req.caller.scope, body).await?;
-    Ok(json_response(StatusCode::CREATED, &out))
+pub async fn create(c: Call) -> Result<Response, ApiError> {
+    created(c.control().create_function(c.scope(), c.body()?).await?)
 }
 
-pub async fn list(
-    State(s): State<Arc<AppState>>,
-    req: Authed,
-    Query(q): Params,
-) -> Result<Response, ApiError> {
-    let out = s
-        .control
-        .list_functions(
-            &req.caller.scope,
-            q.get("Marker").map(String::as_str),
-            q.get("MaxItems").map(String::as_str),
-            q.get("FunctionVersion").map(String::as_str),
-        )
+pub async fn list(c: Call) -> Result<Response, ApiError> {
+    let (marker, max_items) = c.page();
+    let version = c.param("FunctionVersion");
+    ok(c.control()
+        .list_functions(c.scope(), marker, max_items, version)
+        .await?)
+}
+
+pub async fn get(c: Call, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let mut out = c
+        .control()
+        .get_function(c.scope(), &name, c.qualifier(), now_s())
         .await?;
-    Ok(json_response(StatusCode::OK, &out))
+    out.code.location = c.absolute(&out.code.location);
+    ok(out)
 }
 
-pub async fn get(
-    State(s): State<Arc<AppState>>,
-    req: Authed,
-    Path(name): Path<String>,
-    Query(q): Params,
-) -> Result<Response, ApiError> {
-    let mut out = s
-        .control
-        .get_function(
-            &req.caller.scope,
-            &name,
-            q.get("Qualifier").map(String::as_str),
-            now_s(),
-        )
-        .await?;
-    out.code.location = format!("http://{}{}", req.host, out.code.location);
-    Ok(json_response(StatusCode::OK, &out))
+pub async fn get_configuration(c: Call, Path(name): Path<String>) -> Result<Response, ApiError> {
+    ok(c.control()
+        .get_function_configuration(c.scope(), &name, c.qualifier())
+        .await?)
 }
 
-pub async fn get_configuration(
-    State(s): State<Arc<AppState>>,
-    req: Authed,
-    Path(name): Path<String>,
-    Query(q): Params,
-) -> Result<Response, ApiError> {
-    let out = s
-        .control
-        .get_function_configuration(
-            &req.caller.scope,
-            &name,
-            q.get("Qualifier").map(String::as_str),
-        )
-        .await?;
-    Ok(json_response(StatusCode::OK, &out))
+pub async fn update_configuration(c: Call, Path(name): Path<String>) -> Result<Response, ApiError> {
+    ok(c.control()
+        .update_function_configuration(c.scope(), &name, c.body()?)
+        .await?)
 }
 
-pub async fn update_configuration(
-    State(s): State<Arc<AppState>>,
-    req: Authed,
-    Path(name): Path<String>,
-) -> Result<Response, ApiError> {
-    let body = req.json()?;
-    let out = s
-        .control
-        .update_function_configuration(&req.caller.scope, &name, body)
-        .await?;
-    Ok(json_response(StatusCode::OK, &out))
+pub async fn update_code(c: Call, Path(name): Path<String>) -> Result<Response, ApiError> {
+    ok(c.control()
+        .update_function_code(c.scope(), &name, c.body()?)
+        .await?)
 }
 
-pub async fn update_code(
-    State(s): State<Arc<AppState>>,
-    req: Authed,
-    Path(name): Path<String>,
-) -> Result<Response, ApiError> {
-    let body = req.json()?;
-    let out = s
-        .control
-        .update_function_code(&req.caller.scope, &name, body)
-        .await?;
-    Ok(json_response(StatusCode::OK, &out))
-}
-
-pub async fn delete(
-    State(s): State<Arc<AppState>>,
-    req: Authed,
-    Path(name): Path<String>,
-    Query(q): Params,
-) -> Result<Response, ApiError> {
-    s.control
-        .delete_function(
-            &req.caller.scope,
-            &name,
-            q.get("Qualifier").map(String::as_str),
-        )
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-pub async fn tag(
-    State(s): State<Arc<AppState>>,
-    req: Authed,
-    Path(arn): Path<String>,
-) -> Result<Response, ApiError> {
-    let body = req.json()?;
-    s.control
-        .tag_resource(&req.caller.scope, &arn, body)
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-pub async fn untag(
-    State(s): State<Arc<AppState>>,
-    req: Authed,
-    Path(arn): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    let keys: Vec<String> = sigv4::decode_query(q.as_deref().unwrap_or(""))
-        .into_iter()
-        .filter(|(k, _)| k == "tagKeys")
-        .map(|(_, v)| v)
-        .collect();
-    s.control
-        .untag_resource(&req.caller.scope, &arn, &keys)
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-pub async fn list_tags(
-    State(s): State<Arc<AppState>>,
-    req: Authed,
-    Path(arn): Path<String>,
-) -> Result<Response, ApiError> {
-    let out = s.control.list_tags(&req.caller.scope, &arn).await?;
-    Ok(json_response(StatusCode::OK, &out))
-}
-
-pub async fn account_settings(
-    State(s): State<Arc<AppState>>,
-    req: Authed,
-) -> Result<Response, ApiError> {
-    let out = s.control.account_settings(&req.caller.scope).await?;
-    Ok(json_response(StatusCode::OK, &out))
-}
-
-/// `Code.Location` downloads: authorised by the link's own signature, not SigV4.
-pub async fn download_code(
-    State(s): State<Arc<AppState>>,
-    Path(file): Path<String>,
-    Query(q): Params,
-) -> Result<Response, ApiError> {
-    let digest = file.strip_suffix(".zip").unwrap_or(&file);
-    let expires = q
-        .get("Expires")
-        .and_then(|e| e.parse::<i64>().ok())
-        .unwrap_or(0);
-    let signature = q.get("Signature").map(String::as_str).unwrap_or("");
-    let zip = s
-        .control
-        .download_code(digest, expires, signature, now_s())
-        .await?;
-    let mut resp = (StatusCode::OK, zip).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/zip"),
-    );
-    Ok(resp)
-}
-
-/// `GET /lambent/status`: the caller's execution environments per function
-/// version (Lambent's own endpoint, signed like the Lambda API).
-pub async fn status(State(s): State<Arc<AppState>>, req: Authed) -> Response {
-    let stats = s.invoker.pool().stats(&req.caller.scope);
-    let functions: Vec<serde_json::Value> = stats
-        .iter()
-        .map(|v| {
-            let cold = v.last_cold_start.map(|c| {
-                serde_json::json!({
-                    "SandboxSetupMicros": c.sandbox_setup.as_micros() as u64,
-                    "RuntimeInitMicros": c.runtime_init.as_micros() as u64,
-                    "FirstInvokeMicros": c.first_invoke.as_micros() as u64,
-                })
-            });
-            serde_json::json!({"FunctionName": v.name, "Version": v.version,
-                               "IdleEnvironments": v.idle, "BusyEnvironments": v.busy,
-                               "LastColdStart": cold})
-        })
-        .collect();
-    let now = model::time_fmt::now_ms();
-    let st = s.dispatcher.queue().stats();
-    let queue: Vec<serde_json::Value> = st
-        .functions
-        .iter()
-        .filter(|f| f.scope == req.caller.scope)
-        .map(|f| {
-            serde_json::json!({
-                "FunctionName": f.name,
-                "Depth": f.depth,
-                "OldestEventAgeSeconds": ((now - f.oldest_enqueued_ms).max(0) as f64) / 1000.0,
-            })
-        })
-        .collect();
-    let deliveries = st.deliveries;
-    json_response(
-        StatusCode::OK,
-        &serde_json::json!({
-            "Functions": functions,
-            "AsyncQueue": queue,
-            "PendingDeliveries": deliveries,
-        }),
+pub async fn delete(c: Call, Path(name): Path<String>) -> Result<Response, ApiError> {
+    no_content(
+        c.control()
+            .delete_function(c.scope(), &name, c.qualifier())
+            .await?,
     )
-}
-
-/// Prometheus text exposition of the platform's gauges and counters.
-pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
-    use std::fmt::Write as _;
-    use std::sync::atomic::Ordering;
-    let mut out = String::new();
-    let now = model::time_fmt::now_ms();
-    let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
-    let st = s.dispatcher.queue().stats();
-    let _ = writeln!(
-        out,
-        "# HELP lambent_async_queue_depth Asynchronous events waiting or running, per function."
-    );
-    let _ = writeln!(out, "# TYPE lambent_async_queue_depth gauge");
-    for f in &st.functions {
-        let _ = writeln!(
-            out,
-            "lambent_async_queue_depth{{account=\"{}\",region=\"{}\",function=\"{}\"}} {}",
-            f.scope.account,
-            f.scope.region,
-            esc(&f.name),
-            f.depth
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP lambent_async_oldest_event_age_seconds Age of the oldest queued event, per function."
-    );
-    let _ = writeln!(out, "# TYPE lambent_async_oldest_event_age_seconds gauge");
-    for f in &st.functions {
-        let _ = writeln!(
-            out,
-            "lambent_async_oldest_event_age_seconds{{account=\"{}\",region=\"{}\",function=\"{}\"}} {:.3}",
-            f.scope.account,
-            f.scope.region,
-            esc(&f.name),
-            ((now - f.oldest_enqueued_ms).max(0) as f64) / 1000.0
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP lambent_async_pending_deliveries Destination records and dead letters waiting for an HTTP endpoint."
-    );
-    let _ = writeln!(out, "# TYPE lambent_async_pending_deliveries gauge");
-    let _ = writeln!(out, "lambent_async_pending_deliveries {}", st.deliveries);
-    let m = s.dispatcher.metrics();
-    for (name, help, v) in [
-        (
-            "lambent_async_events_received_total",
-            "Asynchronous events accepted.",
-            &m.events_received,
-        ),
-        (
-            "lambent_async_events_dropped_total",
-            "Asynchronous events dropped with nowhere to go.",
-            &m.events_dropped,
-        ),
-        (
-            "lambent_destination_delivery_failures_total",
-            "Destination records an endpoint never accepted.",
-            &m.destination_delivery_failures,
-        ),
-        (
-            "lambent_dead_letter_errors_total",
-            "Dead letters an endpoint never accepted.",
-            &m.dead_letter_errors,
-        ),
-    ] {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} counter");
-        let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
-    }
-    let mut resp = out.into_response();
-    resp.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
-    );
-    resp
 }

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use invoke::{Invocation, InvocationType, InvokeRequest};
 
-use crate::{ApiError, AppState, Authed};
+use crate::{ApiError, AppState, Authed, RequestId};
 
 type Params = Query<std::collections::HashMap<String, String>>;
 
@@ -17,6 +17,7 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 pub async fn invoke(
     State(s): State<Arc<AppState>>,
+    RequestId(request_id): RequestId,
     req: Authed,
     headers: HeaderMap,
     Path(name): Path<String>,
@@ -58,7 +59,22 @@ pub async fn invoke(
     let scope = &req.caller.scope;
     let out = match invocation_type {
         InvocationType::RequestResponse => {
-            Invocation::Completed(s.invoker.invoke(scope, call).await?)
+            // Resolved and executed here, not through `Invoker::invoke`, so
+            // that the function runs under this request's id: the one its
+            // span logs under and its response carries.
+            let target = s
+                .invoker
+                .resolve(scope, &call.function, call.qualifier.as_deref())
+                .await?;
+            invoke::check_payload(invocation_type, &call.payload)?;
+            let run = invoke::Call {
+                request_id,
+                payload: call.payload,
+                client_context: call.client_context,
+                trace_header: call.trace_header,
+                tail: call.tail,
+            };
+            Invocation::Completed(s.invoker.execute(&target, run).await?)
         }
         InvocationType::DryRun => s.invoker.dry_run(scope, &call).await?,
         InvocationType::Event => s.dispatcher.accept(scope, call).await?,

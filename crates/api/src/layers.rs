@@ -1,207 +1,76 @@
-//! Layers and resource policies.
+//! Layers and their versions.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use axum::extract::Path;
+use axum::response::Response;
 
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use crate::ApiError;
+use crate::call::{Call, created, no_content, ok};
+use crate::functions::now_s;
 
-use crate::{ApiError, AppState, Authed, json_response};
-
-type Params = Query<HashMap<String, String>>;
-
-fn q<'a>(p: &'a HashMap<String, String>, k: &str) -> Option<&'a str> {
-    p.get(k).map(String::as_str)
-}
-
-/// Makes a layer version's download link absolute, on the address the client used.
-fn absolute(
-    req: &Authed,
-    mut out: api_types::LayerVersionResponse,
-) -> api_types::LayerVersionResponse {
-    out.content.location = format!("http://{}{}", req.host, out.content.location);
+/// Makes a layer version's download link absolute.
+fn absolute(c: &Call, mut out: api_types::LayerVersionResponse) -> api_types::LayerVersionResponse {
+    out.content.location = c.absolute(&out.content.location);
     out
 }
 
-fn now_s() -> i64 {
-    model::time_fmt::now_ms() / 1000
+pub async fn publish(c: Call, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let out = c
+        .control()
+        .publish_layer_version(c.scope(), &name, c.body()?, now_s())
+        .await?;
+    created(absolute(&c, out))
 }
 
-pub async fn publish(
-    State(s): State<Arc<AppState>>,
-    req: Authed,
-    Path(name): Path<String>,
-) -> Result<Response, ApiError> {
-    let body = req.json()?;
-    let out = s
-        .control
-        .publish_layer_version(&req.caller.scope, &name, body, now_s())
-        .await?;
-    Ok(json_response(StatusCode::CREATED, &absolute(&req, out)))
-}
-
-pub async fn list_versions(
-    State(s): State<Arc<AppState>>,
-    req: Authed,
-    Path(name): Path<String>,
-    Query(p): Params,
-) -> Result<Response, ApiError> {
-    let out = s
-        .control
-        .list_layer_versions(
-            &req.caller.scope,
-            &name,
-            q(&p, "CompatibleRuntime"),
-            q(&p, "CompatibleArchitecture"),
-            q(&p, "Marker"),
-            q(&p, "MaxItems"),
-        )
-        .await?;
-    Ok(json_response(StatusCode::OK, &out))
+pub async fn list_versions(c: Call, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let (marker, max_items) = c.page();
+    let (runtime, arch) = (
+        c.param("CompatibleRuntime"),
+        c.param("CompatibleArchitecture"),
+    );
+    ok(c.control()
+        .list_layer_versions(c.scope(), &name, runtime, arch, marker, max_items)
+        .await?)
 }
 
 pub async fn get_version(
-    State(s): State<Arc<AppState>>,
-    req: Authed,
+    c: Call,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let out = s
-        .control
-        .get_layer_version(&req.caller.scope, &name, &version, now_s())
+    let out = c
+        .control()
+        .get_layer_version(c.scope(), &name, &version, now_s())
         .await?;
-    Ok(json_response(StatusCode::OK, &absolute(&req, out)))
+    ok(absolute(&c, out))
 }
 
 pub async fn delete_version(
-    State(s): State<Arc<AppState>>,
-    req: Authed,
+    c: Call,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    s.control
-        .delete_layer_version(&req.caller.scope, &name, &version)
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    no_content(
+        c.control()
+            .delete_layer_version(c.scope(), &name, &version)
+            .await?,
+    )
 }
 
 /// `GET /2018-10-31/layers`: `ListLayers`, or `GetLayerVersionByArn` with
 /// `find=LayerVersion`.
-pub async fn list_or_find(
-    State(s): State<Arc<AppState>>,
-    req: Authed,
-    Query(p): Params,
-) -> Result<Response, ApiError> {
-    if q(&p, "find") == Some("LayerVersion") {
-        let out = s
-            .control
-            .get_layer_version_by_arn(&req.caller.scope, q(&p, "Arn").unwrap_or_default(), now_s())
+pub async fn list_or_find(c: Call) -> Result<Response, ApiError> {
+    if c.param("find") == Some("LayerVersion") {
+        let arn = c.param("Arn").unwrap_or_default();
+        let out = c
+            .control()
+            .get_layer_version_by_arn(c.scope(), arn, now_s())
             .await?;
-        return Ok(json_response(StatusCode::OK, &absolute(&req, out)));
+        return ok(absolute(&c, out));
     }
-    let out = s
-        .control
-        .list_layers(
-            &req.caller.scope,
-            q(&p, "CompatibleRuntime"),
-            q(&p, "CompatibleArchitecture"),
-            q(&p, "Marker"),
-            q(&p, "MaxItems"),
-        )
-        .await?;
-    Ok(json_response(StatusCode::OK, &out))
-}
-
-pub async fn add_layer_permission(
-    State(s): State<Arc<AppState>>,
-    req: Authed,
-    Path((name, version)): Path<(String, String)>,
-    Query(p): Params,
-) -> Result<Response, ApiError> {
-    let body = req.json()?;
-    let out = s
-        .control
-        .add_layer_version_permission(
-            &req.caller.scope,
-            &name,
-            &version,
-            q(&p, "RevisionId"),
-            body,
-        )
-        .await?;
-    Ok(json_response(StatusCode::CREATED, &out))
-}
-
-pub async fn get_layer_policy(
-    State(s): State<Arc<AppState>>,
-    req: Authed,
-    Path((name, version)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    let out = s
-        .control
-        .get_layer_version_policy(&req.caller.scope, &name, &version)
-        .await?;
-    Ok(json_response(StatusCode::OK, &out))
-}
-
-pub async fn remove_layer_permission(
-    State(s): State<Arc<AppState>>,
-    req: Authed,
-    Path((name, version, sid)): Path<(String, String, String)>,
-    Query(p): Params,
-) -> Result<Response, ApiError> {
-    s.control
-        .remove_layer_version_permission(
-            &req.caller.scope,
-            &name,
-            &version,
-            &sid,
-            q(&p, "RevisionId"),
-        )
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-pub async fn add_permission(
-    State(s): State<Arc<AppState>>,
-    req: Authed,
-    Path(name): Path<String>,
-    Query(p): Params,
-) -> Result<Response, ApiError> {
-    let body = req.json()?;
-    let out = s
-        .control
-        .add_permission(&req.caller.scope, &name, q(&p, "Qualifier"), body)
-        .await?;
-    Ok(json_response(StatusCode::CREATED, &out))
-}
-
-pub async fn get_policy(
-    State(s): State<Arc<AppState>>,
-    req: Authed,
-    Path(name): Path<String>,
-    Query(p): Params,
-) -> Result<Response, ApiError> {
-    let out = s
-        .control
-        .get_policy(&req.caller.scope, &name, q(&p, "Qualifier"))
-        .await?;
-    Ok(json_response(StatusCode::OK, &out))
-}
-
-pub async fn remove_permission(
-    State(s): State<Arc<AppState>>,
-    req: Authed,
-    Path((name, sid)): Path<(String, String)>,
-    Query(p): Params,
-) -> Result<Response, ApiError> {
-    s.control
-        .remove_permission(
-            &req.caller.scope,
-            &name,
-            &sid,
-            q(&p, "Qualifier"),
-            q(&p, "RevisionId"),
-        )
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let (marker, max_items) = c.page();
+    let (runtime, arch) = (
+        c.param("CompatibleRuntime"),
+        c.param("CompatibleArchitecture"),
+    );
+    ok(c.control()
+        .list_layers(c.scope(), runtime, arch, marker, max_items)
+        .await?)
 }

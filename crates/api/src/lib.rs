@@ -22,13 +22,20 @@ use http_body_util::BodyExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod account;
+mod aliases;
 pub mod auth;
+mod call;
+mod concurrency;
 pub mod error;
 mod event_config;
 mod functions;
 mod invoke;
 mod layers;
 mod logs;
+mod platform;
+mod policies;
+mod tags;
 mod versions;
 
 pub use auth::{Caller, KeyEntry, Keyring};
@@ -75,31 +82,31 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/2015-03-31/functions/{name}/versions",
-            get(versions::list_versions).post(versions::publish_version),
+            get(versions::list).post(versions::publish),
         )
         .route(
             "/2015-03-31/functions/{name}/aliases",
-            get(versions::list_aliases).post(versions::create_alias),
+            get(aliases::list).post(aliases::create),
         )
         .route(
             "/2015-03-31/functions/{name}/aliases/{alias}",
-            get(versions::get_alias)
-                .put(versions::update_alias)
-                .delete(versions::delete_alias),
+            get(aliases::get)
+                .put(aliases::update)
+                .delete(aliases::delete),
         )
         .route(
             "/2017-10-31/functions/{name}/concurrency",
-            axum::routing::put(versions::put_concurrency).delete(versions::delete_concurrency),
+            axum::routing::put(concurrency::put_reserved).delete(concurrency::delete_reserved),
         )
         .route(
             "/2019-09-30/functions/{name}/concurrency",
-            get(versions::get_concurrency),
+            get(concurrency::get_reserved),
         )
         .route(
             "/2019-09-30/functions/{name}/provisioned-concurrency",
-            get(versions::get_provisioned)
-                .put(versions::put_provisioned)
-                .delete(versions::delete_provisioned),
+            get(concurrency::get_provisioned)
+                .put(concurrency::put_provisioned)
+                .delete(concurrency::delete_provisioned),
         )
         .route("/2018-10-31/layers", get(layers::list_or_find))
         .route(
@@ -112,19 +119,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/2018-10-31/layers/{name}/versions/{version}/policy",
-            get(layers::get_layer_policy).post(layers::add_layer_permission),
+            get(policies::get_layer_policy).post(policies::add_layer_permission),
         )
         .route(
             "/2018-10-31/layers/{name}/versions/{version}/policy/{sid}",
-            axum::routing::delete(layers::remove_layer_permission),
+            axum::routing::delete(policies::remove_layer_permission),
         )
         .route(
             "/2015-03-31/functions/{name}/policy",
-            get(layers::get_policy).post(layers::add_permission),
+            get(policies::get_policy).post(policies::add_permission),
         )
         .route(
             "/2015-03-31/functions/{name}/policy/{sid}",
-            axum::routing::delete(layers::remove_permission),
+            axum::routing::delete(policies::remove_permission),
         )
         .route(
             "/2014-11-13/functions/{name}/invoke-async",
@@ -150,27 +157,19 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::post(invoke::invoke_with_response_stream),
         )
         .route("/", axum::routing::post(logs::dispatch))
-        .route("/lambent/status", get(functions::status))
+        .route("/lambent/status", get(platform::status))
         .route(
             "/2017-03-31/tags/{arn}",
-            get(functions::list_tags)
-                .post(functions::tag)
-                .delete(functions::untag),
+            get(tags::list).post(tags::tag).delete(tags::untag),
         )
-        .route(
-            "/2016-08-19/account-settings",
-            get(functions::account_settings),
-        )
-        .route(
-            "/2016-08-19/account-settings/",
-            get(functions::account_settings),
-        )
+        .route("/2016-08-19/account-settings", get(account::settings))
+        .route("/2016-08-19/account-settings/", get(account::settings))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .merge(lambda)
-        .route("/lambent/code/{file}", get(functions::download_code))
+        .route("/lambent/code/{file}", get(platform::download_code))
         .route("/lambent/health", get(|| async { "ok" }))
-        .route("/lambent/metrics", get(functions::metrics))
+        .route("/lambent/metrics", get(platform::metrics))
         .fallback(|| async { ApiError::unknown_operation() })
         .layer(middleware::from_fn(request_id))
         .with_state(state)
@@ -258,11 +257,28 @@ fn too_large() -> ApiError {
     )
 }
 
-/// Gives every response an `x-amzn-RequestId` (handlers may set their own).
-async fn request_id(req: Request, next: Next) -> Response {
-    let mut resp = next.run(req).await;
+/// The id of one API request: made when the request arrives, carried by the
+/// request's tracing span (so everything logged while serving it names it),
+/// and returned as `x-amzn-RequestId`. Handlers read it from the request's
+/// extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// Gives every request an id and a span, and every response the id as
+/// `x-amzn-RequestId` (unless the handler set one).
+async fn request_id(mut req: Request, next: Next) -> Response {
+    use tracing::Instrument as _;
+    let id = uuid::Uuid::new_v4().to_string();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        path = %req.uri().path(),
+    );
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut resp = next.run(req).instrument(span).await;
     if !resp.headers().contains_key("x-amzn-requestid")
-        && let Ok(v) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+        && let Ok(v) = HeaderValue::from_str(&id)
     {
         resp.headers_mut().insert("x-amzn-requestid", v);
     }
@@ -279,19 +295,27 @@ impl Clone for Authed {
     }
 }
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Authed {
-    type Rejection = ApiError;
+/// Handlers take what the middleware left in the request's extensions; a
+/// missing one is a wiring fault of the server, not the caller's.
+macro_rules! from_extension {
+    ($ty:ty, $what:literal) => {
+        impl<S: Send + Sync> axum::extract::FromRequestParts<S> for $ty {
+            type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, ApiError> {
-        parts
-            .extensions
-            .remove::<Authed>()
-            .ok_or_else(|| ApiError::internal("request reached a handler without authentication"))
-    }
+            async fn from_request_parts(
+                parts: &mut axum::http::request::Parts,
+                _: &S,
+            ) -> Result<Self, ApiError> {
+                parts.extensions.remove::<$ty>().ok_or_else(|| {
+                    ApiError::internal(concat!("request reached a handler without ", $what))
+                })
+            }
+        }
+    };
 }
+
+from_extension!(Authed, "authentication");
+from_extension!(RequestId, "a request id");
 
 impl Authed {
     /// The body as the JSON an operation takes; an empty body reads as `{}`.

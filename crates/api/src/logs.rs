@@ -1,53 +1,111 @@
 //! The CloudWatch Logs subset that `aws logs tail` and SDK log readers use
 //! (JSON 1.1 protocol, `X-Amz-Target: Logs_20140328.<Operation>`):
 //! FilterLogEvents, GetLogEvents, DescribeLogStreams, DescribeLogGroups.
+//!
+//! Each operation is one function from its request shape to its answer; the
+//! querying and paging live in the `logs` crate, errors are written by
+//! [`crate::error`].
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use logs::{FilterPattern, FilterQuery, LogStore, StreamQuery};
+use model::Scope;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::{AppState, Authed};
+use crate::error::Service;
+use crate::{ApiError, AppState, Authed};
 
-/// A JSON 1.1 error (`__type` plus `message`).
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = json!({ "__type": code, "message": message });
-    let mut r = (status, body.to_string()).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-amz-json-1.1"),
-    );
-    if let Ok(v) = HeaderValue::from_str(code) {
-        r.headers_mut().insert("x-amzn-errortype", v);
+const TARGET_PREFIX: &str = "Logs_20140328.";
+
+/// Most events one page returns (the model's `EventsLimit`).
+const MAX_EVENTS: usize = 10_000;
+/// Most streams or groups one page returns (the model's `DescribeLimit`).
+const MAX_DESCRIBED: usize = 50;
+
+/// `POST /` with `X-Amz-Target: Logs_20140328.*`.
+pub async fn dispatch(State(s): State<Arc<AppState>>, req: Authed, headers: HeaderMap) -> Response {
+    let op = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix(TARGET_PREFIX));
+    let store = &s.logs;
+    let scope = &req.caller.scope;
+    let answer = match op {
+        Some("FilterLogEvents") => parse(&req).and_then(|r| filter_log_events(store, scope, r)),
+        Some("GetLogEvents") => parse(&req).and_then(|r| get_log_events(store, scope, r)),
+        Some("DescribeLogStreams") => {
+            parse(&req).and_then(|r| describe_log_streams(store, scope, r))
+        }
+        Some("DescribeLogGroups") => parse(&req).and_then(|r| describe_log_groups(store, scope, r)),
+        Some(other) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "UnknownOperationException",
+            format!("{other} is not available on this server"),
+        )),
+        None => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "UnknownOperationException",
+            "Unknown operation",
+        )),
+    };
+    match answer {
+        Ok(v) => ok(v),
+        Err(e) => e.response(Service::Logs),
     }
-    r
+}
+
+fn parse<T: DeserializeOwned>(req: &Authed) -> Result<T, ApiError> {
+    req.json()
 }
 
 fn ok(v: Value) -> Response {
     let mut r = (StatusCode::OK, v.to_string()).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-amz-json-1.1"),
+        HeaderValue::from_static(Service::Logs.protocol().content_type()),
     );
     r
 }
 
-fn no_group() -> Response {
-    error(
-        StatusCode::BAD_REQUEST,
-        "ResourceNotFoundException",
-        "The specified log group does not exist.",
-    )
+/// The log group a request names, by `logGroupName` or by
+/// `logGroupIdentifier` (a name or an ARN).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct GroupRef {
+    log_group_name: Option<String>,
+    log_group_identifier: Option<String>,
+}
+
+impl GroupRef {
+    fn name(&self) -> Result<String, ApiError> {
+        let name = self.log_group_name.clone().or_else(|| {
+            self.log_group_identifier.as_ref().map(|i| {
+                i.rsplit(":log-group:")
+                    .next()
+                    .unwrap_or(i)
+                    .trim_end_matches(":*")
+                    .to_owned()
+            })
+        });
+        // A group named by nothing reads as one that does not exist.
+        name.ok_or_else(|| logs::LogError::GroupNotFound(String::new()).into())
+    }
+}
+
+fn limit(requested: Option<usize>, max: usize) -> usize {
+    requested.unwrap_or(max).clamp(1, max)
 }
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct FilterRequest {
-    log_group_name: Option<String>,
-    log_group_identifier: Option<String>,
+    #[serde(flatten)]
+    group: GroupRef,
     log_stream_names: Option<Vec<String>>,
     log_stream_name_prefix: Option<String>,
     start_time: Option<i64>,
@@ -57,11 +115,41 @@ struct FilterRequest {
     limit: Option<usize>,
 }
 
+fn filter_log_events(store: &LogStore, scope: &Scope, r: FilterRequest) -> Result<Value, ApiError> {
+    let group = r.group.name()?;
+    let page = store.filter_log_events(
+        scope,
+        &group,
+        &FilterQuery {
+            streams: r.log_stream_names.as_deref(),
+            stream_prefix: r.log_stream_name_prefix.as_deref(),
+            start_ms: r.start_time,
+            end_ms: r.end_time,
+            pattern: FilterPattern::parse(r.filter_pattern.as_deref().unwrap_or("")),
+            token: r.next_token.as_deref(),
+            limit: limit(r.limit, MAX_EVENTS),
+        },
+    )?;
+    let events: Vec<Value> = page
+        .events
+        .iter()
+        .map(|e| {
+            json!({"logStreamName": e.stream, "timestamp": e.timestamp_ms, "message": e.message,
+                   "ingestionTime": e.ingestion_ms, "eventId": e.id.to_string()})
+        })
+        .collect();
+    let mut v = json!({ "events": events, "searchedLogStreams": [] });
+    if let Some(n) = page.next_token {
+        v["nextToken"] = json!(n);
+    }
+    Ok(v)
+}
+
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct GetEventsRequest {
-    log_group_name: Option<String>,
-    log_group_identifier: Option<String>,
+    #[serde(flatten)]
+    group: GroupRef,
     log_stream_name: Option<String>,
     start_time: Option<i64>,
     end_time: Option<i64>,
@@ -70,273 +158,122 @@ struct GetEventsRequest {
     start_from_head: Option<bool>,
 }
 
+fn get_log_events(store: &LogStore, scope: &Scope, r: GetEventsRequest) -> Result<Value, ApiError> {
+    let group = r.group.name()?;
+    let Some(stream) = r.log_stream_name else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterException",
+            "logStreamName is required",
+        ));
+    };
+    let page = store.get_log_events(
+        scope,
+        &group,
+        &stream,
+        &StreamQuery {
+            start_ms: r.start_time,
+            end_ms: r.end_time,
+            limit: limit(r.limit, MAX_EVENTS),
+            start_from_head: r.start_from_head.unwrap_or(false),
+            token: r.next_token.as_deref(),
+        },
+    )?;
+    let events: Vec<Value> = page
+        .events
+        .iter()
+        .map(|e| json!({"timestamp": e.timestamp_ms, "message": e.message, "ingestionTime": e.ingestion_ms}))
+        .collect();
+    Ok(json!({
+        "events": events,
+        "nextForwardToken": page.forward.to_string(),
+        "nextBackwardToken": page.backward.to_string(),
+    }))
+}
+
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct DescribeStreamsRequest {
-    log_group_name: Option<String>,
-    log_group_identifier: Option<String>,
+    #[serde(flatten)]
+    group: GroupRef,
     log_stream_name_prefix: Option<String>,
     order_by: Option<String>,
     descending: Option<bool>,
+    next_token: Option<String>,
     limit: Option<usize>,
+}
+
+fn describe_log_streams(
+    store: &LogStore,
+    scope: &Scope,
+    r: DescribeStreamsRequest,
+) -> Result<Value, ApiError> {
+    let group = r.group.name()?;
+    let mut streams = store.describe_streams(scope, &group, r.log_stream_name_prefix.as_deref())?;
+    if r.order_by.as_deref() == Some("LastEventTime") {
+        streams.sort_by_key(|s| s.last_ms);
+    }
+    if r.descending == Some(true) {
+        streams.reverse();
+    }
+    let (streams, next) = logs::page_by_offset(
+        streams,
+        r.next_token.as_deref(),
+        limit(r.limit, MAX_DESCRIBED),
+    )?;
+    let arn_prefix = format!(
+        "arn:aws:logs:{}:{}:log-group:{group}",
+        scope.region, scope.account
+    );
+    let out: Vec<Value> = streams
+        .iter()
+        .map(|s| {
+            json!({"logStreamName": s.name, "creationTime": s.created_ms, "firstEventTimestamp": s.first_ms,
+                   "lastEventTimestamp": s.last_ms, "lastIngestionTime": s.last_ingestion_ms,
+                   "arn": format!("{arn_prefix}:log-stream:{}", s.name), "storedBytes": 0})
+        })
+        .collect();
+    let mut v = json!({ "logStreams": out });
+    if let Some(n) = next {
+        v["nextToken"] = json!(n);
+    }
+    Ok(v)
 }
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct DescribeGroupsRequest {
     log_group_name_prefix: Option<String>,
+    next_token: Option<String>,
     limit: Option<usize>,
 }
 
-/// The terms of a filter pattern: quoted phrases or bare words, all required.
-fn terms(pattern: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = pattern.trim();
-    while !rest.is_empty() {
-        if let Some(r) = rest.strip_prefix('"') {
-            let end = r.find('"').unwrap_or(r.len());
-            out.push(r[..end].to_owned());
-            rest = r.get(end + 1..).unwrap_or("").trim_start();
-        } else {
-            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-            out.push(rest[..end].to_owned());
-            rest = rest[end..].trim_start();
-        }
-    }
-    out.retain(|t| !t.is_empty());
-    out
-}
-
-fn group_of(name: &Option<String>, ident: &Option<String>) -> Option<String> {
-    name.clone().or_else(|| {
-        ident.as_ref().map(|i| {
-            i.rsplit(":log-group:")
-                .next()
-                .unwrap_or(i)
-                .trim_end_matches(":*")
-                .to_owned()
-        })
-    })
-}
-
-/// `POST /` with `X-Amz-Target: Logs_20140328.*`.
-pub async fn dispatch(State(s): State<Arc<AppState>>, req: Authed, headers: HeaderMap) -> Response {
-    let target = headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let Some(op) = target.strip_prefix("Logs_20140328.") else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "UnknownOperationException",
-            "Unknown operation",
-        );
-    };
-    let body: &[u8] = if req.body.is_empty() {
-        b"{}"
-    } else {
-        &req.body
-    };
-    let scope = &req.caller.scope;
-    macro_rules! parse {
-        ($t:ty) => {
-            match serde_json::from_slice::<$t>(body) {
-                Ok(v) => v,
-                Err(e) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "SerializationException",
-                        &e.to_string(),
-                    );
-                }
-            }
-        };
-    }
-    let store = &s.logs;
-    let failed = |e: logs::LogError| {
-        error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "ServiceUnavailableException",
-            &e.to_string(),
-        )
-    };
-    match op {
-        "FilterLogEvents" => {
-            let r = parse!(FilterRequest);
-            let Some(group) = group_of(&r.log_group_name, &r.log_group_identifier) else {
-                return no_group();
-            };
-            let limit = r.limit.unwrap_or(10_000).clamp(1, 10_000);
-            let after = r
-                .next_token
-                .as_deref()
-                .and_then(|t| t.strip_prefix('e'))
-                .and_then(|t| t.parse().ok());
-            let want = terms(r.filter_pattern.as_deref().unwrap_or(""));
-            let mut events = Vec::new();
-            let mut cursor = after;
-            loop {
-                let page = match store.filter(
-                    scope,
-                    &group,
-                    &logs::Filter {
-                        streams: r.log_stream_names.as_deref(),
-                        stream_prefix: r.log_stream_name_prefix.as_deref(),
-                        start_ms: r.start_time,
-                        end_ms: r.end_time,
-                        contains: None,
-                        after_id: cursor,
-                        limit,
-                    },
-                ) {
-                    Ok(p) => p,
-                    Err(e) => return failed(e),
-                };
-                let full = page.len() == limit;
-                for e in page {
-                    cursor = Some(e.id);
-                    if want.iter().all(|t| e.message.contains(t.as_str())) {
-                        events.push(e);
-                    }
-                }
-                if !full || events.len() >= limit {
-                    break;
-                }
-            }
-            events.truncate(limit);
-            let next = (events.len() == limit)
-                .then(|| format!("e{}", events.last().map(|e| e.id).unwrap_or(0)));
-            let out: Vec<Value> = events
-                .iter()
-                .map(|e| {
-                    json!({"logStreamName": e.stream, "timestamp": e.timestamp_ms, "message": e.message,
-                           "ingestionTime": e.ingestion_ms, "eventId": e.id.to_string()})
-                })
-                .collect();
-            let mut v = json!({ "events": out, "searchedLogStreams": [] });
-            if let Some(n) = next {
-                v["nextToken"] = json!(n);
-            }
-            ok(v)
-        }
-        "GetLogEvents" => {
-            let r = parse!(GetEventsRequest);
-            let Some(group) = group_of(&r.log_group_name, &r.log_group_identifier) else {
-                return no_group();
-            };
-            let Some(stream) = r.log_stream_name else {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "InvalidParameterException",
-                    "logStreamName is required",
-                );
-            };
-            let limit = r.limit.unwrap_or(10_000).clamp(1, 10_000);
-            let after = r
-                .next_token
-                .as_deref()
-                .and_then(|t| t.strip_prefix("f/"))
-                .and_then(|t| t.parse().ok());
-            let names = [stream];
-            let events = match store.filter(
-                scope,
-                &group,
-                &logs::Filter {
-                    streams: Some(&names),
-                    start_ms: r.start_time,
-                    end_ms: r.end_time,
-                    after_id: after,
-                    limit,
-                    ..Default::default()
-                },
-            ) {
-                Ok(e) => e,
-                Err(e) => return failed(e),
-            };
-            let _ = r.start_from_head;
-            let last = events.last().map(|e| e.id).or(after).unwrap_or(0);
-            let first = events.first().map(|e| e.id).unwrap_or(last);
-            let out: Vec<Value> = events
-                .iter()
-                .map(|e| json!({"timestamp": e.timestamp_ms, "message": e.message, "ingestionTime": e.ingestion_ms}))
-                .collect();
-            ok(
-                json!({"events": out, "nextForwardToken": format!("f/{last}"), "nextBackwardToken": format!("b/{first}")}),
-            )
-        }
-        "DescribeLogStreams" => {
-            let r = parse!(DescribeStreamsRequest);
-            let Some(group) = group_of(&r.log_group_name, &r.log_group_identifier) else {
-                return no_group();
-            };
-            let mut streams =
-                match store.streams(scope, &group, r.log_stream_name_prefix.as_deref()) {
-                    Ok(s) => s,
-                    Err(e) => return failed(e),
-                };
-            if streams.is_empty()
-                && matches!(store.groups(scope, Some(&group)), Ok(g) if !g.iter().any(|g| g.name == group))
-            {
-                return no_group();
-            }
-            if r.order_by.as_deref() == Some("LastEventTime") {
-                streams.sort_by_key(|s| s.last_ms);
-            }
-            if r.descending == Some(true) {
-                streams.reverse();
-            }
-            streams.truncate(r.limit.unwrap_or(50).clamp(1, 50));
-            let arn_prefix = format!(
-                "arn:aws:logs:{}:{}:log-group:{group}",
-                scope.region, scope.account
+fn describe_log_groups(
+    store: &LogStore,
+    scope: &Scope,
+    r: DescribeGroupsRequest,
+) -> Result<Value, ApiError> {
+    let groups = store.groups(scope, r.log_group_name_prefix.as_deref())?;
+    let (groups, next) = logs::page_by_offset(
+        groups,
+        r.next_token.as_deref(),
+        limit(r.limit, MAX_DESCRIBED),
+    )?;
+    let out: Vec<Value> = groups
+        .iter()
+        .map(|g| {
+            let arn = format!(
+                "arn:aws:logs:{}:{}:log-group:{}",
+                scope.region, scope.account, g.name
             );
-            let out: Vec<Value> = streams
-                .iter()
-                .map(|s| {
-                    json!({"logStreamName": s.name, "creationTime": s.created_ms, "firstEventTimestamp": s.first_ms,
-                           "lastEventTimestamp": s.last_ms, "lastIngestionTime": s.last_ingestion_ms,
-                           "arn": format!("{arn_prefix}:log-stream:{}", s.name), "storedBytes": 0})
-                })
-                .collect();
-            ok(json!({ "logStreams": out }))
-        }
-        "DescribeLogGroups" => {
-            let r = parse!(DescribeGroupsRequest);
-            let mut groups = match store.groups(scope, r.log_group_name_prefix.as_deref()) {
-                Ok(g) => g,
-                Err(e) => return failed(e),
-            };
-            groups.truncate(r.limit.unwrap_or(50).clamp(1, 50));
-            let out: Vec<Value> = groups
-                .iter()
-                .map(|g| {
-                    let arn = format!("arn:aws:logs:{}:{}:log-group:{}", scope.region, scope.account, g.name);
-                    json!({"logGroupName": g.name, "creationTime": g.created_ms, "metricFilterCount": 0,
-                           "arn": format!("{arn}:*"), "logGroupArn": arn, "storedBytes": g.stored_bytes,
-                           "logGroupClass": "STANDARD"})
-                })
-                .collect();
-            ok(json!({ "logGroups": out }))
-        }
-        _ => error(
-            StatusCode::BAD_REQUEST,
-            "UnknownOperationException",
-            &format!("{op} is not available on this server"),
-        ),
+            json!({"logGroupName": g.name, "creationTime": g.created_ms, "metricFilterCount": 0,
+                   "arn": format!("{arn}:*"), "logGroupArn": arn, "storedBytes": g.stored_bytes,
+                   "logGroupClass": "STANDARD"})
+        })
+        .collect();
+    let mut v = json!({ "logGroups": out });
+    if let Some(n) = next {
+        v["nextToken"] = json!(n);
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::terms;
-
-    #[test]
-    fn filter_terms() {
-        assert_eq!(terms(""), Vec::<String>::new());
-        assert_eq!(terms("ERROR timeout"), ["ERROR", "timeout"]);
-        assert_eq!(
-            terms(r#""Task timed out" REPORT"#),
-            ["Task timed out", "REPORT"]
-        );
-    }
+    Ok(v)
 }

@@ -9,8 +9,9 @@ const AKID: &str = "AKIATESTKEY000000001";
 const SECRET: &str = "secret-one";
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     router: Router,
+    sink: ::logs::LogSink,
 }
 
 fn fixture() -> Fixture {
@@ -29,7 +30,7 @@ fn fixture() -> Fixture {
     let pool = pool::Pool::new(
         launcher,
         dir.path().join("runtimes"),
-        sink,
+        sink.clone(),
         pool::PoolSettings {
             keep_alive: std::time::Duration::from_secs(60),
         },
@@ -81,8 +82,9 @@ fn fixture() -> Fixture {
         keyring: Arc::new(keyring),
     });
     Fixture {
-        _dir: dir,
+        dir,
         router: router(state),
+        sink,
     }
 }
 
@@ -452,4 +454,223 @@ async fn tags_over_http() {
     assert_eq!(st, StatusCode::NO_CONTENT);
     let (_, _, body) = send(&f, signed(Method::GET, path, b"", me, now())).await;
     assert_eq!(body, serde_json::json!({"Tags": {"b": "2"}}));
+}
+
+/// A CloudWatch Logs call (JSON 1.1), signed by account 111111111111.
+fn logs_call(op: &str, body: serde_json::Value) -> HttpRequest<Body> {
+    let body = body.to_string().into_bytes();
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert("host", HeaderValue::from_static("localhost:9000"));
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    headers.insert(
+        "x-amz-target",
+        HeaderValue::from_str(&format!("Logs_20140328.{op}")).unwrap(),
+    );
+    sigv4::sign_headers(
+        "POST",
+        "/",
+        "",
+        &mut headers,
+        &body,
+        &sigv4::Signer {
+            creds: sigv4::Credentials {
+                access_key: AKID,
+                secret: SECRET,
+                session_token: None,
+            },
+            region: "us-east-1",
+            service: "logs",
+            now_s: now(),
+        },
+    );
+    let mut req = HttpRequest::builder().method(Method::POST).uri("/");
+    for (k, v) in &headers {
+        req = req.header(k, v);
+    }
+    req.body(Body::from(body)).unwrap()
+}
+
+/// Writes `n` lines to stream `s1` of `/aws/lambda/f` and waits until they
+/// can be read.
+async fn log_lines(f: &Fixture, n: usize) {
+    let scope = Arc::new(model::Scope::new(
+        model::AccountId::parse("111111111111").unwrap(),
+        model::Region::parse("us-east-1").unwrap(),
+    ));
+    for i in 0..n {
+        f.sink.push(::logs::LogEvent {
+            scope: scope.clone(),
+            group: "/aws/lambda/f".into(),
+            stream: "s1".into(),
+            timestamp_ms: 1_000 + i as i64,
+            message: format!("line {i}"),
+        });
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (st, _, body) = send(
+            f,
+            logs_call(
+                "FilterLogEvents",
+                serde_json::json!({"logGroupName": "/aws/lambda/f"}),
+            ),
+        )
+        .await;
+        if st == StatusCode::OK && body["events"].as_array().map(Vec::len) == Some(n) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "log lines never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn logs_of_missing_groups_and_streams_are_resource_not_found() {
+    let f = fixture();
+    let missing = serde_json::json!({"logGroupName": "/aws/lambda/nope", "logStreamName": "s1"});
+    for op in ["FilterLogEvents", "GetLogEvents", "DescribeLogStreams"] {
+        let (st, h, body) = send(&f, logs_call(op, missing.clone())).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{op}");
+        assert_eq!(
+            h.get("content-type").unwrap(),
+            "application/x-amz-json-1.1",
+            "{op}"
+        );
+        assert_eq!(
+            body,
+            serde_json::json!({"__type": "ResourceNotFoundException",
+                               "message": "The specified log group does not exist."}),
+            "{op}"
+        );
+    }
+    log_lines(&f, 1).await;
+    let (st, _, body) = send(
+        &f,
+        logs_call(
+            "GetLogEvents",
+            serde_json::json!({"logGroupName": "/aws/lambda/f", "logStreamName": "s9"}),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        serde_json::json!({"__type": "ResourceNotFoundException",
+                           "message": "The specified log stream does not exist."})
+    );
+    // By ARN, as `logGroupIdentifier`, the group is found.
+    let (st, _, body) = send(
+        &f,
+        logs_call(
+            "DescribeLogStreams",
+            serde_json::json!({"logGroupIdentifier":
+                "arn:aws:logs:us-east-1:111111111111:log-group:/aws/lambda/f:*"}),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(body["logStreams"][0]["logStreamName"], "s1");
+}
+
+#[tokio::test]
+async fn get_log_events_reads_the_newest_unless_told_to_start_from_the_head() {
+    let f = fixture();
+    log_lines(&f, 5).await;
+    let get = |extra: serde_json::Value| {
+        let mut body =
+            serde_json::json!({"logGroupName": "/aws/lambda/f", "logStreamName": "s1", "limit": 2});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        logs_call("GetLogEvents", body)
+    };
+    let messages = |body: &serde_json::Value| -> Vec<String> {
+        body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["message"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, _, tail) = send(&f, get(serde_json::json!({}))).await;
+    assert_eq!(messages(&tail), ["line 3", "line 4"]);
+    let (_, _, back) = send(
+        &f,
+        get(serde_json::json!({"nextToken": tail["nextBackwardToken"]})),
+    )
+    .await;
+    assert_eq!(messages(&back), ["line 1", "line 2"]);
+    let (_, _, head) = send(&f, get(serde_json::json!({"startFromHead": true}))).await;
+    assert_eq!(messages(&head), ["line 0", "line 1"]);
+    let (_, _, end) = send(
+        &f,
+        get(serde_json::json!({"startFromHead": true, "nextToken": tail["nextForwardToken"]})),
+    )
+    .await;
+    assert_eq!(messages(&end), Vec::<String>::new());
+    assert_eq!(
+        end["nextForwardToken"], tail["nextForwardToken"],
+        "the end of the stream gives back the token"
+    );
+    let (st, _, bad) = send(&f, get(serde_json::json!({"nextToken": "nonsense"}))).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_eq!(bad["__type"], "InvalidParameterException");
+}
+
+/// Collects what the server logs, for the test's thread.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn store_failures_are_logged_with_the_request_id_and_never_sent() {
+    let f = fixture();
+    log_lines(&f, 1).await;
+    // Break the log store under the server.
+    let db = rusqlite::Connection::open(f.dir.path().join("logs.db")).unwrap();
+    db.execute_batch("DROP TABLE events").unwrap();
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (st, h, body) = send(
+        &f,
+        logs_call(
+            "FilterLogEvents",
+            serde_json::json!({"logGroupName": "/aws/lambda/f"}),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        body,
+        serde_json::json!({"__type": "ServiceUnavailableException",
+                           "message": "The service cannot complete the request."})
+    );
+    let request_id = h.get("x-amzn-requestid").unwrap().to_str().unwrap();
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("internal error"))
+        .unwrap_or_else(|| panic!("no internal error logged: {log}"));
+    assert!(line.contains(&format!("request_id={request_id}")), "{line}");
+    assert!(line.contains("no such table: events"), "{line}");
 }

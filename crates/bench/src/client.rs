@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 
 pub const ACCESS_KEY: &str = "AKIABENCHMARKKEY0001";
 pub const SECRET: &str = "benchmark/secret/key";
@@ -13,83 +12,32 @@ pub const ACCOUNT: &str = "123456789012";
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-pub struct Conn {
-    host: String,
-    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+/// A signed keep-alive connection (the shared client), with the
+/// benchmark's key and the calls the scenarios make.
+pub struct Conn(signed_client::Conn);
+
+/// Plain requests go straight to the shared client.
+impl std::ops::Deref for Conn {
+    type Target = signed_client::Conn;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
-pub struct Reply {
-    pub status: u16,
-    pub headers: http::HeaderMap,
-    pub body: Bytes,
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl Conn {
     pub async fn open(host: &str) -> Result<Self, BoxError> {
-        let stream = tokio::net::TcpStream::connect(host).await?;
-        stream.set_nodelay(true)?;
-        let (sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        Ok(Self {
-            host: host.to_owned(),
-            sender,
-        })
-    }
-
-    /// One signed request.
-    pub async fn send(
-        &mut self,
-        method: &str,
-        path_and_query: &str,
-        service: &str,
-        extra: &[(&str, &str)],
-        body: Bytes,
-    ) -> Result<Reply, BoxError> {
-        let (path, query) = path_and_query
-            .split_once('?')
-            .unwrap_or((path_and_query, ""));
-        let mut headers = http::HeaderMap::new();
-        headers.insert(http::header::HOST, http::HeaderValue::from_str(&self.host)?);
-        for (k, v) in extra {
-            headers.insert(
-                http::HeaderName::from_bytes(k.as_bytes())?,
-                http::HeaderValue::from_str(v)?,
-            );
-        }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs() as i64;
-        sigv4::sign_headers(
-            method,
-            path,
-            query,
-            &mut headers,
-            &body,
-            &sigv4::Signer {
-                creds: sigv4::Credentials {
-                    access_key: ACCESS_KEY,
-                    secret: SECRET,
-                    session_token: None,
-                },
-                region: "us-east-1",
-                service,
-                now_s: now,
-            },
-        );
-        let mut req = http::Request::builder().method(method).uri(path_and_query);
-        for (k, v) in &headers {
-            req = req.header(k, v);
-        }
-        self.sender.ready().await?;
-        let resp = self.sender.send_request(req.body(Full::new(body))?).await?;
-        let (parts, body) = resp.into_parts();
-        let body = body.collect().await?.to_bytes();
-        Ok(Reply {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body,
-        })
+        let creds = signed_client::Credentials {
+            access_key: ACCESS_KEY.into(),
+            secret: SECRET.into(),
+            region: "us-east-1".into(),
+        };
+        Ok(Self(signed_client::Conn::open(host, creds).await?))
     }
 
     /// Invokes a function (or, against the echo server, the same path) and

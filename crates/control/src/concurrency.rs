@@ -5,7 +5,8 @@ use api_types as wire;
 use model::names::ValidationErrors;
 use model::{FunctionName, FunctionRecord, ProvisionedConfig, Qualifier, Scope};
 
-use crate::{Control, ControlError, ProvisionedStatus, function_not_found, name_error};
+use crate::page::{PageLimit, page};
+use crate::{Control, ControlError, ProvisionedStatus, function_not_found};
 
 const QUALIFIED_NOT_PERMITTED: &str = "This operation is permitted on Lambda functions only. Aliases and versions do not support this operation. Please specify either a function name or an unqualified function ARN.";
 
@@ -385,36 +386,20 @@ impl Control {
         max_items: Option<&str>,
     ) -> Result<wire::ListProvisionedConcurrencyConfigsResponse, ControlError> {
         let name = self.qualified(scope, raw, None)?.name;
-        let max = match max_items.map(str::parse::<i64>) {
-            None => 50,
-            Some(Ok(n @ 1..=50)) => n as usize,
-            Some(_) => {
-                return Err(name_error(
-                    "maxItems",
-                    max_items.unwrap_or_default(),
-                    model::NameError::Pattern {
-                        pattern: "an integer from 1 to 50",
-                    },
-                ));
-            }
-        };
+        let size = PageLimit::FIFTY.size(max_items)?;
         let rec = self.load(scope, &name, None).await?.value;
-        let mut items: Vec<_> = rec
+        let after_marker = rec
             .provisioned
             .iter()
-            .filter(|(k, _)| marker.is_none_or(|m| k.as_str() > m))
-            .collect();
-        let more = items.len() > max;
-        items.truncate(max);
-        let next_marker = more
-            .then(|| items.last().map(|(k, _)| (*k).clone()))
-            .flatten();
+            .filter(|(k, _)| marker.is_none_or(|m| k.as_str() > m));
+        let p = page(after_marker, size, |(k, _)| (*k).clone());
         Ok(wire::ListProvisionedConcurrencyConfigsResponse {
-            provisioned_concurrency_configs: items
+            provisioned_concurrency_configs: p
+                .items
                 .into_iter()
                 .map(|(k, c)| self.provisioned_view(scope, &name, k, c, true))
                 .collect(),
-            next_marker,
+            next_marker: p.next,
         })
     }
 }

@@ -9,6 +9,7 @@ use model::{
     Scope,
 };
 
+use crate::page::{PageLimit, page};
 use crate::{Control, ControlError};
 use model::resolve_ref;
 
@@ -364,46 +365,25 @@ impl Control {
         max_items: Option<&str>,
     ) -> Result<wire::ListFunctionEventInvokeConfigsResponse, ControlError> {
         let r = resolve_ref(scope, raw)?;
-        let max = match max_items {
-            None => 50,
-            Some(s) => match s.parse::<i64>() {
-                Ok(n @ 1..=50) => n as usize,
-                _ => {
-                    let mut v = ValidationErrors::new();
-                    let constraint = if s.parse::<i64>().is_ok_and(|n| n > 50) {
-                        "Member must have value less than or equal to 50"
-                    } else {
-                        "Member must have value greater than or equal to 1"
-                    };
-                    v.push("maxItems", s, constraint);
-                    return Err(ControlError::Validation(
-                        v.into_result().err().unwrap_or_default(),
-                    ));
-                }
-            },
-        };
+        let size = PageLimit::FIFTY.size(max_items)?;
         let record = self
             .store
             .get_function(scope, &r.name)
             .await?
             .ok_or_else(function_does_not_exist)?
             .value;
-        let mut items: Vec<_> = record
+        let after_marker = record
             .event_invoke_configs
             .iter()
-            .filter(|(k, _)| marker.is_none_or(|m| k.as_str() > m))
-            .collect();
-        let more = items.len() > max;
-        items.truncate(max);
-        let next_marker = more
-            .then(|| items.last().map(|(k, _)| (*k).clone()))
-            .flatten();
+            .filter(|(k, _)| marker.is_none_or(|m| k.as_str() > m));
+        let p = page(after_marker, size, |(k, _)| (*k).clone());
         Ok(wire::ListFunctionEventInvokeConfigsResponse {
-            function_event_invoke_configs: items
+            function_event_invoke_configs: p
+                .items
                 .into_iter()
                 .map(|(k, c)| self.config_view(scope, &r.name, k, c))
                 .collect(),
-            next_marker,
+            next_marker: p.next,
         })
     }
 

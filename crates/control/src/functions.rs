@@ -8,6 +8,7 @@ use model::function::{
 use model::{FunctionConfig, FunctionName, FunctionRecord, PackageType, Qualifier, Scope, limits};
 use store::StoreError;
 
+use crate::page::PageLimit;
 use crate::validate::{self, Checks};
 use crate::view::{self, Context};
 use crate::{Control, ControlError, function_not_found, name_error};
@@ -46,6 +47,42 @@ impl Control {
             name: r.name,
             qualifier,
         })
+    }
+
+    /// Resolves `{FunctionName}` for operations on the function itself
+    /// (`$LATEST`): a name or ARN with a qualifier is refused.
+    pub(crate) fn unversioned(
+        &self,
+        scope: &Scope,
+        raw: &str,
+    ) -> Result<QualifiedName, ControlError> {
+        let t = self.qualified(scope, raw, None)?;
+        if t.qualifier.is_some() {
+            return Err(name_error(
+                "functionName",
+                raw,
+                model::NameError::Pattern {
+                    pattern: model::FunctionRef::PATTERN,
+                },
+            ));
+        }
+        Ok(t)
+    }
+
+    /// Checks a `DeadLetterConfig`'s target when one is set (an empty
+    /// `TargetArn` removes the target and needs no check).
+    async fn check_dead_letter_config(
+        &self,
+        scope: &Scope,
+        config: Option<&wire::DeadLetterConfig>,
+    ) -> Result<(), ControlError> {
+        match config
+            .and_then(|d| d.target_arn.as_deref())
+            .filter(|t| !t.is_empty())
+        {
+            Some(t) => self.check_dead_letter_target(scope, t).await,
+            None => Ok(()),
+        }
     }
 
     /// Loads a function's record, or `Function not found`.
@@ -156,44 +193,13 @@ impl Control {
         c.required("functionName", raw_name);
         c.required("role", req.role.as_ref());
         c.required("code", req.code.as_ref());
-        c.role(req.role.as_deref());
-        c.handler(req.handler.as_deref());
-        c.max_len(
-            "description",
-            req.description.as_deref(),
-            limits::DESCRIPTION_MAX_CHARS,
-        );
-        c.range(
-            "timeout",
-            req.timeout,
-            limits::TIMEOUT_MIN_S.into(),
-            limits::TIMEOUT_MAX_S.into(),
-        );
-        c.range(
-            "memorySize",
-            req.memory_size,
-            limits::MEMORY_MIN_MB.into(),
-            limits::MEMORY_MAX_MB.into(),
-        );
-        c.range(
-            "ephemeralStorage.size",
-            req.ephemeral_storage.as_ref().and_then(|e| e.size),
-            limits::EPHEMERAL_MIN_MB.into(),
-            limits::EPHEMERAL_MAX_MB.into(),
-        );
         c.one_of(
             "packageType",
             req.package_type.as_deref(),
             &["Zip", "Image"],
         );
-        c.one_of(
-            "tracingConfig.mode",
-            req.tracing_config.as_ref().and_then(|t| t.mode.as_deref()),
-            &["Active", "PassThrough"],
-        );
         c.architectures(req.architectures.as_ref());
-        c.env_keys(req.environment.as_ref().and_then(|e| e.variables.as_ref()));
-        check_logging(&mut c, req.logging_config.as_ref());
+        check_settings(&mut c, settings_of!(req));
         c.finish()?;
         let raw_name = raw_name.unwrap_or_default();
         if let Err(model::NameError::TooLong { max }) = model::FunctionRef::parse(raw_name)
@@ -203,17 +209,7 @@ impl Control {
                 "1 validation error detected: Value '{raw_name}' at 'functionName' failed to satisfy constraint: Member must have length less than or equal to {max}"
             )));
         }
-        let r = resolve_ref(scope, raw_name)?;
-        if r.qualifier.is_some() {
-            return Err(name_error(
-                "functionName",
-                raw_name,
-                model::NameError::Pattern {
-                    pattern: model::FunctionRef::PATTERN,
-                },
-            ));
-        }
-        let name = r.name;
+        let name = self.unversioned(scope, raw_name)?.name;
         let package_type = match req.package_type.as_deref() {
             Some("Image") => {
                 return Err(ControlError::InvalidParameter(
@@ -244,14 +240,8 @@ impl Control {
             code.image_uri.as_deref(),
         )?;
 
-        if let Some(t) = req
-            .dead_letter_config
-            .as_ref()
-            .and_then(|d| d.target_arn.as_deref())
-            .filter(|t| !t.is_empty())
-        {
-            self.check_dead_letter_target(scope, t).await?;
-        }
+        self.check_dead_letter_config(scope, req.dead_letter_config.as_ref())
+            .await?;
 
         let now = model::time_fmt::now_ms();
         let guard = self.blob_lock.lock().await;
@@ -389,21 +379,8 @@ impl Control {
         max_items: Option<&str>,
         function_version: Option<&str>,
     ) -> Result<wire::ListFunctionsResponse, ControlError> {
+        let max = PageLimit::FUNCTIONS.size(max_items)?;
         let mut c = Checks::default();
-        let max = match max_items {
-            None => 50,
-            Some(m) => match m.parse::<i64>() {
-                Ok(n) => {
-                    c.range("maxItems", Some(n), 1, 10_000);
-                    n.clamp(1, 10_000) as usize
-                }
-                Err(_) => {
-                    return Err(ControlError::Validation(format!(
-                        "1 validation error detected: Value '{m}' at 'maxItems' failed to satisfy constraint: Member must be an integer"
-                    )));
-                }
-            },
-        };
         c.one_of("functionVersion", function_version, &["ALL"]);
         c.finish()?;
         let all = function_version == Some("ALL");
@@ -459,16 +436,7 @@ impl Control {
         raw: &str,
         req: wire::UpdateFunctionCodeRequest,
     ) -> Result<wire::FunctionConfiguration, ControlError> {
-        let t = self.qualified(scope, raw, None)?;
-        if t.qualifier.is_some() {
-            return Err(name_error(
-                "functionName",
-                raw,
-                model::NameError::Pattern {
-                    pattern: model::FunctionRef::PATTERN,
-                },
-            ));
-        }
+        let t = self.unversioned(scope, raw)?;
         let mut c = Checks::default();
         c.architectures(req.architectures.as_ref());
         c.finish()?;
@@ -559,49 +527,9 @@ impl Control {
         raw: &str,
         req: wire::UpdateFunctionConfigurationRequest,
     ) -> Result<wire::FunctionConfiguration, ControlError> {
-        let t = self.qualified(scope, raw, None)?;
-        if t.qualifier.is_some() {
-            return Err(name_error(
-                "functionName",
-                raw,
-                model::NameError::Pattern {
-                    pattern: model::FunctionRef::PATTERN,
-                },
-            ));
-        }
+        let t = self.unversioned(scope, raw)?;
         let mut c = Checks::default();
-        c.role(req.role.as_deref());
-        c.handler(req.handler.as_deref());
-        c.max_len(
-            "description",
-            req.description.as_deref(),
-            limits::DESCRIPTION_MAX_CHARS,
-        );
-        c.range(
-            "timeout",
-            req.timeout,
-            limits::TIMEOUT_MIN_S.into(),
-            limits::TIMEOUT_MAX_S.into(),
-        );
-        c.range(
-            "memorySize",
-            req.memory_size,
-            limits::MEMORY_MIN_MB.into(),
-            limits::MEMORY_MAX_MB.into(),
-        );
-        c.range(
-            "ephemeralStorage.size",
-            req.ephemeral_storage.as_ref().and_then(|e| e.size),
-            limits::EPHEMERAL_MIN_MB.into(),
-            limits::EPHEMERAL_MAX_MB.into(),
-        );
-        c.one_of(
-            "tracingConfig.mode",
-            req.tracing_config.as_ref().and_then(|t| t.mode.as_deref()),
-            &["Active", "PassThrough"],
-        );
-        c.env_keys(req.environment.as_ref().and_then(|e| e.variables.as_ref()));
-        check_logging(&mut c, req.logging_config.as_ref());
+        check_settings(&mut c, settings_of!(req));
         c.finish()?;
         if let Some(r) = &req.runtime {
             validate::runtime(&self.catalog, r)?;
@@ -619,14 +547,8 @@ impl Control {
             Some(arns) => Some(self.resolve_layers(scope, arns).await?),
             None => None,
         };
-        if let Some(t) = req
-            .dead_letter_config
-            .as_ref()
-            .and_then(|d| d.target_arn.as_deref())
-            .filter(|t| !t.is_empty())
-        {
-            self.check_dead_letter_target(scope, t).await?;
-        }
+        self.check_dead_letter_config(scope, req.dead_letter_config.as_ref())
+            .await?;
         let now = model::time_fmt::now_ms();
         let (before, after) = self
             .modify(scope, &t.name, None, |rec| {
@@ -826,6 +748,69 @@ pub(crate) fn code_source<'a>(
             "Please do not provide more than one source for function code.".into(),
         )),
     }
+}
+
+/// The settings `CreateFunction` and `UpdateFunctionConfiguration` share.
+struct Settings<'a> {
+    role: Option<&'a str>,
+    handler: Option<&'a str>,
+    description: Option<&'a str>,
+    timeout: Option<i64>,
+    memory_size: Option<i64>,
+    ephemeral_storage: Option<&'a wire::EphemeralStorage>,
+    tracing_config: Option<&'a wire::TracingConfig>,
+    environment: Option<&'a wire::Environment>,
+    logging_config: Option<&'a wire::LoggingConfig>,
+}
+
+/// The [`Settings`] of either request (the members have the same names).
+macro_rules! settings_of {
+    ($req:expr) => {
+        Settings {
+            role: $req.role.as_deref(),
+            handler: $req.handler.as_deref(),
+            description: $req.description.as_deref(),
+            timeout: $req.timeout,
+            memory_size: $req.memory_size,
+            ephemeral_storage: $req.ephemeral_storage.as_ref(),
+            tracing_config: $req.tracing_config.as_ref(),
+            environment: $req.environment.as_ref(),
+            logging_config: $req.logging_config.as_ref(),
+        }
+    };
+}
+use settings_of;
+
+/// The modeled constraints on [`Settings`].
+fn check_settings(c: &mut Checks, s: Settings<'_>) {
+    c.role(s.role);
+    c.handler(s.handler);
+    c.max_len("description", s.description, limits::DESCRIPTION_MAX_CHARS);
+    c.range(
+        "timeout",
+        s.timeout,
+        limits::TIMEOUT_MIN_S.into(),
+        limits::TIMEOUT_MAX_S.into(),
+    );
+    c.range(
+        "memorySize",
+        s.memory_size,
+        limits::MEMORY_MIN_MB.into(),
+        limits::MEMORY_MAX_MB.into(),
+    );
+    c.range(
+        "ephemeralStorage.size",
+        s.ephemeral_storage.and_then(|e| e.size),
+        limits::EPHEMERAL_MIN_MB.into(),
+        limits::EPHEMERAL_MAX_MB.into(),
+    );
+    c.one_of(
+        "tracingConfig.mode",
+        s.tracing_config.and_then(|t| t.mode.as_deref()),
+        &["Active", "PassThrough"],
+    );
+    c.env_keys(s.environment.and_then(|e| e.variables.as_ref()));
+    check_logging(c, s.logging_config);
 }
 
 fn check_logging(c: &mut Checks, l: Option<&wire::LoggingConfig>) {

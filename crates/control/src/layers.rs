@@ -6,6 +6,7 @@ use model::names::ValidationErrors;
 use model::{LayerRecord, LayerVersion, Policy, Scope, limits};
 use store::StoreError;
 
+use crate::page::{PageLimit, page};
 use crate::policy;
 use crate::{Control, ControlError};
 
@@ -418,29 +419,22 @@ impl Control {
         if lscope.account != scope.account {
             return Err(not_shared(&scope.account, &Self::layer_arn(&lscope, &name)));
         }
-        let max = page(max_items)?;
+        let size = PageLimit::FIFTY.size(max_items)?;
         let below = marker
             .and_then(|m| m.parse::<u64>().ok())
             .unwrap_or(u64::MAX);
         let rec = self.store.get_layer(&lscope, &name).await?.map(|s| s.value);
-        let mut items: Vec<&LayerVersion> = rec
-            .as_ref()
-            .map(|r| {
-                r.versions
-                    .values()
-                    .rev()
-                    .filter(|v| v.version < below && Self::matches(v, runtime, arch))
-                    .take(max + 1)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let more = items.len() > max;
-        items.truncate(max);
+        let matching = rec.iter().flat_map(|r| {
+            r.versions
+                .values()
+                .rev()
+                .filter(|v| v.version < below && Self::matches(v, runtime, arch))
+        });
+        let p = page(matching, size, |v: &&LayerVersion| v.version.to_string());
         Ok(wire::ListLayerVersionsResponse {
-            next_marker: more
-                .then(|| items.last().map(|v| v.version.to_string()))
-                .flatten(),
-            layer_versions: items
+            next_marker: p.next,
+            layer_versions: p
+                .items
                 .into_iter()
                 .map(|v| Self::version_item(&lscope, &name, v))
                 .collect(),
@@ -457,40 +451,33 @@ impl Control {
         max_items: Option<&str>,
     ) -> Result<wire::ListLayersResponse, ControlError> {
         Self::check_filters(runtime, arch)?;
-        let max = page(max_items)?;
-        let mut out = Vec::new();
+        let size = PageLimit::FIFTY.size(max_items)?;
+        let mut found = Vec::new();
         let mut after = marker.map(str::to_owned);
-        let mut more = false;
-        'pages: loop {
-            let page = self.store.list_layers(scope, after.as_deref(), 100).await?;
-            for rec in &page.items {
+        // One more than a page tells whether another follows.
+        while found.len() <= size {
+            let batch = self.store.list_layers(scope, after.as_deref(), 100).await?;
+            found.extend(batch.items.iter().filter_map(|rec| {
                 let latest = rec
                     .versions
                     .values()
                     .rev()
-                    .find(|v| Self::matches(v, runtime, arch));
-                if let Some(v) = latest {
-                    if out.len() == max {
-                        more = true;
-                        break 'pages;
-                    }
-                    out.push(wire::LayersListItem {
-                        layer_name: rec.name.clone(),
-                        layer_arn: Self::layer_arn(scope, &rec.name),
-                        latest_matching_version: Self::version_item(scope, &rec.name, v),
-                    });
-                }
-            }
-            match page.next {
+                    .find(|v| Self::matches(v, runtime, arch))?;
+                Some(wire::LayersListItem {
+                    layer_name: rec.name.clone(),
+                    layer_arn: Self::layer_arn(scope, &rec.name),
+                    latest_matching_version: Self::version_item(scope, &rec.name, latest),
+                })
+            }));
+            match batch.next {
                 Some(n) => after = Some(n),
                 None => break,
             }
         }
+        let p = page(found, size, |l| l.layer_name.clone());
         Ok(wire::ListLayersResponse {
-            next_marker: more
-                .then(|| out.last().map(|l| l.layer_name.clone()))
-                .flatten(),
-            layers: out,
+            next_marker: p.next,
+            layers: p.items,
         })
     }
 
@@ -695,22 +682,6 @@ impl Control {
             ));
         }
         Ok(out.into_iter().map(|(_, r)| r).collect())
-    }
-}
-
-fn page(max_items: Option<&str>) -> Result<usize, ControlError> {
-    match max_items {
-        None => Ok(50),
-        Some(s) => match s.parse::<i64>() {
-            Ok(n @ 1..=50) => Ok(n as usize),
-            _ => {
-                let mut v = ValidationErrors::new();
-                v.push("maxItems", s, "Member must have value between 1 and 50");
-                Err(ControlError::Validation(
-                    v.into_result().err().unwrap_or_default(),
-                ))
-            }
-        },
     }
 }
 

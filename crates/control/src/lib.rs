@@ -20,6 +20,7 @@ mod concurrency;
 mod event_config;
 mod functions;
 mod layers;
+mod page;
 mod policy;
 mod tags;
 mod validate;

@@ -8,8 +8,9 @@ use model::function::{FunctionState, UpdateStatus};
 use model::names::ValidationErrors;
 use model::{Alias, FunctionName, FunctionRecord, Qualifier, Scope, Weight};
 
+use crate::page::{PageLimit, page};
 use crate::view::{self, Context};
-use crate::{Control, ControlError, function_not_found, name_error};
+use crate::{Control, ControlError, function_not_found};
 
 const ALIAS_PATTERN: &str = "(?!^[0-9]+$)([a-zA-Z0-9-_]+)";
 const VERSION_PATTERN: &str = r"(\$LATEST|[0-9]+)";
@@ -110,16 +111,7 @@ impl Control {
         raw: &str,
         req: wire::PublishVersionRequest,
     ) -> Result<wire::FunctionConfiguration, ControlError> {
-        let t = self.qualified(scope, raw, None)?;
-        if t.qualifier.is_some() {
-            return Err(name_error(
-                "functionName",
-                raw,
-                model::NameError::Pattern {
-                    pattern: model::FunctionRef::PATTERN,
-                },
-            ));
-        }
+        let t = self.unversioned(scope, raw)?;
         let mut published = 0;
         let (_, after) = self
             .modify(scope, &t.name, None, |rec| {
@@ -161,7 +153,7 @@ impl Control {
         max_items: Option<&str>,
     ) -> Result<wire::ListVersionsByFunctionResponse, ControlError> {
         let name = self.qualified(scope, raw, None)?.name;
-        let max = page_size(max_items, 50)?;
+        let size = PageLimit::VERSIONS.size(max_items)?;
         let rec = self.load(scope, &name, None).await?.value;
         // Position in the sequence $LATEST (0), 1, 2, ...
         let start = match marker {
@@ -172,14 +164,13 @@ impl Control {
         };
         let all =
             std::iter::once((0u64, &rec.latest)).chain(rec.versions.iter().map(|(n, c)| (*n, c)));
-        let mut items: Vec<_> = all.filter(|(pos, _)| *pos >= start).take(max + 1).collect();
-        let more = items.len() > max;
-        items.truncate(max);
+        let p = page(all.filter(|(pos, _)| *pos >= start), size, |(n, _)| {
+            n.to_string()
+        });
         Ok(wire::ListVersionsByFunctionResponse {
-            next_marker: more
-                .then(|| items.last().map(|(n, _)| n.to_string()))
-                .flatten(),
-            versions: items
+            next_marker: p.next,
+            versions: p
+                .items
                 .into_iter()
                 .map(|(_, c)| view::configuration(scope, c, &self.catalog, Context::Listed, true))
                 .collect(),
@@ -466,9 +457,9 @@ impl Control {
         max_items: Option<&str>,
     ) -> Result<wire::ListAliasesResponse, ControlError> {
         let name = self.qualified(scope, raw, None)?.name;
-        let max = page_size(max_items, 50)?;
+        let size = PageLimit::VERSIONS.size(max_items)?;
         let rec = self.load(scope, &name, None).await?.value;
-        let mut items: Vec<&Alias> = rec
+        let matching = rec
             .aliases
             .values()
             .filter(|a| marker.is_none_or(|m| a.name.as_str() > m))
@@ -476,14 +467,12 @@ impl Control {
                 function_version.is_none_or(|v| {
                     a.function_version == v || a.additional_version_weights.contains_key(v)
                 })
-            })
-            .take(max + 1)
-            .collect();
-        let more = items.len() > max;
-        items.truncate(max);
+            });
+        let p = page(matching, size, |a: &&Alias| a.name.clone());
         Ok(wire::ListAliasesResponse {
-            next_marker: more.then(|| items.last().map(|a| a.name.clone())).flatten(),
-            aliases: items
+            next_marker: p.next,
+            aliases: p
+                .items
                 .into_iter()
                 .map(|a| self.alias_view(scope, &name, a))
                 .collect(),
@@ -540,26 +529,6 @@ fn valid_alias(s: &str) -> bool {
 fn valid_version(s: &str) -> bool {
     s == Qualifier::LATEST
         || (!s.is_empty() && s.len() <= 1024 && s.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// `MaxItems` (1-10,000), defaulting to `default`; at most 50 come back.
-fn page_size(max_items: Option<&str>, default: usize) -> Result<usize, ControlError> {
-    match max_items {
-        None => Ok(default),
-        Some(s) => match s.parse::<i64>() {
-            Ok(n @ 1..=10_000) => Ok((n as usize).min(50)),
-            Ok(n) if n > 10_000 => Err(validation(
-                "maxItems",
-                s,
-                "Member must have value less than or equal to 10000".into(),
-            )),
-            _ => Err(validation(
-                "maxItems",
-                s,
-                "Member must have value greater than or equal to 1".into(),
-            )),
-        },
-    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
-//! A small signed HTTP client for the CLI's own calls to a running server.
+//! The CLI's calls to a running server: where it is and which key signs,
+//! over the shared signed client.
 
 use std::path::Path;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+pub use signed_client::{Reply, encode_segment};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -17,26 +17,13 @@ pub enum ClientError {
         "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or keep the server's credentials.toml in the data directory"
     )]
     NoCredentials,
-    #[error("cannot reach {endpoint}: {source}")]
-    Connect {
-        endpoint: String,
-        source: std::io::Error,
-    },
-    #[error("request failed: {0}")]
-    Http(String),
+    #[error(transparent)]
+    Send(#[from] signed_client::ClientError),
 }
 
 pub struct Client {
     host: String,
-    access_key: String,
-    secret: String,
-    region: String,
-}
-
-pub struct Reply {
-    pub status: u16,
-    pub headers: http::HeaderMap,
-    pub body: Bytes,
+    creds: signed_client::Credentials,
 }
 
 impl Client {
@@ -74,9 +61,11 @@ impl Client {
             .unwrap_or_else(|_| "us-east-1".into());
         Ok(Self {
             host,
-            access_key,
-            secret,
-            region,
+            creds: signed_client::Credentials {
+                access_key,
+                secret,
+                region,
+            },
         })
     }
 
@@ -90,79 +79,12 @@ impl Client {
         extra: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Result<Reply, ClientError> {
-        let mut headers = http::HeaderMap::new();
-        let host_value = http::HeaderValue::from_str(&self.host)
-            .map_err(|e| ClientError::Http(e.to_string()))?;
-        headers.insert(http::header::HOST, host_value);
-        for (k, v) in extra {
-            let name = http::HeaderName::from_bytes(k.as_bytes())
-                .map_err(|e| ClientError::Http(e.to_string()))?;
-            let value =
-                http::HeaderValue::from_str(v).map_err(|e| ClientError::Http(e.to_string()))?;
-            headers.insert(name, value);
-        }
-        let now = model::time_fmt::now_ms() / 1000;
-        sigv4::sign_headers(
-            method,
-            path,
-            query,
-            &mut headers,
-            &body,
-            &sigv4::Signer {
-                creds: sigv4::Credentials {
-                    access_key: &self.access_key,
-                    secret: &self.secret,
-                    session_token: None,
-                },
-                region: &self.region,
-                service,
-                now_s: now,
-            },
-        );
         let uri = if query.is_empty() {
             path.to_owned()
         } else {
             format!("{path}?{query}")
         };
-        let mut req = http::Request::builder().method(method).uri(uri);
-        for (k, v) in &headers {
-            req = req.header(k, v);
-        }
-        let req = req
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| ClientError::Http(e.to_string()))?;
-        let stream = tokio::net::TcpStream::connect(&self.host)
-            .await
-            .map_err(|source| ClientError::Connect {
-                endpoint: self.host.clone(),
-                source,
-            })?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| ClientError::Http(e.to_string()))?;
-        tokio::spawn(conn);
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
-        let (parts, body) = resp.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?
-            .to_bytes();
-        Ok(Reply {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body,
-        })
+        let mut conn = signed_client::Conn::open(&self.host, self.creds.clone()).await?;
+        Ok(conn.send(method, &uri, service, extra, body.into()).await?)
     }
-}
-
-/// Percent-encodes a path segment (function names may be ARNs with colons).
-pub fn encode_segment(s: &str) -> String {
-    let mut out = String::new();
-    sigv4::uri_encode(&mut out, s.as_bytes(), false);
-    out
 }

@@ -70,6 +70,8 @@ pub enum CommandError {
     },
     #[error("{0}")]
     Api(String),
+    #[error("function {0} does not exist, so it has no logs (see `aws lambda list-functions`)")]
+    NoFunction(String),
     #[error("the function failed ({0})")]
     FunctionFailed(String),
     #[error("--since takes a number and a unit (s, m, h, d), like 10m")]
@@ -78,13 +80,16 @@ pub enum CommandError {
     Runtime(std::io::Error),
 }
 
-fn api_error(reply: &crate::client::Reply) -> CommandError {
-    let code = reply
+fn error_code(reply: &crate::client::Reply) -> &str {
+    reply
         .headers
         .get("x-amzn-errortype")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("Error")
-        .to_owned();
+}
+
+fn api_error(reply: &crate::client::Reply) -> CommandError {
+    let code = error_code(reply);
     let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
     let msg = body
         .get("message")
@@ -190,7 +195,20 @@ pub fn logs(args: LogsArgs) -> Result<(), CommandError> {
                 )
                 .await?;
             if reply.status >= 300 {
-                return Err(api_error(&reply));
+                if error_code(&reply) != "ResourceNotFoundException" {
+                    return Err(api_error(&reply));
+                }
+                // No log group: a function that does not exist, or one that
+                // has not written a line yet.
+                if !function_exists(&client, &args.function).await? {
+                    return Err(CommandError::NoFunction(args.function.clone()));
+                }
+                if !args.follow {
+                    eprintln!("{} has not logged anything yet", args.function);
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
             }
             let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
             let events = v["events"].as_array().cloned().unwrap_or_default();
@@ -212,6 +230,19 @@ pub fn logs(args: LogsArgs) -> Result<(), CommandError> {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     })
+}
+
+/// `GetFunction`: whether the function exists in the caller's account.
+async fn function_exists(client: &Client, function: &str) -> Result<bool, CommandError> {
+    let path = format!("/2015-03-31/functions/{}", encode_segment(function));
+    let reply = client
+        .send("GET", &path, "", "lambda", &[], Vec::new())
+        .await?;
+    match reply.status {
+        200 => Ok(true),
+        404 => Ok(false),
+        _ => Err(api_error(&reply)),
+    }
 }
 
 #[cfg(test)]

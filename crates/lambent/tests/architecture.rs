@@ -46,7 +46,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "logs",
         ],
     ),
-    ("bench", &["sigv4"]),
+    ("signed-client", &["sigv4"]),
+    ("bench", &["signed-client"]),
     ("fixture-rust-function", &[]),
 ];
 

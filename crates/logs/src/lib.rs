@@ -11,7 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use model::Scope;
-use rusqlite::{Connection, params};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+mod query;
+
+pub use query::{
+    FilterPage, FilterPattern, FilterQuery, StreamPage, StreamQuery, StreamToken, page_by_offset,
+};
 
 /// One log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +32,12 @@ pub struct LogEvent {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
+    #[error("log group {0} does not exist")]
+    GroupNotFound(String),
+    #[error("log stream {0} does not exist")]
+    StreamNotFound(String),
+    #[error("the paging token is not one this server issued")]
+    InvalidToken,
     #[error("log store failed during {op}: {detail}")]
     Store { op: &'static str, detail: String },
 }
@@ -121,18 +134,22 @@ pub struct GroupInfo {
     pub stored_bytes: i64,
 }
 
-/// A query over one group's events.
+/// The events one query selects, oldest first.
 #[derive(Debug, Clone, Default)]
-pub struct Filter<'a> {
-    pub streams: Option<&'a [String]>,
-    pub stream_prefix: Option<&'a str>,
-    pub start_ms: Option<i64>,
-    pub end_ms: Option<i64>,
-    /// A plain substring the message must contain.
-    pub contains: Option<&'a str>,
-    /// Only events after this id (pagination).
-    pub after_id: Option<i64>,
-    pub limit: usize,
+struct Select<'a> {
+    streams: Option<&'a [String]>,
+    stream_prefix: Option<&'a str>,
+    start_ms: Option<i64>,
+    /// Inclusive unless `end_exclusive`.
+    end_ms: Option<i64>,
+    end_exclusive: bool,
+    /// Terms every message must contain.
+    terms: &'a [String],
+    after_id: Option<i64>,
+    before_id: Option<i64>,
+    /// Take the newest `limit` matches rather than the oldest.
+    newest: bool,
+    limit: usize,
 }
 
 fn open(path: &Path) -> Result<Connection, LogError> {
@@ -263,70 +280,97 @@ impl LogStore {
         self.read.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Events of one group in arrival order.
-    pub fn filter(
+    /// `GetLogEvents`: a page of one stream's events (see [`StreamQuery`]).
+    pub fn get_log_events(
         &self,
         scope: &Scope,
         group: &str,
-        f: &Filter<'_>,
-    ) -> Result<Vec<StoredEvent>, LogError> {
+        stream: &str,
+        q: &StreamQuery<'_>,
+    ) -> Result<StreamPage, LogError> {
         let conn = self.conn();
-        let mut sql = String::from(
-            "SELECT id, stream, ts, ingested, message FROM events WHERE account = ?1 AND region = ?2 AND grp = ?3 AND id > ?4 AND ts >= ?5 AND ts <= ?6",
-        );
-        if f.stream_prefix.is_some() {
-            sql.push_str(" AND substr(stream, 1, length(?7)) = ?7");
-        } else {
-            sql.push_str(" AND ?7 IS NULL");
+        require_group(&conn, scope, group)?;
+        let found = exists(
+            &conn,
+            "SELECT 1 FROM streams WHERE account = ?1 AND region = ?2 AND grp = ?3 AND stream = ?4",
+            params![scope.account.as_str(), scope.region.as_str(), group, stream],
+        )?;
+        if !found {
+            return Err(LogError::StreamNotFound(stream.to_owned()));
         }
-        if f.contains.is_some() {
-            sql.push_str(" AND instr(message, ?8) > 0");
-        } else {
-            sql.push_str(" AND ?8 IS NULL");
-        }
-        sql.push_str(" ORDER BY id LIMIT ?9");
-        let mut stmt = conn.prepare_cached(&sql).map_err(err("prepare filter"))?;
-        let rows = stmt
-            .query_map(
-                params![
-                    scope.account.as_str(),
-                    scope.region.as_str(),
-                    group,
-                    f.after_id.unwrap_or(0),
-                    f.start_ms.unwrap_or(i64::MIN),
-                    f.end_ms.unwrap_or(i64::MAX),
-                    f.stream_prefix,
-                    f.contains,
-                    (f.limit.max(1) * if f.streams.is_some() { 4 } else { 1 }) as i64,
-                ],
-                |r| {
-                    Ok(StoredEvent {
-                        id: r.get(0)?,
-                        stream: r.get(1)?,
-                        timestamp_ms: r.get(2)?,
-                        ingestion_ms: r.get(3)?,
-                        message: r.get(4)?,
-                    })
-                },
-            )
-            .map_err(err("filter"))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let e = row.map_err(err("read event"))?;
-            if let Some(names) = f.streams
-                && !names.contains(&e.stream)
-            {
-                continue;
+        let token = q.token.map(StreamToken::parse).transpose()?;
+        let names = [stream.to_owned()];
+        let mut sel = Select {
+            streams: Some(&names),
+            start_ms: q.start_ms,
+            end_ms: q.end_ms,
+            end_exclusive: true,
+            limit: q.limit,
+            newest: !q.start_from_head,
+            ..Default::default()
+        };
+        match token {
+            Some(StreamToken::Forward(id)) => {
+                sel.after_id = Some(id);
+                sel.newest = false;
             }
-            out.push(e);
-            if out.len() == f.limit.max(1) {
-                break;
+            Some(StreamToken::Backward(id)) => {
+                sel.before_id = Some(id);
+                sel.newest = true;
             }
+            None => {}
         }
-        Ok(out)
+        let events = select_events(&conn, scope, group, &sel)?;
+        Ok(StreamPage::new(events, token))
     }
 
-    pub fn streams(
+    /// `FilterLogEvents`: a page of a group's matching events, oldest first.
+    pub fn filter_log_events(
+        &self,
+        scope: &Scope,
+        group: &str,
+        q: &FilterQuery<'_>,
+    ) -> Result<FilterPage, LogError> {
+        let after_id = q.token.map(query::parse_filter_token).transpose()?;
+        let conn = self.conn();
+        require_group(&conn, scope, group)?;
+        let limit = q.limit.max(1);
+        let events = select_events(
+            &conn,
+            scope,
+            group,
+            &Select {
+                streams: q.streams,
+                stream_prefix: q.stream_prefix,
+                start_ms: q.start_ms,
+                end_ms: q.end_ms,
+                terms: q.pattern.terms(),
+                after_id,
+                limit,
+                ..Default::default()
+            },
+        )?;
+        let next_token = (events.len() == limit)
+            .then(|| events.last().map(|e| query::filter_token(e.id)))
+            .flatten();
+        Ok(FilterPage { events, next_token })
+    }
+
+    /// `DescribeLogStreams`: a group's streams by name.
+    pub fn describe_streams(
+        &self,
+        scope: &Scope,
+        group: &str,
+        prefix: Option<&str>,
+    ) -> Result<Vec<StreamInfo>, LogError> {
+        let streams = self.streams(scope, group, prefix)?;
+        if streams.is_empty() {
+            require_group(&self.conn(), scope, group)?;
+        }
+        Ok(streams)
+    }
+
+    fn streams(
         &self,
         scope: &Scope,
         group: &str,
@@ -393,6 +437,114 @@ impl LogStore {
     }
 }
 
+/// A group exists while it has a stream (it appears with its first line).
+fn require_group(conn: &Connection, scope: &Scope, group: &str) -> Result<(), LogError> {
+    let found = exists(
+        conn,
+        "SELECT 1 FROM streams WHERE account = ?1 AND region = ?2 AND grp = ?3 LIMIT 1",
+        params![scope.account.as_str(), scope.region.as_str(), group],
+    )?;
+    if found {
+        Ok(())
+    } else {
+        Err(LogError::GroupNotFound(group.to_owned()))
+    }
+}
+
+/// Whether `sql` finds a row.
+fn exists(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<bool, LogError> {
+    let found: Option<i64> = conn
+        .prepare_cached(sql)
+        .map_err(err("prepare lookup"))?
+        .query_row(args, |r| r.get(0))
+        .optional()
+        .map_err(err("lookup"))?;
+    Ok(found.is_some())
+}
+
+/// Runs a [`Select`]: the matching events of one group, oldest first.
+fn select_events(
+    conn: &Connection,
+    scope: &Scope,
+    group: &str,
+    s: &Select<'_>,
+) -> Result<Vec<StoredEvent>, LogError> {
+    let mut sql = String::from(
+        "SELECT id, stream, ts, ingested, message FROM events WHERE account = ? AND region = ? AND grp = ?",
+    );
+    let mut args: Vec<SqlValue> = vec![
+        scope.account.as_str().to_owned().into(),
+        scope.region.as_str().to_owned().into(),
+        group.to_owned().into(),
+    ];
+    let mut cond = |clause: &str, v: SqlValue| {
+        sql.push_str(clause);
+        args.push(v);
+    };
+    if let Some(id) = s.after_id {
+        cond(" AND id > ?", id.into());
+    }
+    if let Some(id) = s.before_id {
+        cond(" AND id < ?", id.into());
+    }
+    if let Some(t) = s.start_ms {
+        cond(" AND ts >= ?", t.into());
+    }
+    if let Some(t) = s.end_ms {
+        cond(
+            if s.end_exclusive {
+                " AND ts < ?"
+            } else {
+                " AND ts <= ?"
+            },
+            t.into(),
+        );
+    }
+    if let Some(p) = s.stream_prefix {
+        cond(" AND substr(stream, 1, length(?))", p.to_owned().into());
+        cond(" = ?", p.to_owned().into());
+    }
+    for t in s.terms {
+        cond(" AND instr(message, ?) > 0", t.clone().into());
+    }
+    match s.streams {
+        // `IN ()` is not SQL: an empty list selects nothing.
+        Some([]) => sql.push_str(" AND 0"),
+        Some(names) => {
+            sql.push_str(" AND stream IN (?");
+            sql.push_str(&", ?".repeat(names.len() - 1));
+            sql.push(')');
+            args.extend(names.iter().map(|n| SqlValue::from(n.clone())));
+        }
+        None => {}
+    }
+    sql.push_str(if s.newest {
+        " ORDER BY id DESC LIMIT ?"
+    } else {
+        " ORDER BY id LIMIT ?"
+    });
+    args.push((s.limit.max(1) as i64).into());
+    let mut stmt = conn.prepare_cached(&sql).map_err(err("prepare select"))?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), |r| {
+            Ok(StoredEvent {
+                id: r.get(0)?,
+                stream: r.get(1)?,
+                timestamp_ms: r.get(2)?,
+                ingestion_ms: r.get(3)?,
+                message: r.get(4)?,
+            })
+        })
+        .map_err(err("select"))?;
+    let mut out = rows
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err("read event"))?;
+    if s.newest {
+        out.reverse();
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,19 +566,25 @@ mod tests {
         }
     }
 
+    fn all(store: &LogStore, s: &Scope, group: &str) -> Vec<StoredEvent> {
+        match store.filter_log_events(
+            s,
+            group,
+            &FilterQuery {
+                limit: 10_000,
+                ..Default::default()
+            },
+        ) {
+            Ok(p) => p.events,
+            Err(LogError::GroupNotFound(_)) => Vec::new(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
     fn wait_for(store: &LogStore, s: &Scope, group: &str, n: usize) -> Vec<StoredEvent> {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let got = store
-                .filter(
-                    s,
-                    group,
-                    &Filter {
-                        limit: 1000,
-                        ..Default::default()
-                    },
-                )
-                .unwrap();
+            let got = all(store, s, group);
             if got.len() >= n || std::time::Instant::now() > deadline {
                 return got;
             }
@@ -434,12 +592,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn lines_reach_the_store_in_order_and_scoped() {
+    fn filter(store: &LogStore, s: &Scope, q: FilterQuery<'_>) -> FilterPage {
+        store.filter_log_events(s, "/aws/lambda/f", &q).unwrap()
+    }
+
+    /// 100 lines, alternating between streams s1 and s2, at 1000.. ms.
+    fn hundred_lines() -> (tempfile::TempDir, LogStore, Arc<Scope>, Vec<StoredEvent>) {
         let dir = tempfile::tempdir().unwrap();
         let (sink, store) = open_store(&dir.path().join("logs.db")).unwrap();
         let a = scope("111111111111");
-        let b = scope("222222222222");
         for i in 0..100 {
             sink.push(ev(
                 &a,
@@ -449,61 +610,18 @@ mod tests {
                 &format!("line {i}"),
             ));
         }
-        sink.push(ev(&b, "/aws/lambda/f", "s1", 5, "other account"));
         let got = wait_for(&store, &a, "/aws/lambda/f", 100);
         assert_eq!(got.len(), 100);
+        (dir, store, a, got)
+    }
+
+    #[test]
+    fn lines_reach_the_store_in_order_and_scoped() {
+        let (_dir, store, a, got) = hundred_lines();
+        let b = scope("222222222222");
         assert_eq!(got[0].message, "line 0");
         assert_eq!(got[99].message, "line 99");
-        let page = store
-            .filter(
-                &a,
-                "/aws/lambda/f",
-                &Filter {
-                    after_id: Some(got[49].id),
-                    limit: 10,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-        assert_eq!(page[0].message, "line 50");
-        let only_s2 = ["s2".to_string()];
-        let s2 = store
-            .filter(
-                &a,
-                "/aws/lambda/f",
-                &Filter {
-                    streams: Some(&only_s2),
-                    limit: 1000,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-        assert_eq!(s2.len(), 50);
-        let hits = store
-            .filter(
-                &a,
-                "/aws/lambda/f",
-                &Filter {
-                    contains: Some("line 7"),
-                    limit: 1000,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-        assert_eq!(hits.len(), 11, "line 7 and 70..79");
-        let timed = store
-            .filter(
-                &a,
-                "/aws/lambda/f",
-                &Filter {
-                    start_ms: Some(1090),
-                    limit: 1000,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-        assert_eq!(timed.len(), 10);
-        let streams = store.streams(&a, "/aws/lambda/f", None).unwrap();
+        let streams = store.describe_streams(&a, "/aws/lambda/f", None).unwrap();
         assert_eq!(
             streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
             ["s1", "s2"]
@@ -511,8 +629,205 @@ mod tests {
         assert_eq!(streams[0].first_ms, 1000);
         let groups = store.groups(&a, Some("/aws/lambda/")).unwrap();
         assert_eq!(groups.len(), 1);
-        let other = wait_for(&store, &b, "/aws/lambda/f", 1);
-        assert_eq!(other.len(), 1);
-        assert_eq!(other[0].message, "other account");
+        assert!(
+            matches!(
+                store.filter_log_events(&b, "/aws/lambda/f", &FilterQuery::default()),
+                Err(LogError::GroupNotFound(_))
+            ),
+            "another account does not see the group"
+        );
+        assert!(store.groups(&b, None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn filter_selects_by_stream_pattern_time_and_pages() {
+        let (_dir, store, a, got) = hundred_lines();
+        let only_s2 = ["s2".to_string()];
+        let s2 = filter(
+            &store,
+            &a,
+            FilterQuery {
+                streams: Some(&only_s2),
+                limit: 1000,
+                ..Default::default()
+            },
+        );
+        assert_eq!(s2.events.len(), 50);
+        assert!(s2.events.iter().all(|e| e.stream == "s2"));
+        assert_eq!(s2.next_token, None, "a page that is not full is the last");
+        let prefixed = filter(
+            &store,
+            &a,
+            FilterQuery {
+                stream_prefix: Some("s1"),
+                limit: 1000,
+                ..Default::default()
+            },
+        );
+        assert_eq!(prefixed.events.len(), 50);
+        let hits = filter(
+            &store,
+            &a,
+            FilterQuery {
+                pattern: FilterPattern::parse(r#""line 7""#),
+                limit: 1000,
+                ..Default::default()
+            },
+        );
+        assert_eq!(hits.events.len(), 11, "line 7 and 70..79");
+        let timed = filter(
+            &store,
+            &a,
+            FilterQuery {
+                start_ms: Some(1090),
+                end_ms: Some(1094),
+                limit: 1000,
+                ..Default::default()
+            },
+        );
+        assert_eq!(timed.events.len(), 5, "both ends inclusive");
+        // Pages of 30 matching lines, resumed from the token.
+        let mut token = None;
+        let mut seen = Vec::new();
+        loop {
+            let page = filter(
+                &store,
+                &a,
+                FilterQuery {
+                    pattern: FilterPattern::parse("line"),
+                    token: token.as_deref(),
+                    limit: 30,
+                    ..Default::default()
+                },
+            );
+            seen.extend(page.events.iter().map(|e| e.id));
+            match page.next_token {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        assert_eq!(seen, got.iter().map(|e| e.id).collect::<Vec<_>>());
+        assert!(matches!(
+            store.filter_log_events(
+                &a,
+                "/aws/lambda/f",
+                &FilterQuery {
+                    token: Some("f/1"),
+                    ..Default::default()
+                }
+            ),
+            Err(LogError::InvalidToken)
+        ));
+    }
+
+    fn messages(p: &StreamPage) -> Vec<&str> {
+        p.events.iter().map(|e| e.message.as_str()).collect()
+    }
+
+    #[test]
+    fn get_log_events_reads_from_the_tail_or_the_head_and_pages_both_ways() {
+        let (_dir, store, a, _) = hundred_lines();
+        let get = |q: StreamQuery<'_>| store.get_log_events(&a, "/aws/lambda/f", "s1", &q).unwrap();
+        // Default: the newest `limit` events, oldest first.
+        let tail = get(StreamQuery {
+            limit: 3,
+            ..Default::default()
+        });
+        assert_eq!(messages(&tail), ["line 94", "line 96", "line 98"]);
+        // Backwards from there, page by page, to the head.
+        let back = tail.backward.to_string();
+        let before = get(StreamQuery {
+            limit: 3,
+            token: Some(&back),
+            ..Default::default()
+        });
+        assert_eq!(messages(&before), ["line 88", "line 90", "line 92"]);
+        let mut token = before.backward.to_string();
+        let mut pages = 2;
+        loop {
+            let p = get(StreamQuery {
+                limit: 3,
+                token: Some(&token),
+                ..Default::default()
+            });
+            if p.events.is_empty() {
+                assert_eq!(p.backward.to_string(), token, "the same token at the head");
+                break;
+            }
+            pages += 1;
+            token = p.backward.to_string();
+        }
+        assert_eq!(pages, 17, "50 events in pages of 3");
+        // From the head, then forwards to the end.
+        let head = get(StreamQuery {
+            limit: 2,
+            start_from_head: true,
+            ..Default::default()
+        });
+        assert_eq!(messages(&head), ["line 0", "line 2"]);
+        let fwd = head.forward.to_string();
+        let next = get(StreamQuery {
+            limit: 2,
+            token: Some(&fwd),
+            ..Default::default()
+        });
+        assert_eq!(messages(&next), ["line 4", "line 6"]);
+        let end = tail.forward.to_string();
+        let at_end = get(StreamQuery {
+            limit: 2,
+            start_from_head: true,
+            token: Some(&end),
+            ..Default::default()
+        });
+        assert!(at_end.events.is_empty());
+        assert_eq!(at_end.forward.to_string(), end, "the same token at the end");
+        // endTime is exclusive; startTime inclusive.
+        let window = get(StreamQuery {
+            start_ms: Some(1010),
+            end_ms: Some(1016),
+            limit: 100,
+            start_from_head: true,
+            ..Default::default()
+        });
+        assert_eq!(messages(&window), ["line 10", "line 12", "line 14"]);
+        let err = store.get_log_events(
+            &a,
+            "/aws/lambda/f",
+            "s1",
+            &StreamQuery {
+                token: Some("e5"),
+                ..Default::default()
+            },
+        );
+        assert!(matches!(err, Err(LogError::InvalidToken)));
+    }
+
+    #[test]
+    fn unknown_groups_and_streams_are_errors_not_empty_pages() {
+        let (_dir, store, a, _) = hundred_lines();
+        let q = StreamQuery::default();
+        assert!(matches!(
+            store.get_log_events(&a, "/aws/lambda/none", "s1", &q),
+            Err(LogError::GroupNotFound(g)) if g == "/aws/lambda/none"
+        ));
+        assert!(matches!(
+            store.get_log_events(&a, "/aws/lambda/f", "s9", &q),
+            Err(LogError::StreamNotFound(s)) if s == "s9"
+        ));
+        assert!(matches!(
+            store.filter_log_events(&a, "/aws/lambda/none", &FilterQuery::default()),
+            Err(LogError::GroupNotFound(_))
+        ));
+        assert!(matches!(
+            store.describe_streams(&a, "/aws/lambda/none", None),
+            Err(LogError::GroupNotFound(_))
+        ));
+        assert!(
+            store
+                .describe_streams(&a, "/aws/lambda/f", Some("zz"))
+                .unwrap()
+                .is_empty(),
+            "a prefix nothing matches in a group that exists"
+        );
     }
 }

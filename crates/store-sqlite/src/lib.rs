@@ -202,6 +202,97 @@ fn decode_layer(json: &str) -> Result<LayerRecord, StoreError> {
     })
 }
 
+/// The tables of records keyed by (account, region, name).
+#[derive(Clone, Copy)]
+enum Table {
+    Functions,
+    Layers,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Functions => "functions",
+            Self::Layers => "layers",
+        }
+    }
+}
+
+/// One record and its etag, if the scope has one by that name.
+fn get_record<T>(
+    conn: &Connection,
+    table: Table,
+    scope: &Scope,
+    name: &str,
+    decode: fn(&str) -> Result<T, StoreError>,
+) -> Result<Option<Stored<T>>, StoreError> {
+    let sql = format!(
+        "SELECT etag, record FROM {} WHERE account = ?1 AND region = ?2 AND name = ?3",
+        table.name()
+    );
+    let row: Option<(i64, String)> = conn
+        .query_row(
+            &sql,
+            params![scope.account.as_str(), scope.region.as_str(), name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(backend("get"))?;
+    row.map(|(etag, json)| {
+        Ok(Stored {
+            value: decode(&json)?,
+            etag: etag as u64,
+        })
+    })
+    .transpose()
+}
+
+/// One page of a scope's records in name order, after `after`: at most
+/// `limit`, and the name to continue after while there are more.
+fn list_page<T>(
+    conn: &Connection,
+    table: Table,
+    scope: &Scope,
+    after: &str,
+    limit: usize,
+    decode: fn(&str) -> Result<T, StoreError>,
+) -> Result<Page<T>, StoreError> {
+    let limit = limit.max(1);
+    let sql = format!(
+        "SELECT name, record FROM {} WHERE account = ?1 AND region = ?2 AND name > ?3
+         ORDER BY name LIMIT ?4",
+        table.name()
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(backend("prepare list"))?;
+    let mut rows = stmt
+        .query_map(
+            params![
+                scope.account.as_str(),
+                scope.region.as_str(),
+                after,
+                (limit + 1) as i64
+            ],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+        )
+        .map_err(backend("list"))?;
+    let mut items = Vec::with_capacity(limit);
+    let mut last = None;
+    for row in rows.by_ref().take(limit) {
+        let (name, json) = row.map_err(backend("read row"))?;
+        items.push(decode(&json)?);
+        last = Some(name);
+    }
+    let more = rows
+        .next()
+        .transpose()
+        .map_err(backend("read row"))?
+        .is_some();
+    Ok(Page {
+        items,
+        next: last.filter(|_| more),
+    })
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_function(
@@ -242,21 +333,7 @@ impl Store for SqliteStore {
         let scope = scope.clone();
         let name = name.clone();
         self.with("get function", move |conn| {
-            let row: Option<(i64, String)> = conn
-                .query_row(
-                    "SELECT etag, record FROM functions WHERE account = ?1 AND region = ?2 AND name = ?3",
-                    params![scope.account.as_str(), scope.region.as_str(), name.as_str()],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(backend("get function"))?;
-            row.map(|(etag, json)| {
-                Ok(Stored {
-                    value: decode(&json)?,
-                    etag: etag as u64,
-                })
-            })
-            .transpose()
+            get_record(conn, Table::Functions, &scope, name.as_str(), decode)
         })
         .await
     }
@@ -269,43 +346,8 @@ impl Store for SqliteStore {
     ) -> Result<Page<FunctionRecord>, StoreError> {
         let scope = scope.clone();
         let after = after.unwrap_or("").to_owned();
-        let limit = limit.max(1);
         self.with("list functions", move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT record FROM functions WHERE account = ?1 AND region = ?2 AND name > ?3
-                     ORDER BY name LIMIT ?4",
-                )
-                .map_err(backend("prepare list"))?;
-            let rows = stmt
-                .query_map(
-                    params![
-                        scope.account.as_str(),
-                        scope.region.as_str(),
-                        after,
-                        (limit + 1) as i64
-                    ],
-                    |r| r.get::<_, String>(0),
-                )
-                .map_err(backend("list functions"))?;
-            let mut items = Vec::with_capacity(limit);
-            let mut more = false;
-            for row in rows {
-                let json = row.map_err(backend("read row"))?;
-                if items.len() == limit {
-                    more = true;
-                    break;
-                }
-                items.push(decode(&json)?);
-            }
-            let next = if more {
-                items
-                    .last()
-                    .map(|r: &FunctionRecord| r.latest.name.to_string())
-            } else {
-                None
-            };
-            Ok(Page { items, next })
+            list_page(conn, Table::Functions, &scope, &after, limit, decode)
         })
         .await
     }
@@ -486,21 +528,7 @@ impl Store for SqliteStore {
         let scope = scope.clone();
         let name = name.to_owned();
         self.with("get layer", move |conn| {
-            let row: Option<(i64, String)> = conn
-                .query_row(
-                    "SELECT etag, record FROM layers WHERE account = ?1 AND region = ?2 AND name = ?3",
-                    params![scope.account.as_str(), scope.region.as_str(), name],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(backend("get layer"))?;
-            row.map(|(etag, json)| {
-                Ok(Stored {
-                    value: decode_layer(&json)?,
-                    etag: etag as u64,
-                })
-            })
-            .transpose()
+            get_record(conn, Table::Layers, &scope, &name, decode_layer)
         })
         .await
     }
@@ -563,39 +591,8 @@ impl Store for SqliteStore {
     ) -> Result<Page<LayerRecord>, StoreError> {
         let scope = scope.clone();
         let after = after.unwrap_or("").to_owned();
-        let limit = limit.max(1);
         self.with("list layers", move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT record FROM layers WHERE account = ?1 AND region = ?2 AND name > ?3
-                     ORDER BY name LIMIT ?4",
-                )
-                .map_err(backend("prepare list"))?;
-            let rows = stmt
-                .query_map(
-                    params![
-                        scope.account.as_str(),
-                        scope.region.as_str(),
-                        after,
-                        (limit + 1) as i64
-                    ],
-                    |r| r.get::<_, String>(0),
-                )
-                .map_err(backend("list layers"))?;
-            let mut items = Vec::with_capacity(limit);
-            let mut more = false;
-            for row in rows {
-                let json = row.map_err(backend("read row"))?;
-                if items.len() == limit {
-                    more = true;
-                    break;
-                }
-                items.push(decode_layer(&json)?);
-            }
-            let next = more
-                .then(|| items.last().map(|l: &LayerRecord| l.name.clone()))
-                .flatten();
-            Ok(Page { items, next })
+            list_page(conn, Table::Layers, &scope, &after, limit, decode_layer)
         })
         .await
     }
