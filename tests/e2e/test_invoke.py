@@ -388,7 +388,7 @@ while True:
     before = int(time.time() * 1000)
     r, body = invoke(c, "custom", {"k": "v"}, Qualifier="$LATEST")
     out = json.loads(body)
-    assert out["event"] == {"k": "v"}
+    assert out.get("event") == {"k": "v"}, (r.get("FunctionError"), out)
     assert out["wrong_id_status"] == 400
     assert before + 2000 < out["deadline"] < before + 3000 + 10_000, "an absolute epoch-ms deadline"
     assert out["arn"].endswith(":function:custom:$LATEST"), "the ARN the caller used, qualified"

@@ -384,16 +384,16 @@ pub async fn handle(channel: &Channel, req: Request<Incoming>) -> Response<Body>
         }
         (&Method::POST, path) => {
             let Some(rest) = path.strip_prefix("invocation/") else {
-                return not_found();
+                return refuse(req, not_found()).await;
             };
             let Some((id, action)) = rest.split_once('/') else {
-                return not_found();
+                return refuse(req, not_found()).await;
             };
             let id = id.to_owned();
             match action {
                 "response" => {
                     if !channel.in_flight_is(&id) {
-                        return invalid_request_id();
+                        return refuse(req, invalid_request_id()).await;
                     }
                     match read_body(req.into_body(), MAX_RESPONSE_BYTES).await {
                         Read::Body(b) => {
@@ -418,7 +418,7 @@ pub async fn handle(channel: &Channel, req: Request<Incoming>) -> Response<Body>
                 }
                 "error" => {
                     if !channel.in_flight_is(&id) {
-                        return invalid_request_id();
+                        return refuse(req, invalid_request_id()).await;
                     }
                     let error_type = error_type_header(&req);
                     let body = match read_body(req.into_body(), MAX_ERROR_BYTES).await {
@@ -431,11 +431,20 @@ pub async fn handle(channel: &Channel, req: Request<Incoming>) -> Response<Body>
                         invalid_request_id()
                     }
                 }
-                _ => not_found(),
+                _ => refuse(req, not_found()).await,
             }
         }
-        _ => not_found(),
+        _ => refuse(req, not_found()).await,
     }
+}
+
+/// Answers a request it refuses only after reading its body (up to the
+/// response limit), so the runtime's keep-alive connection stays usable: a
+/// body left unread closes the connection, and the runtime's next request on
+/// it fails.
+async fn refuse(req: Request<Incoming>, answer: Response<Body>) -> Response<Body> {
+    let _ = read_body(req.into_body(), MAX_RESPONSE_BYTES).await;
+    answer
 }
 
 /// Serves the Runtime API for `channel` on `listener`. Dropping (or aborting)

@@ -277,3 +277,35 @@ async fn unknown_paths_are_404() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_refused_answer_keeps_the_connection_usable() {
+    let (ch, addr, _task) = start().await;
+    let sub = ch.submit(invocation("req-1", "{}")).unwrap();
+    let mut rt = Runtime::connect(addr).await;
+    rt.next().await;
+    // A body big enough not to arrive with the headers.
+    let big = Bytes::from(vec![b'x'; 256 * 1024]);
+    for path in [
+        "/2018-06-01/runtime/invocation/not-req-1/response",
+        "/2018-06-01/runtime/invocation/not-req-1/error",
+        "/2018-06-01/runtime/no-such-path",
+    ] {
+        let (status, _, _) = rt.call(Method::POST, path, &[], big.clone()).await;
+        assert!(status.is_client_error(), "{path}: {status}");
+    }
+    // The same connection still carries the real answer.
+    let (status, _, _) = rt
+        .call(
+            Method::POST,
+            "/2018-06-01/runtime/invocation/req-1/response",
+            &[],
+            Bytes::from_static(b"\"done\""),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(
+        sub.reply.await.unwrap(),
+        Reply::Response(Bytes::from_static(b"\"done\""))
+    );
+}
