@@ -307,9 +307,17 @@ struct LoopConfig {
 /// blocks). Another process may take the device between the look-up and the
 /// bind; then the next free one is tried.
 fn attach_loop(backing: &File) -> std::io::Result<TmpDisk> {
+    // `LOOP_CTL_GET_FREE` hands every concurrent caller the same free
+    // device and all but one lose it to EBUSY: take turns within this
+    // process, and retry (with a growing pause) against other processes.
+    static ATTACHING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ATTACHING.lock().unwrap_or_else(|p| p.into_inner());
     let control = File::open("/dev/loop-control")?;
     let mut last = None;
-    for _ in 0..16 {
+    for attempt in 0..64u64 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_micros(100 * attempt.min(20)));
+        }
         // SAFETY: an ioctl without arguments on the loop control device.
         let n = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE) };
         if n < 0 {
@@ -381,6 +389,29 @@ mod tests {
             .modified()
             .unwrap();
         assert_eq!(before, after);
+    }
+
+    #[test]
+    fn concurrent_attaches_all_get_a_device() {
+        // A burst of cold starts attaches disks at once: each must get its
+        // own device, none an EBUSY from losing the same free one.
+        let dir = tempfile::tempdir().unwrap();
+        let disks = std::sync::Arc::new(TmpDisks::new(dir.path()).unwrap());
+        disks.template(16).unwrap();
+        let threads: Vec<_> = (0..48)
+            .map(|i| {
+                let disks = disks.clone();
+                std::thread::spawn(move || disks.attach(16, &format!("c{i}")))
+            })
+            .collect();
+        let attached: Vec<TmpDisk> = threads
+            .into_iter()
+            .map(|t| t.join().unwrap().unwrap())
+            .collect();
+        let mut paths: Vec<_> = attached.iter().map(|d| d.path.clone()).collect();
+        paths.sort();
+        paths.dedup();
+        assert_eq!(paths.len(), 48);
     }
 
     #[test]
