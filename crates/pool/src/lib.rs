@@ -52,6 +52,8 @@ pub struct FunctionSpec {
     /// Digests of the layer packages in `opt_dir`.
     pub layer_digests: Vec<String>,
     pub log_group: Arc<str>,
+    /// VPC subnets (`VpcConfig.SubnetIds`): their private networks are reachable.
+    pub vpc_subnets: Vec<String>,
 }
 
 /// Which environments are interchangeable.

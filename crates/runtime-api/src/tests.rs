@@ -77,7 +77,7 @@ async fn start() -> (
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let ch = Arc::new(Channel::new());
-    let task = tokio::spawn(serve(listener, ch.clone()));
+    let task = tokio::spawn(serve(listener, ch.clone(), |_, _| true));
     (ch, addr, task)
 }
 

@@ -50,6 +50,7 @@ async fn run(e: &Env, script: &str) -> (String, ExitStatus) {
         lang_dir: None,
         tmp_mb: 16,
         memory_mb: 128,
+        vpc_subnets: Vec::new(),
         output: w.as_raw_fd(),
     };
     let p = e.launcher.launch(&spec).unwrap().process;
@@ -199,6 +200,7 @@ async fn missing_program_is_an_exec_error() {
         lang_dir: None,
         tmp_mb: 8,
         memory_mb: 128,
+        vpc_subnets: Vec::new(),
         output: w.as_raw_fd(),
     };
     match e.launcher.launch(&spec) {
@@ -229,6 +231,7 @@ async fn killing_ends_the_whole_environment() {
         lang_dir: None,
         tmp_mb: 8,
         memory_mb: 128,
+        vpc_subnets: Vec::new(),
         output: w.as_raw_fd(),
     };
     let p = e.launcher.launch(&spec).unwrap().process;
@@ -299,6 +302,7 @@ async fn runtime_api_is_reachable_inside_only() {
         lang_dir: None,
         tmp_mb: 8,
         memory_mb: 128,
+        vpc_subnets: Vec::new(),
         output: w.as_raw_fd(),
     };
     let launched = e.launcher.launch(&spec).unwrap();
@@ -321,15 +325,16 @@ async fn runtime_api_is_reachable_inside_only() {
     }
 }
 
-/// A stand-in for the internet: a network namespace behind its own veth,
-/// running a one-shot TCP echo server.
+/// A stand-in for another host: a network namespace behind its own veth,
+/// addressed `{net}.1` (host side) and `{net}.2` (inside), running a one-shot
+/// TCP echo server.
 struct Peer {
     ns: String,
     host_if: String,
 }
 
 impl Peer {
-    fn start(tag: &str, addr_octet: u8) -> Self {
+    fn start(tag: &str, net: &str, addr_octet: u8) -> Self {
         let ns = format!("lmbtest-{tag}-{}", std::process::id());
         let host_if = format!("tpeer{addr_octet}x{}", std::process::id() % 1000);
         let ip = |args: &str| {
@@ -345,16 +350,12 @@ impl Peer {
         ip(&format!(
             "link add {host_if} type veth peer name eth0 netns {ns}"
         ));
-        ip(&format!("addr add 10.98.{addr_octet}.1/30 dev {host_if}"));
+        ip(&format!("addr add {net}.1/30 dev {host_if}"));
         ip(&format!("link set {host_if} up"));
-        ip(&format!(
-            "-n {ns} addr add 10.98.{addr_octet}.2/30 dev eth0"
-        ));
+        ip(&format!("-n {ns} addr add {net}.2/30 dev eth0"));
         ip(&format!("-n {ns} link set eth0 up"));
         ip(&format!("-n {ns} link set lo up"));
-        ip(&format!(
-            "-n {ns} route add default via 10.98.{addr_octet}.1"
-        ));
+        ip(&format!("-n {ns} route add default via {net}.1"));
         Self { ns, host_if }
     }
 
@@ -391,8 +392,11 @@ async fn egress_reaches_out_but_not_the_host() {
         code,
         launcher,
     };
-    let peer = Peer::start("egress", 7);
+    // A public address (the internet) and a private one (the operator's LAN).
+    let peer = Peer::start("egress", "100.128.7", 7);
     let mut server = peer.serve_once("hello-from-outside");
+    let lan = Peer::start("lan", "10.98.8", 8);
+    let mut lan_server = lan.serve_once("hello-from-the-lan");
     // A host service the environment must not reach.
     let host_service = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let host_port = host_service.local_addr().unwrap().port();
@@ -400,14 +404,18 @@ async fn egress_reaches_out_but_not_the_host() {
         "import socket, time\n\
          for _ in range(50):\n\
          \x20   try:\n\
-         \x20       s = socket.create_connection(('10.98.7.2', 8080), timeout=2); break\n\
+         \x20       s = socket.create_connection(('100.128.7.2', 8080), timeout=2); break\n\
          \x20   except OSError: time.sleep(0.1)\n\
          print(s.recv(100).decode())\n\
          gw = open('/proc/net/route').read().split('\\n')[1].split()[2]\n\
          gw = '.'.join(str(int(gw[i:i+2], 16)) for i in (6, 4, 2, 0))\n\
          try:\n\
          \x20   socket.create_connection((gw, {host_port}), timeout=1); print('HOST-REACHED')\n\
-         except OSError as e: print('host blocked', type(e).__name__)\n"
+         except OSError as e: print('host blocked', type(e).__name__)\n\
+         try:\n\
+         \x20   socket.create_connection(('10.98.8.2', 8080), timeout=1); print('LAN-REACHED')\n\
+         except OSError as e: print('lan blocked', type(e).__name__)\n\
+         print('ipv6', open('/proc/net/if_inet6').read().split())\n"
     );
     let (r, w) = pipe();
     let spec = LaunchSpec {
@@ -421,6 +429,7 @@ async fn egress_reaches_out_but_not_the_host() {
         lang_dir: None,
         tmp_mb: 8,
         memory_mb: 128,
+        vpc_subnets: Vec::new(),
         output: w.as_raw_fd(),
     };
     let launched = e.launcher.launch(&spec).unwrap();
@@ -432,13 +441,20 @@ async fn egress_reaches_out_but_not_the_host() {
         let _ = server.kill();
     }
     let _ = server.wait();
+    let _ = lan_server.kill();
+    let _ = lan_server.wait();
     assert!(status.success(), "{status}: {out}");
     assert!(
-        out.starts_with("hello-from-outside 10.98.7.1\n"),
+        out.starts_with("hello-from-outside 100.128.7.1\n"),
         "reached the outside through NAT: {out}"
     );
     assert!(out.contains("host blocked"), "{out}");
     assert!(!out.contains("HOST-REACHED"), "{out}");
+    // Refused at once by the environment's own firewall, not timed out.
+    assert!(out.contains("lan blocked OSError"), "{out}");
+    // IPv6 only on loopback (::1): no link-local address to reach the host by.
+    let v6 = out.lines().find(|l| l.starts_with("ipv6")).unwrap();
+    assert!(!v6.contains("eth0"), "{out}");
 }
 
 #[tokio::test]
