@@ -760,7 +760,12 @@ async fn vpc_config_names_only_mapped_subnets() {
         "{e}"
     );
     assert_eq!(
-        f.control.store().usage(&f.scope).await.unwrap().function_count,
+        f.control
+            .store()
+            .usage(&f.scope)
+            .await
+            .unwrap()
+            .function_count,
         0
     );
     let mut r = create_req("f", &zip);

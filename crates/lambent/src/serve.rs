@@ -47,7 +47,11 @@ pub struct ServeArgs {
     /// `vpc-0home/subnet-0lan=192.168.1.0/24`. Repeatable (in the environment
     /// variable, separated by `;`). Functions without VPC settings reach only
     /// the public internet.
-    #[arg(long = "vpc-subnet", env = "LAMBENT_VPC_SUBNETS", value_delimiter = ';')]
+    #[arg(
+        long = "vpc-subnet",
+        env = "LAMBENT_VPC_SUBNETS",
+        value_delimiter = ';'
+    )]
     pub vpc_subnets: Vec<model::vpc::SubnetMapping>,
 
     /// Run functions as plain host processes, without any isolation. Only for

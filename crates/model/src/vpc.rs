@@ -27,9 +27,9 @@ pub fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
     let (addr, prefix) = s
         .split_once('/')
         .ok_or_else(|| format!("{s:?} is not a CIDR block (a.b.c.d/n)"))?;
-    let addr: Ipv4Addr = addr
-        .parse()
-        .map_err(|_| format!("{s:?} is not an IPv4 CIDR block (IPv6 is not offered to functions)"))?;
+    let addr: Ipv4Addr = addr.parse().map_err(|_| {
+        format!("{s:?} is not an IPv4 CIDR block (IPv6 is not offered to functions)")
+    })?;
     let prefix: u8 = prefix
         .parse()
         .ok()

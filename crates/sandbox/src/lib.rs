@@ -352,7 +352,10 @@ impl NamespaceLauncher {
 
     /// Maps VPC subnet ids to the private networks environments of functions
     /// in them may reach (egress mode).
-    pub fn with_subnets(mut self, subnets: impl IntoIterator<Item = (String, net::Networks)>) -> Self {
+    pub fn with_subnets(
+        mut self,
+        subnets: impl IntoIterator<Item = (String, net::Networks)>,
+    ) -> Self {
         self.subnets = subnets.into_iter().collect();
         self
     }

@@ -188,7 +188,8 @@ impl Socket {
         };
         let mut off = 0;
         while off + NLMSG_HDRLEN <= n {
-            let word = |at: usize| u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+            let word =
+                |at: usize| u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
             let len = word(off) as usize;
             let ty = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
             let seq = word(off + 8);
@@ -216,7 +217,8 @@ impl Socket {
                 if m.ty != NLMSG_ERROR || m.seq < first || m.seq > last || m.payload.len() < 4 {
                     return None;
                 }
-                let code = i32::from_ne_bytes([m.payload[0], m.payload[1], m.payload[2], m.payload[3]]);
+                let code =
+                    i32::from_ne_bytes([m.payload[0], m.payload[1], m.payload[2], m.payload[3]]);
                 if code != 0 {
                     Some(Err(std::io::Error::from_raw_os_error(-code)))
                 } else if m.seq == last {

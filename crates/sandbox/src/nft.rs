@@ -84,11 +84,18 @@ pub enum Expr {
     /// Loads a `meta` key into register 1.
     Meta(u32),
     /// Loads `len` bytes at `offset` of a header into register 1.
-    Payload { base: u32, offset: u32, len: u32 },
+    Payload {
+        base: u32,
+        offset: u32,
+        len: u32,
+    },
     /// Register 1 = (register 1 & mask) ^ 0.
     Mask(Vec<u8>),
     /// Compares register 1 with `data`; the rule stops here unless it holds.
-    Cmp { op: u32, data: Vec<u8> },
+    Cmp {
+        op: u32,
+        data: Vec<u8>,
+    },
     /// Loads a conntrack key into register 1.
     Ct(u32),
     Accept,
@@ -274,76 +281,68 @@ fn verdict(m: &mut Msg, code: u32) {
 }
 
 impl Expr {
-    fn emit(&self, m: &mut Msg) {
-        let (name, data): (&str, Option<Box<dyn Fn(&mut Msg) + '_>>) = match self {
-            Expr::Meta(key) => (
-                "meta",
-                Some(Box::new(move |m: &mut Msg| {
-                    m.attr(1 /* DREG */, &be32(NFT_REG_1));
-                    m.attr(2 /* KEY */, &be32(*key));
-                })),
-            ),
-            Expr::Payload { base, offset, len } => (
-                "payload",
-                Some(Box::new(move |m: &mut Msg| {
-                    m.attr(1 /* DREG */, &be32(NFT_REG_1));
-                    m.attr(2 /* BASE */, &be32(*base));
-                    m.attr(3 /* OFFSET */, &be32(*offset));
-                    m.attr(4 /* LEN */, &be32(*len));
-                })),
-            ),
-            Expr::Mask(mask) => (
-                "bitwise",
-                Some(Box::new(move |m: &mut Msg| {
-                    m.attr(1 /* SREG */, &be32(NFT_REG_1));
-                    m.attr(2 /* DREG */, &be32(NFT_REG_1));
-                    m.attr(3 /* LEN */, &be32(mask.len() as u32));
-                    data_value(m, 4 /* MASK */, mask);
-                    data_value(m, 5 /* XOR */, &vec![0u8; mask.len()]);
-                })),
-            ),
-            Expr::Cmp { op, data } => (
-                "cmp",
-                Some(Box::new(move |m: &mut Msg| {
-                    m.attr(1 /* SREG */, &be32(NFT_REG_1));
-                    m.attr(2 /* OP */, &be32(*op));
-                    data_value(m, 3 /* DATA */, data);
-                })),
-            ),
-            Expr::Ct(key) => (
-                "ct",
-                Some(Box::new(move |m: &mut Msg| {
-                    m.attr(1 /* DREG */, &be32(NFT_REG_1));
-                    m.attr(2 /* KEY */, &be32(*key));
-                })),
-            ),
-            Expr::Accept | Expr::Drop => {
-                let code = if *self == Expr::Accept {
-                    NF_ACCEPT
-                } else {
-                    NF_DROP
-                };
-                (
-                    "immediate",
-                    Some(Box::new(move |m: &mut Msg| {
-                        m.attr(1 /* DREG */, &be32(NFT_REG_VERDICT));
-                        verdict(m, code);
-                    })),
-                )
+    fn name(&self) -> &'static str {
+        match self {
+            Expr::Meta(_) => "meta",
+            Expr::Payload { .. } => "payload",
+            Expr::Mask(_) => "bitwise",
+            Expr::Cmp { .. } => "cmp",
+            Expr::Ct(_) => "ct",
+            Expr::Accept | Expr::Drop => "immediate",
+            Expr::Reject => "reject",
+            Expr::Masquerade => "masq",
+        }
+    }
+
+    /// The expression's attributes (`NFTA_EXPR_DATA`).
+    fn data(&self, m: &mut Msg) {
+        match self {
+            Expr::Meta(key) | Expr::Ct(key) => {
+                m.attr(1 /* DREG */, &be32(NFT_REG_1));
+                m.attr(2 /* KEY */, &be32(*key));
             }
-            Expr::Reject => (
-                "reject",
-                Some(Box::new(|m: &mut Msg| {
-                    m.attr(1 /* TYPE */, &be32(REJECT_ICMPX));
-                    m.attr(2 /* ICMP_CODE */, &[ICMPX_ADMIN_PROHIBITED]);
-                })),
-            ),
-            Expr::Masquerade => ("masq", None),
-        };
+            Expr::Payload { base, offset, len } => {
+                m.attr(1 /* DREG */, &be32(NFT_REG_1));
+                m.attr(2 /* BASE */, &be32(*base));
+                m.attr(3 /* OFFSET */, &be32(*offset));
+                m.attr(4 /* LEN */, &be32(*len));
+            }
+            Expr::Mask(mask) => {
+                m.attr(1 /* SREG */, &be32(NFT_REG_1));
+                m.attr(2 /* DREG */, &be32(NFT_REG_1));
+                m.attr(3 /* LEN */, &be32(mask.len() as u32));
+                data_value(m, 4 /* MASK */, mask);
+                data_value(m, 5 /* XOR */, &vec![0u8; mask.len()]);
+            }
+            Expr::Cmp { op, data } => {
+                m.attr(1 /* SREG */, &be32(NFT_REG_1));
+                m.attr(2 /* OP */, &be32(*op));
+                data_value(m, 3 /* DATA */, data);
+            }
+            Expr::Accept | Expr::Drop => {
+                m.attr(1 /* DREG */, &be32(NFT_REG_VERDICT));
+                verdict(
+                    m,
+                    if *self == Expr::Accept {
+                        NF_ACCEPT
+                    } else {
+                        NF_DROP
+                    },
+                );
+            }
+            Expr::Reject => {
+                m.attr(1 /* TYPE */, &be32(REJECT_ICMPX));
+                m.attr(2 /* ICMP_CODE */, &[ICMPX_ADMIN_PROHIBITED]);
+            }
+            Expr::Masquerade => {}
+        }
+    }
+
+    fn emit(&self, m: &mut Msg) {
         nest(m, NFTA_LIST_ELEM, |m| {
-            m.attr(NFTA_EXPR_NAME, &cstr(name));
-            if let Some(f) = data {
-                nest(m, NFTA_EXPR_DATA, |m| f(m));
+            m.attr(NFTA_EXPR_NAME, &cstr(self.name()));
+            if *self != Expr::Masquerade {
+                nest(m, NFTA_EXPR_DATA, |m| self.data(m));
             }
         });
     }
@@ -511,7 +510,7 @@ pub fn host_table(subnet: (Ipv4Addr, u8)) -> Table {
                 kind: "filter",
                 hook: HOOK_INPUT,
                 priority: 0,
-                rules: vec![rule(&[from_env.clone()], Expr::Drop)],
+                rules: vec![rule(std::slice::from_ref(&from_env), Expr::Drop)],
             },
             Chain {
                 name: "forward",
@@ -529,10 +528,7 @@ pub fn host_table(subnet: (Ipv4Addr, u8)) -> Table {
                         Expr::Drop,
                     ),
                     rule(
-                        &[
-                            oifname_starts(LINK_PREFIX, true),
-                            established_or_related(),
-                        ],
+                        &[oifname_starts(LINK_PREFIX, true), established_or_related()],
                         Expr::Accept,
                     ),
                     rule(&[oifname_starts(LINK_PREFIX, true)], Expr::Drop),
@@ -570,10 +566,7 @@ pub fn environment_table(allowed: &[(Ipv4Addr, u8)], resolvers: &[Ipv4Addr]) -> 
     }
     for r in resolvers {
         for proto in [libc::IPPROTO_UDP as u8, libc::IPPROTO_TCP as u8] {
-            rules.push(rule(
-                &[ip_daddr_in(*r, 32), dport(proto, 53)],
-                Expr::Accept,
-            ));
+            rules.push(rule(&[ip_daddr_in(*r, 32), dport(proto, 53)], Expr::Accept));
         }
     }
     for (net, prefix) in NON_PUBLIC_V4 {

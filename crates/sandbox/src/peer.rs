@@ -69,8 +69,8 @@ impl PeerCheck {
 
     /// The uid owning the TCP socket at `peer` connected to `local`.
     pub fn owner(&self, local: SocketAddr, peer: SocketAddr) -> std::io::Result<u32> {
-        let req = request(peer, local)
-            .ok_or_else(|| std::io::Error::other("mixed address families"))?;
+        let req =
+            request(peer, local).ok_or_else(|| std::io::Error::other("mixed address families"))?;
         let mut m = Msg::with_flags(SOCK_DIAG_BY_FAMILY, crate::netlink::NLM_F_REQUEST);
         m.bytes(&req);
         let sock = self.sock.lock().unwrap_or_else(|p| p.into_inner());
@@ -194,9 +194,16 @@ mod tests {
             }
         };
         let check = PeerCheck::open(0).unwrap();
-        assert_eq!(check.owner(l.local_addr().unwrap(), peer).unwrap(), 2_999_999);
+        assert_eq!(
+            check.owner(l.local_addr().unwrap(), peer).unwrap(),
+            2_999_999
+        );
         assert!(!check.admits(l.local_addr().unwrap(), peer));
-        assert!(PeerCheck::open(2_999_999).unwrap().admits(l.local_addr().unwrap(), peer));
+        assert!(
+            PeerCheck::open(2_999_999)
+                .unwrap()
+                .admits(l.local_addr().unwrap(), peer)
+        );
         let _ = child.kill();
         let _ = child.wait();
     }

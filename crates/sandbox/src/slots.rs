@@ -150,7 +150,9 @@ mod tests {
     fn a_held_slot_is_not_handed_out_again_until_released() {
         let dir = tempfile::tempdir().unwrap();
         let slots = Slots::open(dir.path(), 4).unwrap();
-        let held: Vec<Lease> = (0..4).map(|_| slots.take(|_| true).unwrap().unwrap()).collect();
+        let held: Vec<Lease> = (0..4)
+            .map(|_| slots.take(|_| true).unwrap().unwrap())
+            .collect();
         let mut seen: Vec<u32> = held.iter().map(|l| l.slot).collect();
         seen.sort();
         assert_eq!(seen, [0, 1, 2, 3]);
@@ -195,7 +197,10 @@ mod tests {
             .read_line(&mut line)
             .unwrap();
         assert_eq!(line.trim(), "locked");
-        assert!(slots.take(|_| true).unwrap().is_none(), "held by the other process");
+        assert!(
+            slots.take(|_| true).unwrap().is_none(),
+            "held by the other process"
+        );
         holder.kill().unwrap(); // SIGKILL
         holder.wait().unwrap();
         assert!(
