@@ -59,6 +59,9 @@ impl Egress {
         crate::nft::host_table(crate::slots::SUBNET)
             .install(true)
             .map_err(NetError::Firewall)?;
+        if crate::nft::allow_through_iptables_forward().map_err(NetError::Firewall)? {
+            tracing::info!("environments' links accepted at the head of iptables' FORWARD chain");
+        }
         Ok(Self { resolvers })
     }
 }

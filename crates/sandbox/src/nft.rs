@@ -22,7 +22,12 @@ const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_GETCHAIN: u16 = 4;
 const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_GETRULE: u16 = 7;
+const NFT_MSG_DELRULE: u16 = 8;
+const NLM_F_DUMP: u16 = 0x300;
+const NLMSG_DONE: u16 = 3;
 
 const NFTA_TABLE_NAME: u16 = 1;
 const NFTA_CHAIN_TABLE: u16 = 1;
@@ -34,7 +39,9 @@ const NFTA_HOOK_HOOKNUM: u16 = 1;
 const NFTA_HOOK_PRIORITY: u16 = 2;
 const NFTA_RULE_TABLE: u16 = 1;
 const NFTA_RULE_CHAIN: u16 = 2;
+const NFTA_RULE_HANDLE: u16 = 3;
 const NFTA_RULE_EXPRESSIONS: u16 = 4;
+const NFTA_RULE_USERDATA: u16 = 7;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_EXPR_NAME: u16 = 1;
 const NFTA_EXPR_DATA: u16 = 2;
@@ -47,7 +54,7 @@ const NFT_REG_1: u32 = 1;
 
 /// Address families of tables.
 pub const NFPROTO_INET: u8 = 1;
-const NFPROTO_IPV4: u8 = 2;
+pub const NFPROTO_IPV4: u8 = 2;
 const NFPROTO_IPV6: u8 = 10;
 
 /// Hooks.
@@ -56,8 +63,8 @@ pub const HOOK_FORWARD: u32 = 2;
 pub const HOOK_OUTPUT: u32 = 3;
 pub const HOOK_POSTROUTING: u32 = 4;
 
-const NF_DROP: u32 = 0;
-const NF_ACCEPT: u32 = 1;
+pub const NF_DROP: u32 = 0;
+pub const NF_ACCEPT: u32 = 1;
 
 /// `meta` keys.
 const META_IIFNAME: u32 = 6;
@@ -115,6 +122,8 @@ pub struct Chain {
     pub kind: &'static str,
     pub hook: u32,
     pub priority: i32,
+    /// What happens to packets no rule decides (`NF_ACCEPT` or `NF_DROP`).
+    pub policy: u32,
     pub rules: Vec<Rule>,
 }
 
@@ -433,7 +442,7 @@ impl Table {
                     m.attr(NFTA_HOOK_HOOKNUM, &be32(chain.hook));
                     m.attr(NFTA_HOOK_PRIORITY, &chain.priority.to_be_bytes());
                 });
-                m.attr(NFTA_CHAIN_POLICY, &be32(NF_ACCEPT));
+                m.attr(NFTA_CHAIN_POLICY, &be32(chain.policy));
                 m.attr(NFTA_CHAIN_TYPE, &cstr(chain.kind));
             });
             for r in &chain.rules {
@@ -510,6 +519,7 @@ pub fn host_table(subnet: (Ipv4Addr, u8)) -> Table {
                 kind: "filter",
                 hook: HOOK_INPUT,
                 priority: 0,
+                policy: NF_ACCEPT,
                 rules: vec![rule(std::slice::from_ref(&from_env), Expr::Drop)],
             },
             Chain {
@@ -517,6 +527,7 @@ pub fn host_table(subnet: (Ipv4Addr, u8)) -> Table {
                 kind: "filter",
                 hook: HOOK_FORWARD,
                 priority: 0,
+                policy: NF_ACCEPT,
                 rules: vec![
                     rule(
                         &[from_env.clone(), oifname_starts(LINK_PREFIX, true)],
@@ -539,6 +550,7 @@ pub fn host_table(subnet: (Ipv4Addr, u8)) -> Table {
                 kind: "nat",
                 hook: HOOK_POSTROUTING,
                 priority: 100,
+                policy: NF_ACCEPT,
                 rules: vec![rule(
                     &[
                         ip_saddr_in(subnet.0, subnet.1),
@@ -583,9 +595,141 @@ pub fn environment_table(allowed: &[(Ipv4Addr, u8)], resolvers: &[Ipv4Addr]) -> 
             kind: "filter",
             hook: HOOK_OUTPUT,
             priority: 0,
+            policy: NF_ACCEPT,
             rules,
         }],
     }
+}
+
+/// Marks the rules Lambent puts into another program's chain (shown by
+/// `nft list` as `comment "lambent"`): a user-data comment TLV.
+const OWN_RULE: &[u8] = b"\x00\x08lambent\x00";
+
+/// Reads a dump's messages until `NLMSG_DONE`, handing each payload (after
+/// `struct nfgenmsg`) to `each`.
+fn dump(sock: &Socket, mut each: impl FnMut(&[u8])) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let done = sock.receive(&mut buf, |m| match m.ty {
+            NLMSG_DONE => Some(Ok(())),
+            crate::netlink::NLMSG_ERROR if m.payload.len() >= 4 => {
+                let code =
+                    i32::from_ne_bytes([m.payload[0], m.payload[1], m.payload[2], m.payload[3]]);
+                Some(if code == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::from_raw_os_error(-code))
+                })
+            }
+            _ => {
+                if m.payload.len() > 4 {
+                    each(&m.payload[4..]);
+                }
+                None
+            }
+        })?;
+        if let Some(r) = done {
+            return r;
+        }
+    }
+}
+
+/// Walks netlink attributes: (type without flags, payload).
+fn attributes(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while b.len() >= 4 {
+        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
+        if len < 4 || len > b.len() {
+            break;
+        }
+        let ty = u16::from_ne_bytes([b[2], b[3]]) & !NLA_F_NESTED;
+        out.push((ty, &b[4..len]));
+        b = &b[((len + 3) & !3).min(b.len())..];
+    }
+    out
+}
+
+/// Hosts whose iptables `FORWARD` chain drops by default (docker sets that
+/// policy) would drop environments' traffic whatever Lambent's own table
+/// says, since a packet must pass every base chain on its hook. When the
+/// `ip filter` table has a `FORWARD` chain, Lambent keeps two rules at its
+/// head, in the form `iptables -I FORWARD -i lmb+ -j ACCEPT` (and `-o lmb+`)
+/// takes, so iptables still reads the chain; its own table keeps deciding
+/// what environments may do. Earlier copies of these rules (marked) are
+/// replaced in the same transaction.
+pub fn allow_through_iptables_forward() -> Result<bool, FirewallError> {
+    const TABLE: &str = "filter";
+    const CHAIN: &str = "FORWARD";
+    let refused = |error| FirewallError::Refused {
+        table: "ip filter (FORWARD)",
+        error,
+    };
+    let sock = Socket::open(NETLINK_NETFILTER).map_err(FirewallError::Socket)?;
+    // Is there such a chain?
+    let mut get = Msg::with_flags(
+        (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN,
+        NLM_F_REQUEST | NLM_F_ACK,
+    );
+    get.bytes(&[NFPROTO_IPV4, 0, 0, 0]);
+    get.attr(NFTA_CHAIN_TABLE, &cstr(TABLE));
+    get.attr(NFTA_CHAIN_NAME, &cstr(CHAIN));
+    sock.send(get.finish(1)).map_err(refused)?;
+    match sock.acks(1, 1) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+        Err(e) => return Err(refused(e)),
+    }
+    // Earlier copies of our rules.
+    let mut list = Msg::with_flags(
+        (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE,
+        NLM_F_REQUEST | NLM_F_DUMP,
+    );
+    list.bytes(&[NFPROTO_IPV4, 0, 0, 0]);
+    list.attr(NFTA_RULE_TABLE, &cstr(TABLE));
+    list.attr(NFTA_RULE_CHAIN, &cstr(CHAIN));
+    sock.send(list.finish(2)).map_err(refused)?;
+    let mut ours = Vec::new();
+    dump(&sock, |rule| {
+        let attrs = attributes(rule);
+        let mine = attrs
+            .iter()
+            .any(|(t, v)| *t == NFTA_RULE_USERDATA && *v == OWN_RULE);
+        let handle = attrs.iter().find(|(t, _)| *t == NFTA_RULE_HANDLE);
+        if let (true, Some((_, h))) = (mine, handle) {
+            ours.push(h.to_vec());
+        }
+    })
+    .map_err(refused)?;
+    let mut b = Batch::new();
+    for handle in &ours {
+        b.push(NFT_MSG_DELRULE, 0, NFPROTO_IPV4, |m| {
+            m.attr(NFTA_RULE_TABLE, &cstr(TABLE));
+            m.attr(NFTA_RULE_CHAIN, &cstr(CHAIN));
+            m.attr(NFTA_RULE_HANDLE, handle);
+        });
+    }
+    let rules = [
+        rule(&[when::iifname_starts(LINK_PREFIX)], Expr::Accept),
+        rule(&[when::oifname_starts(LINK_PREFIX, true)], Expr::Accept),
+    ];
+    for r in &rules {
+        // Without NLM_F_APPEND: at the head of the chain.
+        b.push(NFT_MSG_NEWRULE, NLM_F_CREATE, NFPROTO_IPV4, |m| {
+            m.attr(NFTA_RULE_TABLE, &cstr(TABLE));
+            m.attr(NFTA_RULE_CHAIN, &cstr(CHAIN));
+            nest(m, NFTA_RULE_EXPRESSIONS, |m| {
+                for e in r {
+                    e.emit(m);
+                }
+            });
+            m.attr(NFTA_RULE_USERDATA, OWN_RULE);
+        });
+    }
+    let (bytes, first, last) = b.finish();
+    sock.send(&bytes)
+        .and_then(|()| sock.acks(first, last))
+        .map_err(refused)?;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -333,25 +333,32 @@ struct Peer {
     host_if: String,
 }
 
+fn ip(args: &str) {
+    let ok = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ip {args}"))
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "ip {args}");
+}
+
 impl Peer {
     fn start(tag: &str, net: &str, addr_octet: u8) -> Self {
+        Self::start_in(tag, net, addr_octet, None)
+    }
+
+    /// With `parent`, the host side is in that named network namespace.
+    fn start_in(tag: &str, net: &str, addr_octet: u8, parent: Option<&str>) -> Self {
         let ns = format!("lmbtest-{tag}-{}", std::process::id());
         let host_if = format!("tpeer{addr_octet}x{}", std::process::id() % 1000);
-        let ip = |args: &str| {
-            let ok = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(format!("ip {args}"))
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "ip {args}");
-        };
+        let on_host = parent.map(|p| format!("-n {p} ")).unwrap_or_default();
         ip(&format!("netns add {ns}"));
         ip(&format!(
-            "link add {host_if} type veth peer name eth0 netns {ns}"
+            "{on_host}link add {host_if} type veth peer name eth0 netns {ns}"
         ));
-        ip(&format!("addr add {net}.1/30 dev {host_if}"));
-        ip(&format!("link set {host_if} up"));
+        ip(&format!("{on_host}addr add {net}.1/30 dev {host_if}"));
+        ip(&format!("{on_host}link set {host_if} up"));
         ip(&format!("-n {ns} addr add {net}.2/30 dev eth0"));
         ip(&format!("-n {ns} link set eth0 up"));
         ip(&format!("-n {ns} link set lo up"));
@@ -509,4 +516,128 @@ async fn init_is_fresh_and_no_host_path_shows() {
             "the cgroup namespace hides the host's groups: {line}"
         );
     }
+}
+
+/// A named network namespace standing in for a whole host; deleted on drop.
+struct SimHost(String);
+
+impl Drop for SimHost {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+/// Counts the rules of `ip filter FORWARD` that Lambent marked as its own.
+fn own_forward_rules() -> usize {
+    let sock = crate::netlink::Socket::open(12).unwrap();
+    let mut m = crate::netlink::Msg::with_flags((10 << 8) | 7, 1 | 0x300);
+    m.bytes(&[nft::NFPROTO_IPV4, 0, 0, 0]);
+    m.attr(1, b"filter\0");
+    m.attr(2, b"FORWARD\0");
+    sock.send(m.finish(1)).unwrap();
+    let mut n = 0;
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let done = sock
+            .receive(&mut buf, |r| {
+                if r.ty == 3 || r.ty == 2 {
+                    return Some(());
+                }
+                if r.payload.windows(10).any(|w| w == b"\x00\x08lambent\x00") {
+                    n += 1;
+                }
+                None
+            })
+            .unwrap();
+        if done.is_some() {
+            return n;
+        }
+    }
+}
+
+/// A host whose iptables FORWARD chain drops by default (as docker leaves
+/// it): environments still get out, and a restart replaces Lambent's rules
+/// in that chain instead of adding more.
+#[tokio::test]
+async fn egress_passes_a_forward_chain_that_drops_by_default() {
+    let sim = SimHost(format!("lmbtest-sim-{}", std::process::id()));
+    ip(&format!("netns add {}", sim.0));
+    ip(&format!("-n {} link set lo up", sim.0));
+    let peer = Peer::start_in("dock", "100.128.9", 9, Some(&sim.0));
+    let mut server = peer.serve_once("hello-past-the-policy");
+    let state = tempfile::tempdir().unwrap();
+    let path = state.path().to_owned();
+    let ns_path = format!("/run/netns/{}", sim.0);
+    let (launcher, own_rules) = std::thread::spawn(move || {
+        let ns = std::fs::File::open(&ns_path).unwrap();
+        // SAFETY: moves this test thread (and the launcher thread it starts,
+        // which inherits it) into the simulated host's network namespace.
+        assert_eq!(
+            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        nft::Table {
+            family: nft::NFPROTO_IPV4,
+            name: "filter",
+            chains: vec![nft::Chain {
+                name: "FORWARD",
+                kind: "filter",
+                hook: nft::HOOK_FORWARD,
+                priority: 0,
+                policy: nft::NF_DROP,
+                rules: vec![],
+            }],
+        }
+        .install(false)
+        .unwrap();
+        drop(NamespaceLauncher::new(&path, NetworkMode::Egress).unwrap());
+        let launcher = NamespaceLauncher::new(&path, NetworkMode::Egress).unwrap();
+        (launcher, own_forward_rules())
+    })
+    .join()
+    .unwrap();
+    assert_eq!(own_rules, 2, "one -i lmb+ and one -o lmb+ accept, once");
+    let code = tempfile::tempdir().unwrap();
+    let (r, w) = pipe();
+    let spec = LaunchSpec {
+        env_id: unique("docker"),
+        program: "/usr/bin/python3.11".into(),
+        argv: vec![
+            "python3".into(),
+            "-c".into(),
+            "import socket, time\n\
+             for _ in range(50):\n\
+             \x20   try:\n\
+             \x20       s = socket.create_connection(('100.128.9.2', 8080), timeout=2); break\n\
+             \x20   except OSError as e: err = e; time.sleep(0.1)\n\
+             else: raise err\n\
+             print(s.recv(100).decode())\n"
+                .into(),
+        ],
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        code_dir: code.path().to_owned(),
+        opt_dir: None,
+        runtime_dir: None,
+        lang_dir: None,
+        tmp_mb: 8,
+        memory_mb: 128,
+        vpc_subnets: Vec::new(),
+        output: w.as_raw_fd(),
+    };
+    let launched = launcher.launch(&spec).unwrap();
+    drop(w);
+    let status = launched.process.wait().await.unwrap();
+    let mut out = String::new();
+    std::fs::File::from(r).read_to_string(&mut out).unwrap();
+    if !out.starts_with("hello") {
+        let _ = server.kill();
+    }
+    let _ = server.wait();
+    assert!(status.success(), "{status}: {out}");
+    assert!(
+        out.starts_with("hello-past-the-policy 100.128.9.1"),
+        "{out}"
+    );
 }
