@@ -441,6 +441,18 @@ def test_private_networks_are_reachable_only_through_a_mapped_vpc_subnet(vpc_ser
     assert proc.returncode != 0 and "InvalidParameterValueException" in proc.stderr, proc.stderr
     assert c.get_function_configuration(FunctionName="in-vpc")["VpcConfig"]["SubnetIds"] == ["subnet-0empty"]
 
+    # After a restart without that subnet's mapping, its functions cannot
+    # start: Lambda's InvalidSubnetIDException (502), and nothing else breaks.
+    vpc_server.extra_args = ("--vpc-subnet", f"subnet-0lan={lan_peer.addr.rsplit('.', 1)[0]}.0/30")
+    vpc_server.restart()
+    c = vpc_server.client()
+    with pytest.raises(c.exceptions.InvalidSubnetIDException) as e:
+        c.invoke(FunctionName="in-vpc", Payload=json.dumps(event).encode())
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 502
+    assert "subnet-0empty" in str(e.value)
+    _, out = invoke(c, "no-vpc", event)
+    assert out["evidence"]["results"][inet_key].startswith("CONNECTED"), out
+
 
 def test_in_host_mode_a_runtime_api_serves_only_its_own_environment():
     """Host mode shares the host's loopback: a function of another account

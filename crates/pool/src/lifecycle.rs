@@ -421,6 +421,7 @@ fn launch(
                 reason: go_errno_text(&error),
             }
         }
+        sandbox::LaunchError::UnknownSubnet(id) => PoolError::UnknownSubnet(id),
         e => PoolError::Launch(e),
     })?;
     let launched_at = Instant::now();
