@@ -8,6 +8,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::netlink::{Msg, NLMSG_ERROR, Socket};
 
@@ -15,12 +16,17 @@ const NETLINK_SOCK_DIAG: libc::c_int = 4;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 /// Offset of `idiag_uid` in `struct inet_diag_msg`.
 const UID_OFFSET: usize = 4 + 48 + 12;
+const TCP_LISTEN: u8 = 10;
 
 /// Looks up socket owners in the network namespace it was opened in, and
 /// admits the sockets of one uid.
 pub struct PeerCheck {
-    sock: Mutex<Socket>,
+    /// The socket and the last request's sequence number.
+    sock: Mutex<(Socket, u32)>,
     uid: u32,
+    /// A refusal is logged once per environment at warning level (a function
+    /// knocking in a loop must not flood the platform's log).
+    warned: AtomicBool,
 }
 
 impl std::fmt::Debug for PeerCheck {
@@ -62,36 +68,46 @@ impl PeerCheck {
     /// A check for `uid`'s sockets, in the calling thread's network namespace.
     pub fn open(uid: u32) -> std::io::Result<Self> {
         Ok(Self {
-            sock: Mutex::new(Socket::open(NETLINK_SOCK_DIAG)?),
+            sock: Mutex::new((Socket::open(NETLINK_SOCK_DIAG)?, 0)),
             uid,
+            warned: AtomicBool::new(false),
         })
     }
 
-    /// The uid owning the TCP socket at `peer` connected to `local`.
+    /// The uid owning the TCP socket at `peer` connected to `local`: a
+    /// connected socket with exactly those ports (the kernel's lookup falls
+    /// back to a listener, which is never an answer here).
     pub fn owner(&self, local: SocketAddr, peer: SocketAddr) -> std::io::Result<u32> {
         let req =
             request(peer, local).ok_or_else(|| std::io::Error::other("mixed address families"))?;
+        let mut guard = self.sock.lock().unwrap_or_else(|p| p.into_inner());
+        guard.1 = guard.1.wrapping_add(1);
+        let seq = guard.1;
+        let sock = &guard.0;
         let mut m = Msg::with_flags(SOCK_DIAG_BY_FAMILY, crate::netlink::NLM_F_REQUEST);
         m.bytes(&req);
-        let sock = self.sock.lock().unwrap_or_else(|p| p.into_inner());
-        sock.send(m.finish(1))?;
+        sock.send(m.finish(seq))?;
         let mut buf = [0u8; 1024];
         loop {
             let found = sock.receive(&mut buf, |reply| {
-                if reply.ty == NLMSG_ERROR && reply.payload.len() >= 4 {
-                    let code = i32::from_ne_bytes([
-                        reply.payload[0],
-                        reply.payload[1],
-                        reply.payload[2],
-                        reply.payload[3],
-                    ]);
+                if reply.seq != seq {
+                    return None;
+                }
+                let p = reply.payload;
+                if reply.ty == NLMSG_ERROR && p.len() >= 4 {
+                    let code = i32::from_ne_bytes([p[0], p[1], p[2], p[3]]);
                     return Some(Err(std::io::Error::from_raw_os_error((-code).max(1))));
                 }
-                if reply.ty == SOCK_DIAG_BY_FAMILY && reply.payload.len() >= UID_OFFSET + 4 {
-                    let p = &reply.payload[UID_OFFSET..UID_OFFSET + 4];
-                    return Some(Ok(u32::from_ne_bytes([p[0], p[1], p[2], p[3]])));
+                if reply.ty != SOCK_DIAG_BY_FAMILY || p.len() < UID_OFFSET + 4 {
+                    return None;
                 }
-                None
+                let sport = u16::from_be_bytes([p[4], p[5]]);
+                let dport = u16::from_be_bytes([p[6], p[7]]);
+                if p[1] == TCP_LISTEN || sport != peer.port() || dport != local.port() {
+                    return Some(Err(std::io::Error::other("no such connection")));
+                }
+                let u = &p[UID_OFFSET..UID_OFFSET + 4];
+                Some(Ok(u32::from_ne_bytes([u[0], u[1], u[2], u[3]])))
             })?;
             if let Some(r) = found {
                 return r;
@@ -105,11 +121,15 @@ impl PeerCheck {
         match self.owner(local, peer) {
             Ok(uid) if uid == self.uid => true,
             Ok(uid) => {
-                tracing::warn!(%peer, uid, expected = self.uid, "refused a Runtime API connection from another identity");
+                if self.warned.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(%peer, uid, expected = self.uid, "refused a Runtime API connection from another identity");
+                } else {
+                    tracing::warn!(%peer, uid, expected = self.uid, "refused a Runtime API connection from another identity");
+                }
                 false
             }
             Err(e) => {
-                tracing::warn!(%peer, error = %e, "refused a Runtime API connection whose owner is unknown");
+                tracing::debug!(%peer, error = %e, "refused a Runtime API connection whose owner is unknown");
                 false
             }
         }
@@ -149,6 +169,14 @@ mod tests {
         assert!(check.admits(l.local_addr().unwrap(), peer));
         let other = PeerCheck::open(me + 1).unwrap();
         assert!(!other.admits(l.local_addr().unwrap(), peer));
+        // A listener on the peer's address and port is not a connection
+        // (the kernel's lookup would fall back to it).
+        let l2 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(
+            check
+                .owner(l.local_addr().unwrap(), l2.local_addr().unwrap())
+                .is_err()
+        );
         // A socket that does not exist has no owner.
         drop(c);
         let gone: SocketAddr = "127.0.0.1:1".parse().unwrap();
