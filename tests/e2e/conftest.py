@@ -36,7 +36,7 @@ def wait_for(what, predicate, timeout=30.0):
 
 
 class Server:
-    def __init__(self, extra_args=()):
+    def __init__(self, extra_args=(), env=None):
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="lambent-e2e-"))
         creds = self.dir / "keys.toml"
         creds.write_text(
@@ -48,6 +48,7 @@ class Server:
         self.data = self.dir / "data"
         self.creds = creds
         self.extra_args = tuple(extra_args)
+        self.env = env
         self.log_path = self.dir / "server.log"
         self._start()
 
@@ -61,6 +62,7 @@ class Server:
              "--credentials-file", str(self.creds), *self.extra_args],
             stdout=subprocess.DEVNULL,
             stderr=open(self.log_path, "ab"),
+            env=self.env,
         )
         self.endpoint = wait_for(
             "the endpoint file",

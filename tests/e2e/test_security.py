@@ -495,6 +495,42 @@ def test_in_host_mode_a_runtime_api_serves_only_its_own_environment():
         s.stop()
 
 
+def test_egress_needs_no_firewall_tool(lan, tmp_path):
+    """The default network mode programs its firewall itself: a server whose
+    PATH holds no program at all (no iptables, no nft) starts, and its
+    functions reach the internet and are refused the LAN."""
+    lan_peer, internet = lan
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    s = Server(env={**os.environ, "PATH": str(empty)})
+    try:
+        bootstrap = ("#!/usr/bin/python3.11\n"
+                     "import sys\n"
+                     "sys.path.insert(0, '/var/task')\n"
+                     "import http.client, json, os, hostile_function\n"
+                     "host, port = os.environ['AWS_LAMBDA_RUNTIME_API'].split(':')\n"
+                     "c = http.client.HTTPConnection(host, int(port))\n"
+                     "while True:\n"
+                     "    c.request('GET', '/2018-06-01/runtime/invocation/next')\n"
+                     "    r = c.getresponse()\n"
+                     "    event = json.loads(r.read())\n"
+                     "    rid = r.getheader('Lambda-Runtime-Aws-Request-Id')\n"
+                     "    out = hostile_function.handler(event, None)\n"
+                     "    c.request('POST', f'/2018-06-01/runtime/invocation/{rid}/response', json.dumps(out))\n"
+                     "    c.getresponse().read()\n")
+        c = s.client()
+        c.create_function(FunctionName="tool-free", Runtime="provided.al2023", Role=ROLE, Handler="x",
+                          Code={"ZipFile": make_zip({"bootstrap": (bootstrap, 0o755),
+                                                     "hostile_function.py": (HOSTILE, 0o644)})})
+        _, out = invoke(c, "tool-free", {"attempt": "reach",
+                                         "targets": [[internet.addr, 8080], [lan_peer.addr, 8080]]})
+        results = out["evidence"]["results"]
+        assert results[f"{internet.addr}:8080"].startswith("CONNECTED hello-from-the-internet"), results
+        assert results[f"{lan_peer.addr}:8080"].startswith("OSError"), results
+    finally:
+        s.stop()
+
+
 def test_two_servers_on_one_host_lease_distinct_identities_and_both_reach_out(lan):
     """Two platform instances (different data directories) with environments
     alive at once: every environment has its own uid and link, and all of
