@@ -140,7 +140,6 @@ import json, sys, boto3, botocore.config
 endpoint, key, secret, stop_file = sys.argv[1:5]
 c = boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key,
                  aws_secret_access_key=secret, config=botocore.config.Config(retries={"max_attempts": 0}))
-import os
 while not os.path.exists(stop_file):
     c.invoke(FunctionName="hostile", Payload=json.dumps({"attempt": "spin_every_core", "seconds": 1.0}).encode())
 """

@@ -152,6 +152,7 @@ async fn tmp_is_disk_backed_and_private_to_one_environment() {
         lang_dir: None,
         tmp_mb: 64,
         memory_mb: 32,
+        vpc_subnets: Vec::new(),
         output: w.as_raw_fd(),
     };
     let p = e.launcher.launch(&spec).unwrap().process;
