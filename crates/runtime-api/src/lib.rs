@@ -393,6 +393,9 @@ pub async fn handle(channel: &Channel, req: Request<Incoming>) -> Response<Body>
             match action {
                 "response" => {
                     if !channel.in_flight_is(&id) {
+                        // Read what was sent, so that the runtime keeps its
+                        // connection (an unread body makes hyper close it).
+                        let _ = read_body(req.into_body(), MAX_RESPONSE_BYTES).await;
                         return invalid_request_id();
                     }
                     match read_body(req.into_body(), MAX_RESPONSE_BYTES).await {
@@ -418,6 +421,7 @@ pub async fn handle(channel: &Channel, req: Request<Incoming>) -> Response<Body>
                 }
                 "error" => {
                     if !channel.in_flight_is(&id) {
+                        let _ = read_body(req.into_body(), MAX_ERROR_BYTES).await;
                         return invalid_request_id();
                     }
                     let error_type = error_type_header(&req);
