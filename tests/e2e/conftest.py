@@ -36,7 +36,7 @@ def wait_for(what, predicate, timeout=30.0):
 
 
 class Server:
-    def __init__(self, extra_args=()):
+    def __init__(self, extra_args=(), env=None):
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="lambent-e2e-"))
         creds = self.dir / "keys.toml"
         creds.write_text(
@@ -48,6 +48,7 @@ class Server:
         self.data = self.dir / "data"
         self.creds = creds
         self.extra_args = tuple(extra_args)
+        self.env = env
         self.log_path = self.dir / "server.log"
         self._start()
 
@@ -61,6 +62,7 @@ class Server:
              "--credentials-file", str(self.creds), *self.extra_args],
             stdout=subprocess.DEVNULL,
             stderr=open(self.log_path, "ab"),
+            env=self.env,
         )
         self.endpoint = wait_for(
             "the endpoint file",
@@ -155,3 +157,64 @@ def make_zip(files):
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, data)
     return buf.getvalue()
+
+
+PEER_SERVER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 8080))
+s.listen(64)
+print("ready", flush=True)
+while True:
+    c, a = s.accept()
+    try:
+        c.sendall(f"{sys.argv[1]} {a[0]}".encode())
+    except OSError:
+        pass
+    c.close()
+"""
+
+
+def _ip(*args):
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+class NetPeer:
+    """Another host for functions to reach: a network namespace this test
+    creates, behind a veth pair addressed `{net}.1/30` (host side) and
+    `{net}.2` (inside), where a TCP server on port 8080 answers each
+    connection with `greeting` and the caller's address. `net` is three
+    octets; a public-looking one stands in for the internet, a private one
+    for the operator's LAN."""
+
+    def __init__(self, tag, net, greeting):
+        self.ns = f"lmbtest-{tag}-{os.getpid()}"
+        # Not `lmb...`: that prefix is environments' links.
+        self.host_if = f"tp{tag[:5]}{os.getpid() % 100000}"
+        self.addr = f"{net}.2"
+        self.greeting = greeting
+        self.server = None
+        try:
+            _ip("netns", "add", self.ns)
+            _ip("link", "add", self.host_if, "type", "veth", "peer", "name", "eth0", "netns", self.ns)
+            _ip("addr", "add", f"{net}.1/30", "dev", self.host_if)
+            _ip("link", "set", self.host_if, "up")
+            _ip("-n", self.ns, "addr", "add", f"{net}.2/30", "dev", "eth0")
+            _ip("-n", self.ns, "link", "set", "eth0", "up")
+            _ip("-n", self.ns, "link", "set", "lo", "up")
+            _ip("-n", self.ns, "route", "add", "default", "via", f"{net}.1")
+            self.server = subprocess.Popen(
+                ["ip", "netns", "exec", self.ns, os.sys.executable, "-c", PEER_SERVER, greeting],
+                stdout=subprocess.PIPE)
+            assert self.server.stdout.readline().strip() == b"ready"
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        if self.server is not None and self.server.poll() is None:
+            self.server.kill()
+            self.server.wait()
+        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)

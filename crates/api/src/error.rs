@@ -272,6 +272,7 @@ impl From<invoke::InvokeError> for ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "RequestEntityTooLargeException",
             ),
+            E::InvalidSubnet(_) => (StatusCode::BAD_GATEWAY, "InvalidSubnetIDException"),
             E::Throttled { reason } => {
                 let mut err = Self::new(
                     StatusCode::TOO_MANY_REQUESTS,

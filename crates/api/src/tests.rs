@@ -49,6 +49,7 @@ fn fixture() -> Fixture {
         catalog,
         control::Settings {
             account_concurrency: 10,
+            vpc_subnets: Default::default(),
         },
         Arc::new(DataPlane(invoker.clone())),
         control::CodeUrlSigner::new([3; 32]),

@@ -224,6 +224,11 @@ impl Control {
             ));
         };
         validate::runtime(&self.catalog, &runtime)?;
+        let vpc = req
+            .vpc_config
+            .clone()
+            .map(|v| self.vpc_settings(v))
+            .transpose()?;
         let environment = req.environment.and_then(|e| e.variables);
         if let Some(vars) = &environment {
             validate::environment(vars)?;
@@ -290,7 +295,7 @@ impl Control {
                 .and_then(|d| d.target_arn)
                 .filter(|t| !t.is_empty()),
             kms_key_arn: req.kms_key_arn.filter(|k| !k.is_empty()),
-            vpc: req.vpc_config.map(vpc_settings),
+            vpc,
             file_systems: file_systems(req.file_system_configs),
             last_modified_ms: now,
             revision_id: new_revision(),
@@ -537,6 +542,11 @@ impl Control {
         if let Some(vars) = req.environment.as_ref().and_then(|e| e.variables.as_ref()) {
             validate::environment(vars)?;
         }
+        let vpc = req
+            .vpc_config
+            .clone()
+            .map(|v| self.vpc_settings(v))
+            .transpose()?;
         // Layers are resolved under the package lock, so that a package is
         // never collected between being found and being referenced.
         let layers_guard = match &req.layers {
@@ -602,8 +612,8 @@ impl Control {
                 if let Some(t) = req.tracing_config.as_ref().and_then(|t| t.mode.clone()) {
                     cfg.tracing_mode = t;
                 }
-                if let Some(v) = &req.vpc_config {
-                    cfg.vpc = Some(vpc_settings(v.clone()));
+                if let Some(v) = &vpc {
+                    cfg.vpc = Some(v.clone());
                 }
                 if let Some(f) = &req.file_system_configs {
                     cfg.file_systems = file_systems(Some(f.clone()));
@@ -864,11 +874,33 @@ fn logging_settings(
     s
 }
 
-fn vpc_settings(v: wire::VpcConfig) -> VpcSettings {
-    VpcSettings {
-        subnet_ids: v.subnet_ids.unwrap_or_default(),
-        security_group_ids: v.security_group_ids.unwrap_or_default(),
-        ipv6_allowed_for_dual_stack: v.ipv6_allowed_for_dual_stack.unwrap_or(false),
+impl Control {
+    /// A function's VPC settings: every subnet must be one the operator
+    /// mapped (as on AWS, where an unknown subnet fails EC2's lookup).
+    fn vpc_settings(&self, v: wire::VpcConfig) -> Result<VpcSettings, ControlError> {
+        let subnet_ids = v.subnet_ids.unwrap_or_default();
+        let mut vpc_id = String::new();
+        for id in &subnet_ids {
+            match self.settings.vpc_subnets.get(id) {
+                Some(vpc) => {
+                    if vpc_id.is_empty() {
+                        vpc_id = vpc.clone();
+                    }
+                }
+                None => {
+                    return Err(ControlError::InvalidParameter(format!(
+                        "Error occurred while DescribeSubnets. EC2 Error Code: InvalidSubnetID.NotFound. \
+                         EC2 Error Message: The subnet ID '{id}' does not exist"
+                    )));
+                }
+            }
+        }
+        Ok(VpcSettings {
+            subnet_ids,
+            security_group_ids: v.security_group_ids.unwrap_or_default(),
+            ipv6_allowed_for_dual_stack: v.ipv6_allowed_for_dual_stack.unwrap_or(false),
+            vpc_id,
+        })
     }
 }
 

@@ -139,6 +139,9 @@ impl FunctionHooks for NoHooks {
 pub struct Settings {
     /// Concurrent executions an account may use (`AccountLimit.ConcurrentExecutions`).
     pub account_concurrency: u32,
+    /// The VPC subnets the operator mapped to networks: subnet id -> VPC id
+    /// (empty when not given). `VpcConfig` may name only these.
+    pub vpc_subnets: std::collections::BTreeMap<String, String>,
 }
 
 impl Settings {

@@ -42,6 +42,7 @@ fn fixture() -> Fixture {
         Arc::new(catalog),
         Settings {
             account_concurrency: 100,
+            vpc_subnets: [("subnet-0lan".to_owned(), "vpc-0home".to_owned())].into(),
         },
         Arc::new(NoHooks),
         CodeUrlSigner::new([1; 32]),
@@ -738,4 +739,72 @@ async fn publishing_is_idempotent_until_latest_changes() {
         .await
         .unwrap();
     assert_eq!(v3.version, "3");
+}
+
+#[tokio::test]
+async fn vpc_config_names_only_mapped_subnets() {
+    let f = fixture();
+    let zip = zip_of(&[("bootstrap", b"#!/bin/sh\n")]);
+    let vpc = |subnets: &[&str]| wire::VpcConfig {
+        subnet_ids: Some(subnets.iter().map(|s| s.to_string()).collect()),
+        security_group_ids: Some(vec!["sg-0web".into()]),
+        ipv6_allowed_for_dual_stack: None,
+    };
+    let mut r = create_req("f", &zip);
+    r.vpc_config = Some(vpc(&["subnet-0lan", "subnet-0nope"]));
+    let e = f.control.create_function(&f.scope, r).await.unwrap_err();
+    assert_eq!(code(&e), "InvalidParameterValueException");
+    assert!(
+        e.to_string()
+            .contains("InvalidSubnetID.NotFound. EC2 Error Message: The subnet ID 'subnet-0nope' does not exist"),
+        "{e}"
+    );
+    assert_eq!(
+        f.control
+            .store()
+            .usage(&f.scope)
+            .await
+            .unwrap()
+            .function_count,
+        0
+    );
+    let mut r = create_req("f", &zip);
+    r.vpc_config = Some(vpc(&["subnet-0lan"]));
+    let created = f.control.create_function(&f.scope, r).await.unwrap();
+    let v = created.vpc_config.unwrap();
+    assert_eq!(v.subnet_ids, ["subnet-0lan"]);
+    assert_eq!(v.security_group_ids, ["sg-0web"]);
+    assert_eq!(v.vpc_id, "vpc-0home");
+    // An update naming an unknown subnet changes nothing.
+    let upd = wire::UpdateFunctionConfigurationRequest {
+        vpc_config: Some(vpc(&["subnet-0other"])),
+        ..Default::default()
+    };
+    let e = f
+        .control
+        .update_function_configuration(&f.scope, "f", upd)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidParameterValueException");
+    let got = f
+        .control
+        .get_function(&f.scope, "f", None, 1000)
+        .await
+        .unwrap();
+    let v = got.configuration.vpc_config.unwrap();
+    assert_eq!(v.subnet_ids, ["subnet-0lan"]);
+    assert_eq!(v.vpc_id, "vpc-0home");
+    // Leaving the VPC: no subnets, no VPC id.
+    let upd = wire::UpdateFunctionConfigurationRequest {
+        vpc_config: Some(vpc(&[])),
+        ..Default::default()
+    };
+    let updated = f
+        .control
+        .update_function_configuration(&f.scope, "f", upd)
+        .await
+        .unwrap();
+    let v = updated.vpc_config.unwrap();
+    assert!(v.subnet_ids.is_empty());
+    assert_eq!(v.vpc_id, "");
 }

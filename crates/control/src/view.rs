@@ -48,7 +48,7 @@ pub fn configuration(
         vpc_config: cfg.vpc.as_ref().map(|v| wire::VpcConfigResponse {
             subnet_ids: v.subnet_ids.clone(),
             security_group_ids: v.security_group_ids.clone(),
-            vpc_id: String::new(),
+            vpc_id: v.vpc_id.clone(),
             ipv6_allowed_for_dual_stack: v.ipv6_allowed_for_dual_stack,
         }),
         dead_letter_config: cfg.dead_letter_target.as_ref().map(|t| {

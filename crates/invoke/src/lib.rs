@@ -127,6 +127,12 @@ pub enum InvokeError {
     /// The function's code or layers could not be prepared.
     #[error("cannot prepare the function's {what}: {detail}")]
     Package { what: &'static str, detail: String },
+    /// The function's VPC subnet is not mapped on this server (any more):
+    /// 502 `InvalidSubnetIDException`.
+    #[error(
+        "The subnet ID '{0}' in the function's VPC configuration is not mapped to any network on this server."
+    )]
+    InvalidSubnet(String),
     /// No execution environment could be started.
     #[error(transparent)]
     Environment(#[from] pool::PoolError),
@@ -279,6 +285,7 @@ impl Invoker {
             Err(e @ pool::PoolError::InvalidEntrypoint { .. }) => {
                 return Ok(shape::invalid_entrypoint(call.request_id, &target.spec, &e));
             }
+            Err(pool::PoolError::UnknownSubnet(id)) => return Err(InvokeError::InvalidSubnet(id)),
             Err(e) => return Err(e.into()),
         };
         let done = lease.invoke(inv, call.tail).await;

@@ -298,5 +298,10 @@ pub(crate) async fn spec_for(
         opt_dir,
         layer_digests,
         log_group: cfg.logging.log_group.as_str().into(),
+        vpc_subnets: cfg
+            .vpc
+            .as_ref()
+            .map(|v| v.subnet_ids.clone())
+            .unwrap_or_default(),
     }))
 }

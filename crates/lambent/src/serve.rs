@@ -31,13 +31,28 @@ pub struct ServeArgs {
     pub account_concurrency: Option<u32>,
 
     /// How functions reach the network. `egress` (default, as on Lambda):
-    /// their own network namespace with a NAT link out; the host's services,
-    /// other environments and metadata addresses are unreachable (needs
-    /// iptables). `isolated`: their own network namespace and no way out.
-    /// `host`: share the host's network, for local development where functions
-    /// call services on localhost (weaker isolation).
+    /// their own network namespace with a NAT link out to the public
+    /// internet (IPv4); the host, other environments, private, link-local
+    /// and metadata addresses and IPv6 are unreachable, except the networks
+    /// of the function's VPC subnets (see --vpc-subnet). `isolated`: their
+    /// own network namespace and no way out. `host`: share the host's
+    /// network, for local development where functions call services on
+    /// localhost (weaker isolation).
     #[arg(long, env = "LAMBENT_NETWORK", value_enum, default_value_t = Network::Egress)]
     pub network: Network,
+
+    /// A VPC subnet functions may name in `VpcConfig.SubnetIds`, and the
+    /// private IPv4 networks it opens to them:
+    /// `[vpc-ID/]subnet-ID=CIDR[,CIDR...]`, e.g.
+    /// `vpc-0home/subnet-0lan=192.168.1.0/24`. Repeatable (in the environment
+    /// variable, separated by `;`). Functions without VPC settings reach only
+    /// the public internet.
+    #[arg(
+        long = "vpc-subnet",
+        env = "LAMBENT_VPC_SUBNETS",
+        value_delimiter = ';'
+    )]
+    pub vpc_subnets: Vec<model::vpc::SubnetMapping>,
 
     /// Run functions as plain host processes, without any isolation. Only for
     /// hosts where Lambent cannot isolate (it refuses to start there otherwise).
@@ -155,6 +170,11 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
     let account_concurrency = args.account_concurrency.unwrap_or(64 * cpus);
     let settings = control::Settings {
         account_concurrency,
+        vpc_subnets: args
+            .vpc_subnets
+            .iter()
+            .map(|m| (m.subnet_id.clone(), m.vpc_id.clone()))
+            .collect(),
     };
     let (log_sink, log_store) = logs::open_store(&data_dir.join("logs.db"))?;
     let launcher: Arc<dyn sandbox::Launcher> = if args.insecure_no_sandbox {
@@ -171,10 +191,13 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
             Network::Isolated => sandbox::NetworkMode::Isolated,
             Network::Host => sandbox::NetworkMode::Host,
         };
-        Arc::new(sandbox::NamespaceLauncher::new(
-            &data_dir.join("sandbox"),
-            network,
-        )?)
+        Arc::new(
+            sandbox::NamespaceLauncher::new(&data_dir.join("sandbox"), network)?.with_subnets(
+                args.vpc_subnets
+                    .iter()
+                    .map(|m| (m.subnet_id.clone(), m.networks.clone())),
+            ),
+        )
     };
     tracing::info!(isolation = launcher.isolation(), "execution environments");
     let runtime_base = data_dir.join("runtimes");

@@ -89,6 +89,9 @@ pub struct VpcSettings {
     pub subnet_ids: Vec<String>,
     pub security_group_ids: Vec<String>,
     pub ipv6_allowed_for_dual_stack: bool,
+    /// The VPC of the subnets, as the operator mapped them (empty without).
+    #[serde(default)]
+    pub vpc_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod names;
 pub mod resolve;
 pub mod time_fmt;
+pub mod vpc;
 
 pub use arn::{FunctionArn, Scope};
 pub use destination::{Destination, DestinationError};

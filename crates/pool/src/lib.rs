@@ -52,6 +52,8 @@ pub struct FunctionSpec {
     /// Digests of the layer packages in `opt_dir`.
     pub layer_digests: Vec<String>,
     pub log_group: Arc<str>,
+    /// VPC subnets (`VpcConfig.SubnetIds`): their private networks are reachable.
+    pub vpc_subnets: Vec<String>,
 }
 
 /// Which environments are interchangeable.
@@ -104,6 +106,9 @@ pub enum PoolError {
     /// wrong format): the function's fault, reported as `Runtime.InvalidEntrypoint`.
     #[error("fork/exec {program}: {reason}")]
     InvalidEntrypoint { program: String, reason: String },
+    /// The function's VPC subnet is not mapped on this server.
+    #[error("subnet {0} is not mapped to any network on this server")]
+    UnknownSubnet(String),
     #[error("cannot start an execution environment: {0}")]
     Launch(#[from] sandbox::LaunchError),
     #[error("cannot set up an execution environment: {0}")]

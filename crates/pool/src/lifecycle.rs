@@ -258,7 +258,13 @@ impl Pool {
         let listener = tokio::net::TcpListener::from_std(launched.runtime_api)
             .map_err(|e| PoolError::Setup(format!("runtime API listener: {e}")))?;
         let channel = Arc::new(runtime_api::Channel::new());
-        let api_task = tokio::spawn(runtime_api::serve(listener, channel.clone())).abort_handle();
+        let peers = launched.peers;
+        let api_task = tokio::spawn(runtime_api::serve(
+            listener,
+            channel.clone(),
+            move |local, peer| peers.as_ref().is_none_or(|p| p.admits(local, peer)),
+        ))
+        .abort_handle();
         {
             let mut refs = self
                 .inner
@@ -404,6 +410,7 @@ fn launch(
         lang_dir: command.lang_dir,
         tmp_mb: spec.ephemeral_mb,
         memory_mb: spec.memory_mb,
+        vpc_subnets: spec.vpc_subnets.clone(),
         output: std::os::fd::AsRawFd::as_raw_fd(&writer_fd),
     };
     let setup_started = Instant::now();
@@ -414,6 +421,7 @@ fn launch(
                 reason: go_errno_text(&error),
             }
         }
+        sandbox::LaunchError::UnknownSubnet(id) => PoolError::UnknownSubnet(id),
         e => PoolError::Launch(e),
     })?;
     let launched_at = Instant::now();

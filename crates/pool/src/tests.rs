@@ -84,6 +84,7 @@ fn fixture_with(
         opt_dir: None,
         layer_digests: vec![],
         log_group: "/aws/lambda/f".into(),
+        vpc_subnets: vec![],
     });
     Fixture {
         _dirs: vec![state, code],

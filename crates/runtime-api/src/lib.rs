@@ -449,13 +449,23 @@ async fn refuse(req: Request<Incoming>, answer: Response<Body>) -> Response<Body
 
 /// Serves the Runtime API for `channel` on `listener`. Dropping (or aborting)
 /// the future closes every connection it accepted, including a `/next` that is
-/// still waiting for work.
-pub async fn serve(listener: tokio::net::TcpListener, channel: Arc<Channel>) {
+/// still waiting for work. Each connection is served only if `admit(local,
+/// peer)` says it comes from the environment itself; others are closed
+/// unanswered.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    channel: Arc<Channel>,
+    admit: impl Fn(std::net::SocketAddr, std::net::SocketAddr) -> bool + Send + 'static,
+) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
+                    let admitted = stream.local_addr().is_ok_and(|local| admit(local, peer));
+                    if !admitted {
+                        continue;
+                    }
                     let _ = stream.set_nodelay(true);
                     connections.spawn(serve_connection(stream, channel.clone()));
                 }

@@ -77,7 +77,7 @@ async fn start() -> (
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let ch = Arc::new(Channel::new());
-    let task = tokio::spawn(serve(listener, ch.clone()));
+    let task = tokio::spawn(serve(listener, ch.clone(), |_, _| true));
     (ch, addr, task)
 }
 
@@ -308,4 +308,51 @@ async fn a_refused_answer_keeps_the_connection_usable() {
         sub.reply.await.unwrap(),
         Reply::Response(Bytes::from_static(b"\"done\""))
     );
+}
+
+#[tokio::test]
+async fn a_connection_the_check_refuses_is_closed_unanswered() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ch = Arc::new(Channel::new());
+    let admitted = Arc::new(std::sync::Mutex::new(None::<std::net::SocketAddr>));
+    let only = admitted.clone();
+    let _task = tokio::spawn(serve(listener, ch.clone(), move |local, peer| {
+        assert_eq!(local, addr);
+        *only.lock().unwrap() == Some(peer)
+    }));
+    let sub = ch.submit(invocation("req-1", "{}")).unwrap();
+    // A stranger: its request is never read, and the invocation stays queued.
+    let mut stranger = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stranger,
+        b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nhost: x\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    let n = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_to_end(&mut stranger, &mut buf),
+    )
+    .await
+    .expect("closed")
+    .unwrap_or(0);
+    assert_eq!(n, 0, "no answer: {:?}", String::from_utf8_lossy(&buf));
+    assert_eq!(ch.phase(), Phase::Init);
+    // The environment's own connection is served and takes the invocation.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    *admitted.lock().unwrap() = Some(socket.local_addr().unwrap());
+    let stream = socket.connect(addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut rt = Runtime { sender };
+    let (status, h, _) = rt.next().await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h["lambda-runtime-aws-request-id"], "req-1");
+    drop(sub);
 }

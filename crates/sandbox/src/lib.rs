@@ -18,13 +18,18 @@ use std::sync::{Arc, Mutex};
 pub mod cgroup;
 pub mod net;
 pub mod netlink;
+pub mod nft;
+pub mod peer;
 pub mod plan;
 pub mod process;
 pub mod seccomp;
+pub mod slots;
 pub mod spawn;
 pub mod tmpdisk;
 
 pub use net::NetworkMode;
+pub use peer::PeerCheck;
+pub use slots::UID_BASE;
 
 pub use plan::{Entry, RootSpec};
 pub use process::{ExitStatus, Process};
@@ -50,6 +55,9 @@ pub struct LaunchSpec {
     pub tmp_mb: u32,
     /// Memory limit, MiB.
     pub memory_mb: u32,
+    /// The function's VPC subnets: the private networks the operator mapped
+    /// to them become reachable (egress mode).
+    pub vpc_subnets: Vec<String>,
     /// Becomes the process's stdout and stderr.
     pub output: RawFd,
 }
@@ -72,8 +80,12 @@ pub enum LaunchError {
     Cgroup(#[from] cgroup::CgroupError),
     #[error(transparent)]
     Seccomp(#[from] seccomp::FilterError),
-    #[error("every sandbox identity is in use")]
+    #[error("every sandbox identity on this host is in use")]
     NoIdentity,
+    #[error("cannot lease a sandbox identity: {0}")]
+    Lease(std::io::Error),
+    #[error("subnet {0} is not mapped to any network on this server")]
+    UnknownSubnet(String),
     #[error(transparent)]
     Net(#[from] net::NetError),
     #[error("cannot open the Runtime API listener: {0}")]
@@ -89,6 +101,9 @@ pub enum LaunchError {
 pub struct Launched {
     pub process: Process,
     pub runtime_api: std::net::TcpListener,
+    /// Admits only the environment's own connections to `runtime_api`
+    /// (none without a sandbox).
+    pub peers: Option<PeerCheck>,
 }
 
 /// Starts execution environments.
@@ -149,11 +164,13 @@ pub struct NamespaceLauncher {
     empty: PathBuf,
     cgroups: cgroup::Hierarchy,
     seccomp: Arc<Vec<seccompiler::BpfProgram>>,
-    uids: Arc<UidPool>,
+    slots: slots::Slots,
     network: NetworkMode,
     egress: Option<Arc<net::Egress>>,
     /// `None` on hosts without loop devices: `/tmp` is then a tmpfs.
     tmp_disks: Option<tmpdisk::TmpDisks>,
+    /// Subnet id -> the private networks it opens.
+    subnets: std::collections::HashMap<String, net::Networks>,
     thread: LauncherThread,
 }
 
@@ -239,55 +256,25 @@ impl Drop for NamespaceLauncher {
     }
 }
 
-/// First uid (and gid) handed to environments; each live environment has its own.
-pub const UID_BASE: u32 = 2_000_000;
-const UID_COUNT: u32 = 1 << 20;
-
-/// Distinct unprivileged identities for live environments.
-#[derive(Debug, Default)]
-pub struct UidPool {
-    state: Mutex<(u32, std::collections::BTreeSet<u32>)>,
-}
-
-impl UidPool {
-    fn take(&self) -> Option<u32> {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        for _ in 0..UID_COUNT {
-            let candidate = UID_BASE + st.0 % UID_COUNT;
-            st.0 = st.0.wrapping_add(1);
-            if st.1.insert(candidate) {
-                return Some(candidate);
-            }
-        }
-        None
-    }
-
-    fn give_back(&self, uid: u32) {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .1
-            .remove(&uid);
-    }
-}
-
-/// An identity lent to one environment; returned when dropped.
-pub struct UidLease {
-    pool: Arc<UidPool>,
-    pub uid: u32,
-}
-
-impl Drop for UidLease {
-    fn drop(&mut self) {
-        self.pool.give_back(self.uid);
-    }
-}
+/// An identity (uid and network link) lent to one environment; the lease
+/// ends when it is dropped.
+pub type UidLease = slots::Lease;
 
 impl NamespaceLauncher {
     /// Prepares the launcher's host-side directories under `state_dir` (an
     /// empty mount point and the environment's `/etc`), its cgroups, seccomp
     /// filters and launcher thread.
     pub fn new(state_dir: &Path, network: NetworkMode) -> Result<Self, LaunchError> {
+        Self::with_slots(state_dir, network, Path::new(slots::DEFAULT_DIR))
+    }
+
+    /// [`NamespaceLauncher::new`] with host-wide leases under `slot_dir`
+    /// (every instance on a host must use the same one).
+    pub fn with_slots(
+        state_dir: &Path,
+        network: NetworkMode,
+        slot_dir: &Path,
+    ) -> Result<Self, LaunchError> {
         let prep = |path: &Path, r: std::io::Result<()>| {
             r.map_err(|source| LaunchError::Prepare {
                 path: path.to_owned(),
@@ -301,6 +288,8 @@ impl NamespaceLauncher {
         let empty_dir = state_dir.join("empty");
         prep(&empty_dir, std::fs::create_dir_all(&empty_dir))?;
         let empty = empty_dir;
+        let resolv_conf = std::fs::read_to_string("/etc/resolv.conf")
+            .unwrap_or_else(|_| "nameserver 127.0.0.53\n".into());
         let files: &[(&str, String)] = &[
             (
                 "passwd",
@@ -309,10 +298,7 @@ impl NamespaceLauncher {
             ("group", "root:x:0:\nsbx_user1051:x:990:\nnobody:x:65534:\n".into()),
             ("hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".into()),
             ("nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n".into()),
-            (
-                "resolv.conf",
-                std::fs::read_to_string("/etc/resolv.conf").unwrap_or_else(|_| "nameserver 127.0.0.53\n".into()),
-            ),
+            ("resolv.conf", resolv_conf.clone()),
             ("hostname", "localhost\n".into()),
         ];
         for (name, content) in files {
@@ -346,14 +332,56 @@ impl NamespaceLauncher {
             tmp_disks,
             cgroups: cgroup::Hierarchy::detect(&instance_name(state_dir))?,
             seccomp: Arc::new(seccomp::filters()?),
-            uids: Arc::new(UidPool::default()),
+            slots: slots::Slots::open(slot_dir, slots::COUNT).map_err(|source| {
+                LaunchError::Prepare {
+                    path: slot_dir.to_owned(),
+                    source,
+                }
+            })?,
             network,
             egress: match network {
-                NetworkMode::Egress => Some(Arc::new(net::Egress::prepare()?)),
+                NetworkMode::Egress => Some(Arc::new(net::Egress::prepare(net::resolvers(
+                    &resolv_conf,
+                ))?)),
                 _ => None,
             },
+            subnets: Default::default(),
             thread: LauncherThread::start()?,
         })
+    }
+
+    /// Maps VPC subnet ids to the private networks environments of functions
+    /// in them may reach (egress mode).
+    pub fn with_subnets(
+        mut self,
+        subnets: impl IntoIterator<Item = (String, net::Networks)>,
+    ) -> Self {
+        self.subnets = subnets.into_iter().collect();
+        self
+    }
+
+    /// The private networks `spec`'s VPC subnets open.
+    fn allowed_networks(&self, spec: &LaunchSpec) -> Result<net::Networks, LaunchError> {
+        let mut all = Vec::new();
+        for id in &spec.vpc_subnets {
+            let nets = self
+                .subnets
+                .get(id)
+                .ok_or_else(|| LaunchError::UnknownSubnet(id.clone()))?;
+            all.extend_from_slice(nets);
+        }
+        Ok(all)
+    }
+
+    /// Leases a host-wide identity; in egress mode, one whose link name is
+    /// free (a link outlives its environment for a moment while the kernel
+    /// tears the namespace down).
+    fn lease(&self) -> Result<UidLease, LaunchError> {
+        let egress = self.egress.is_some();
+        self.slots
+            .take(|slot| !egress || netlink::index_of(&slots::link_of(slot).name).is_err())
+            .map_err(LaunchError::Lease)?
+            .ok_or(LaunchError::NoIdentity)
     }
 
     /// The environment's root. Directories that live under the platform's
@@ -453,11 +481,9 @@ impl Launcher for NamespaceLauncher {
         let t_disk = std::time::Instant::now();
         let root = self.root_spec(spec, tmp_disk.as_ref().map(|d| d.path.as_path()))?;
         let steps = plan::plan(&root, Path::new("/var/task"))?;
-        let uid = self.uids.take().ok_or(LaunchError::NoIdentity)?;
-        let lease = UidLease {
-            pool: self.uids.clone(),
-            uid,
-        };
+        let allowed = self.allowed_networks(spec)?;
+        let lease = self.lease()?;
+        let uid = lease.uid();
         let t1 = std::time::Instant::now();
         let cgroup = self.cgroups.create(&spec.env_id, spec.memory_mb)?;
         let t2 = std::time::Instant::now();
@@ -471,12 +497,10 @@ impl Launcher for NamespaceLauncher {
                 None
             }
             NetworkMode::Host => {
-                let l =
-                    std::net::TcpListener::bind("127.0.0.1:0").map_err(LaunchError::Listener)?;
-                l.set_nonblocking(true).map_err(LaunchError::Listener)?;
+                let (l, peers) = net::listen("127.0.0.1:0", uid).map_err(LaunchError::Listener)?;
                 let addr = l.local_addr().map_err(LaunchError::Listener)?;
                 env.push(("AWS_LAMBDA_RUNTIME_API".into(), addr.to_string()));
-                Some(l)
+                Some((l, peers))
             }
         };
         let job = SpawnJob {
@@ -486,6 +510,8 @@ impl Launcher for NamespaceLauncher {
             steps,
             network: self.network,
             egress: self.egress.clone(),
+            link: lease.link(),
+            allowed,
             output: spec.output,
             cgroups: cgroup.join_files(),
             into_cgroup: cgroup.v2_dir().map(Path::to_path_buf),
@@ -502,7 +528,7 @@ impl Launcher for NamespaceLauncher {
             spawn_us = (t3 - t2).as_micros() as u64,
             "sandbox set up"
         );
-        let runtime_api = match (inside, host_listener) {
+        let (runtime_api, peers) = match (inside, host_listener) {
             (Some(l), _) | (None, Some(l)) => l,
             (None, None) => {
                 return Err(LaunchError::Listener(std::io::Error::other(
@@ -521,6 +547,7 @@ impl Launcher for NamespaceLauncher {
         Ok(Launched {
             process,
             runtime_api,
+            peers: Some(peers),
         })
     }
 
@@ -625,6 +652,7 @@ impl Launcher for DirectLauncher {
         Ok(Launched {
             process,
             runtime_api: listener,
+            peers: None,
         })
     }
 
@@ -657,6 +685,8 @@ struct SpawnJob {
     steps: Vec<plan::Step>,
     network: NetworkMode,
     egress: Option<Arc<net::Egress>>,
+    link: slots::Link,
+    allowed: net::Networks,
     output: RawFd,
     cgroups: Vec<PathBuf>,
     into_cgroup: Option<PathBuf>,
@@ -670,19 +700,24 @@ impl SpawnJob {
     fn run(
         self,
         home: &net::Home,
-    ) -> Result<(spawn::Spawned, Option<std::net::TcpListener>), LaunchError> {
+    ) -> Result<(spawn::Spawned, Option<(std::net::TcpListener, PeerCheck)>), LaunchError> {
         let started = std::time::Instant::now();
         let mut listener = None;
         let mut net_error = None;
         let isolated = self.network != NetworkMode::Host;
-        let egress = self.egress.as_deref();
+        let inside = net::Inside {
+            egress: self.egress.as_deref(),
+            link: &self.link,
+            allowed: &self.allowed,
+            uid: self.identity.uid,
+        };
         let mut before = |pid: libc::pid_t, pidfd: &std::os::fd::OwnedFd| {
             tracing::debug!(
                 clone_us = started.elapsed().as_micros() as u64,
                 "environment cloned"
             );
             if isolated {
-                match net::runtime_api_inside(pid, pidfd, home, egress) {
+                match net::runtime_api_inside(pid, pidfd, home, &inside) {
                     Ok(l) => listener = Some(l),
                     Err(e) => {
                         let msg = e.to_string();

@@ -2,6 +2,7 @@
 //! Runtime API listening on `127.0.0.1:9001` inside it, so that nothing outside
 //! the environment can reach that Runtime API.
 
+use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// Where the Runtime API listens inside an environment's network namespace.
@@ -11,112 +12,57 @@ pub const RUNTIME_API_ADDR: &str = "127.0.0.1:9001";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetworkMode {
     /// Own network namespace with loopback and a veth link out through the
-    /// host (NAT), as on Lambda: the internet yes, the host's own services,
-    /// other environments and link-local metadata addresses no.
+    /// host (NAT), as on Lambda: the public internet (IPv4) yes; the host's
+    /// own services, other environments, private and link-local (metadata)
+    /// addresses and IPv6 no, except the private networks of the function's
+    /// VPC subnets.
     Egress,
     /// Own network namespace with loopback only: no way out.
     Isolated,
-    /// Share the host's network (weaker isolation: the Runtime API is a host
-    /// loopback port, and functions reach host services). For local development.
+    /// Share the host's network (weaker isolation: functions reach host
+    /// services and each other; the Runtime API is a host loopback port that
+    /// serves only the environment's own uid). For local development.
     Host,
 }
 
-/// The subnet environments' links are carved from (one /30 each).
-pub const EGRESS_SUBNET: [u8; 2] = [10, 213];
-const LINKS: u32 = 1 << 14;
+/// The private networks one environment may reach, beyond the public
+/// internet: its VPC subnets' networks.
+pub type Networks = Vec<(Ipv4Addr, u8)>;
 
-/// Host-side state of egress networking: forwarding, NAT and filter rules
-/// (installed once), and the allocation of per-environment links.
+/// Host-side state of egress networking: forwarding on, Lambent's nf_tables
+/// table installed (once per start, atomically replacing an older one), and
+/// the DNS resolvers environments may reach on port 53.
 pub struct Egress {
-    next: std::sync::atomic::AtomicU32,
+    resolvers: Vec<Ipv4Addr>,
 }
 
-fn iptables(args: &[&str]) -> std::io::Result<bool> {
-    let status = std::process::Command::new("iptables")
-        .arg("-w")
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()?;
-    Ok(status.success())
+/// The IPv4 name servers of a `resolv.conf`.
+pub fn resolvers(resolv_conf: &str) -> Vec<Ipv4Addr> {
+    resolv_conf
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some("nameserver"))
+                .then(|| words.next())
+                .flatten()
+                .and_then(|a| a.parse().ok())
+        })
+        .collect()
 }
 
 impl Egress {
-    /// Enables forwarding and installs Lambent's chains (idempotent).
-    pub fn prepare() -> Result<Self, NetError> {
+    /// Enables IPv4 forwarding and installs the host's table (idempotent: the
+    /// table is replaced in one transaction, so other instances' environments
+    /// stay covered throughout). Environments reach DNS at `resolvers`.
+    pub fn prepare(resolvers: Vec<Ipv4Addr>) -> Result<Self, NetError> {
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(NetError::Setup)?;
-        let subnet = format!("{}.{}.0.0/16", EGRESS_SUBNET[0], EGRESS_SUBNET[1]);
-        let rules: &[(&str, &str, &[&[&str]])] = &[
-            (
-                "filter",
-                "FORWARD",
-                &[
-                    &["-i", "lmb+", "-o", "lmb+", "-j", "DROP"],
-                    &["-i", "lmb+", "-d", "169.254.0.0/16", "-j", "DROP"],
-                    &["-i", "lmb+", "-j", "ACCEPT"],
-                    &[
-                        "-o",
-                        "lmb+",
-                        "-m",
-                        "conntrack",
-                        "--ctstate",
-                        "ESTABLISHED,RELATED",
-                        "-j",
-                        "ACCEPT",
-                    ],
-                ],
-            ),
-            ("filter", "INPUT", &[&["-i", "lmb+", "-j", "DROP"]]),
-            (
-                "nat",
-                "POSTROUTING",
-                &[&["-s", &subnet, "!", "-o", "lmb+", "-j", "MASQUERADE"]],
-            ),
-        ];
-        for (table, hook, chain_rules) in rules {
-            let chain = format!("LAMBENT-{hook}");
-            let run = |a: &[&str]| -> Result<bool, NetError> {
-                let mut args = vec!["-t", table];
-                args.extend_from_slice(a);
-                iptables(&args).map_err(|e| {
-                    NetError::Setup(std::io::Error::other(format!(
-                        "cannot run iptables ({e}); install it, or run with --network isolated or host"
-                    )))
-                })
-            };
-            run(&["-N", &chain])?;
-            if !run(&["-F", &chain])? {
-                return Err(NetError::Setup(std::io::Error::other(format!(
-                    "iptables could not prepare chain {chain}"
-                ))));
-            }
-            if !run(&["-C", hook, "-j", &chain])? && !run(&["-I", hook, "-j", &chain])? {
-                return Err(NetError::Setup(std::io::Error::other(format!(
-                    "iptables could not hook {chain} into {hook}"
-                ))));
-            }
-            for r in *chain_rules {
-                let mut a = vec!["-A", chain.as_str()];
-                a.extend_from_slice(r);
-                if !run(&a)? {
-                    return Err(NetError::Setup(std::io::Error::other(format!(
-                        "iptables refused a rule of {chain}"
-                    ))));
-                }
-            }
+        crate::nft::host_table(crate::slots::SUBNET)
+            .install(true)
+            .map_err(NetError::Firewall)?;
+        if crate::nft::allow_through_iptables_forward().map_err(NetError::Firewall)? {
+            tracing::info!("environments' links accepted at the head of iptables' FORWARD chain");
         }
-        Ok(Self {
-            next: std::sync::atomic::AtomicU32::new(0),
-        })
-    }
-
-    /// The next link: (host interface name, host address, environment address).
-    fn allocate(&self) -> (String, [u8; 4], [u8; 4]) {
-        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % LINKS;
-        let base = i * 4;
-        let [a, b] = EGRESS_SUBNET;
-        let (c, d) = ((base >> 8) as u8, (base & 0xff) as u8);
-        (format!("lmb{i:x}"), [a, b, c, d + 1], [a, b, c, d + 2])
+        Ok(Self { resolvers })
     }
 }
 
@@ -172,6 +118,8 @@ pub enum NetError {
     Enter(std::io::Error),
     #[error("cannot set up the environment's network: {0}")]
     Setup(std::io::Error),
+    #[error("cannot program the firewall: {0}")]
+    Firewall(#[from] crate::nft::FirewallError),
     /// The launcher thread could not go back to its own namespace; it must
     /// not be used again.
     #[error("cannot return to the platform's network namespace: {0}")]
@@ -179,65 +127,112 @@ pub enum NetError {
 }
 
 /// Gives the environment of `pid` its link out: a veth pair with the host end
-/// here and `eth0` inside, addressed as a /30. Returns the inside settings
-/// (address, gateway) to apply from within.
-fn link_out(egress: &Egress, pid: libc::pid_t) -> std::io::Result<([u8; 4], [u8; 4])> {
+/// (`link.name`) here and `eth0` inside, addressed as a /30, IPv6 off on both
+/// ends (no link-local addresses: nothing to reach the host by).
+fn link_out(link: &crate::slots::Link, pid: libc::pid_t) -> std::io::Result<()> {
     let mut nl = crate::netlink::Netlink::open()?;
-    let mut last = None;
-    // A name still held by a just-removed environment: take the next.
-    for _ in 0..8 {
-        let (name, host, inside) = egress.allocate();
-        match nl.create_veth(&name, "eth0", pid) {
-            Ok(()) => {
-                let index = crate::netlink::index_of(&name)?;
-                nl.add_address(index, host, 30)?;
-                nl.set_up(index)?;
-                return Ok((inside, host));
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => last = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| std::io::Error::other("no free link")))
+    nl.create_veth(&link.name, "eth0", pid)?;
+    ipv6_off(&link.name)?;
+    let index = crate::netlink::index_of(&link.name)?;
+    nl.add_address(index, link.host.octets(), 30)?;
+    nl.set_up(index)
 }
 
-/// Inside the environment: `eth0` addressed and up, default route via the host.
-fn configure_inside(inside: [u8; 4], gateway: [u8; 4]) -> std::io::Result<()> {
-    let mut nl = crate::netlink::Netlink::open()?;
-    let index = crate::netlink::index_of("eth0")?;
-    nl.add_address(index, inside, 30)?;
-    nl.set_up(index)?;
-    nl.add_default_route(gateway, index)
+/// Turns IPv6 off on an interface of the calling thread's network namespace.
+fn ipv6_off(name: &str) -> std::io::Result<()> {
+    std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1").or_else(|e| {
+        // A kernel without IPv6 has nothing to turn off.
+        if e.kind() == std::io::ErrorKind::NotFound
+            && !std::path::Path::new("/proc/sys/net/ipv6").exists()
+        {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })
+}
+
+/// Inside the environment: `eth0` addressed and up, default route via the
+/// host, and the environment's own firewall (see `nft::environment_table`).
+fn configure_inside(
+    link: &crate::slots::Link,
+    allowed: &[(Ipv4Addr, u8)],
+    resolvers: &[Ipv4Addr],
+) -> Result<(), NetError> {
+    let setup = || -> std::io::Result<()> {
+        ipv6_off("eth0")?;
+        let mut nl = crate::netlink::Netlink::open()?;
+        let index = crate::netlink::index_of("eth0")?;
+        nl.add_address(index, link.inside.octets(), 30)?;
+        nl.set_up(index)?;
+        nl.add_default_route(link.host.octets(), index)
+    };
+    setup().map_err(NetError::Setup)?;
+    crate::nft::environment_table(allowed, resolvers)
+        .install(false)
+        .map_err(NetError::Firewall)
+}
+
+/// What an environment's network namespace gets.
+pub struct Inside<'a> {
+    pub egress: Option<&'a Egress>,
+    /// The slot's link, with `egress`.
+    pub link: &'a crate::slots::Link,
+    /// Private networks the environment may reach (its VPC subnets').
+    pub allowed: &'a [(Ipv4Addr, u8)],
+    /// The environment's uid: the only one its Runtime API serves.
+    pub uid: u32,
+}
+
+/// A Runtime API listener at `addr` in the calling thread's network
+/// namespace, and the check that admits only `uid`'s connections to it.
+pub fn listen(
+    addr: &str,
+    uid: u32,
+) -> std::io::Result<(std::net::TcpListener, crate::peer::PeerCheck)> {
+    let l = std::net::TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    Ok((l, crate::peer::PeerCheck::open(uid)?))
 }
 
 /// Enters the network namespace of the process behind `pidfd`, brings up its
-/// loopback (and, with `egress`, its link out), opens the Runtime API listener
-/// there, and comes back.
+/// loopback (and, with egress, its link out and firewall), opens the Runtime
+/// API listener and its peer check there, and comes back.
 pub fn runtime_api_inside(
     pid: libc::pid_t,
     pidfd: &OwnedFd,
     home: &Home,
-    egress: Option<&Egress>,
-) -> Result<std::net::TcpListener, NetError> {
-    let link = match egress {
-        Some(e) => Some(link_out(e, pid).map_err(NetError::Setup)?),
-        None => None,
-    };
+    inside: &Inside<'_>,
+) -> Result<(std::net::TcpListener, crate::peer::PeerCheck), NetError> {
+    if inside.egress.is_some() {
+        link_out(inside.link, pid).map_err(NetError::Setup)?;
+    }
     // SAFETY: setns on a pidfd we own, for the network namespace only; this
     // thread returns to `home` below before doing anything else.
     cvt(unsafe { libc::setns(pidfd.as_raw_fd(), libc::CLONE_NEWNET) }).map_err(NetError::Enter)?;
-    let inside = loopback_up()
-        .and_then(|()| match link {
-            Some((addr, gw)) => configure_inside(addr, gw),
+    let result = loopback_up()
+        .map_err(NetError::Setup)
+        .and_then(|()| match inside.egress {
+            Some(e) => configure_inside(inside.link, inside.allowed, &e.resolvers),
             None => Ok(()),
         })
-        .and_then(|()| {
-            let l = std::net::TcpListener::bind(RUNTIME_API_ADDR)?;
-            l.set_nonblocking(true)?;
-            Ok(l)
-        });
+        .and_then(|()| listen(RUNTIME_API_ADDR, inside.uid).map_err(NetError::Setup));
     // SAFETY: back to the namespace this thread started in.
     cvt(unsafe { libc::setns(home.fd.as_raw_fd(), libc::CLONE_NEWNET) })
         .map_err(NetError::Return)?;
-    inside.map_err(NetError::Setup)
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolvers_are_the_ipv4_name_servers() {
+        let conf = "# generated\nsearch lan\nnameserver 10.255.255.53\nnameserver fd00::53\nnameserver 1.1.1.1\noptions ndots:1\n";
+        assert_eq!(
+            resolvers(conf),
+            [Ipv4Addr::new(10, 255, 255, 53), Ipv4Addr::new(1, 1, 1, 1)]
+        );
+    }
 }

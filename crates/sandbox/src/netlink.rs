@@ -1,15 +1,19 @@
-//! Just enough rtnetlink to give an environment a way out: create a veth pair
-//! with one end inside the environment's network namespace, put addresses on
-//! both ends, bring them up, and add a default route.
+//! Just enough netlink: rtnetlink to give an environment a way out (a veth
+//! pair with one end inside the environment's network namespace, addresses on
+//! both ends, links up, a default route), and the message builder and socket
+//! that `nft` (nf_tables) and `peer` (sock_diag) use too.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-const NLMSG_HDRLEN: usize = 16;
-const NLMSG_ERROR: u16 = 2;
-const NLM_F_REQUEST: u16 = 1;
-const NLM_F_ACK: u16 = 4;
-const NLM_F_EXCL: u16 = 0x200;
-const NLM_F_CREATE: u16 = 0x400;
+pub(crate) const NLMSG_HDRLEN: usize = 16;
+pub(crate) const NLMSG_ERROR: u16 = 2;
+pub(crate) const NLM_F_REQUEST: u16 = 1;
+pub(crate) const NLM_F_ACK: u16 = 4;
+pub(crate) const NLM_F_APPEND: u16 = 0x800;
+pub(crate) const NLM_F_EXCL: u16 = 0x200;
+pub(crate) const NLM_F_CREATE: u16 = 0x400;
+/// Set on attributes that hold attributes.
+pub(crate) const NLA_F_NESTED: u16 = 0x8000;
 const RTM_NEWLINK: u16 = 16;
 const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
@@ -30,7 +34,7 @@ const RTN_UNICAST: u8 = 1;
 
 /// A netlink route socket in the network namespace of the calling thread.
 pub struct Netlink {
-    fd: OwnedFd,
+    sock: Socket,
     seq: u32,
 }
 
@@ -39,19 +43,25 @@ fn align4(n: usize) -> usize {
 }
 
 /// Builds one netlink message.
-struct Msg {
+pub(crate) struct Msg {
     buf: Vec<u8>,
 }
 
 impl Msg {
-    fn new(ty: u16, flags: u16) -> Self {
+    /// A request that asks for an acknowledgement.
+    pub(crate) fn new(ty: u16, flags: u16) -> Self {
+        Self::with_flags(ty, flags | NLM_F_REQUEST | NLM_F_ACK)
+    }
+
+    /// A message with exactly these header flags.
+    pub(crate) fn with_flags(ty: u16, flags: u16) -> Self {
         let mut buf = vec![0u8; NLMSG_HDRLEN];
         buf[4..6].copy_from_slice(&ty.to_ne_bytes());
-        buf[6..8].copy_from_slice(&(flags | NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+        buf[6..8].copy_from_slice(&flags.to_ne_bytes());
         Self { buf }
     }
 
-    fn bytes(&mut self, b: &[u8]) -> &mut Self {
+    pub(crate) fn bytes(&mut self, b: &[u8]) -> &mut Self {
         self.buf.extend_from_slice(b);
         let pad = align4(self.buf.len()) - self.buf.len();
         self.buf.extend(std::iter::repeat_n(0, pad));
@@ -67,14 +77,14 @@ impl Msg {
         self.bytes(&m)
     }
 
-    fn attr(&mut self, ty: u16, payload: &[u8]) -> &mut Self {
+    pub(crate) fn attr(&mut self, ty: u16, payload: &[u8]) -> &mut Self {
         let len = (4 + payload.len()) as u16;
         self.buf.extend_from_slice(&len.to_ne_bytes());
         self.buf.extend_from_slice(&ty.to_ne_bytes());
         self.bytes(payload)
     }
 
-    fn nest(&mut self, ty: u16, f: impl FnOnce(&mut Self)) -> &mut Self {
+    pub(crate) fn nest(&mut self, ty: u16, f: impl FnOnce(&mut Self)) -> &mut Self {
         let start = self.buf.len();
         self.buf.extend_from_slice(&[0, 0]);
         self.buf.extend_from_slice(&ty.to_ne_bytes());
@@ -84,7 +94,7 @@ impl Msg {
         self
     }
 
-    fn finish(&mut self, seq: u32) -> &[u8] {
+    pub(crate) fn finish(&mut self, seq: u32) -> &[u8] {
         let len = self.buf.len() as u32;
         self.buf[0..4].copy_from_slice(&len.to_ne_bytes());
         self.buf[8..12].copy_from_slice(&seq.to_ne_bytes());
@@ -98,14 +108,27 @@ fn name_bytes(name: &str) -> Vec<u8> {
     b
 }
 
-impl Netlink {
-    pub fn open() -> std::io::Result<Self> {
+/// A netlink socket of one protocol, in the network namespace of the thread
+/// that opened it (it stays there).
+pub(crate) struct Socket {
+    fd: OwnedFd,
+}
+
+/// One message of a reply: its type, sequence number and payload.
+pub(crate) struct Reply<'a> {
+    pub ty: u16,
+    pub seq: u32,
+    pub payload: &'a [u8],
+}
+
+impl Socket {
+    pub(crate) fn open(protocol: libc::c_int) -> std::io::Result<Self> {
         // SAFETY: a new netlink socket, owned below.
         let fd = unsafe {
             libc::socket(
                 libc::AF_NETLINK,
                 libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
+                protocol,
             )
         };
         if fd < 0 {
@@ -114,6 +137,107 @@ impl Netlink {
         // SAFETY: `fd` is a fresh descriptor nothing else owns.
         Ok(Self {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Sends `data` (one message or a batch) to the kernel.
+    pub(crate) fn send(&self, data: &[u8]) -> std::io::Result<()> {
+        // SAFETY: `sockaddr_nl` zeroed is the kernel as destination.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        loop {
+            // SAFETY: sending our buffer to the kernel.
+            let n = unsafe {
+                libc::sendto(
+                    self.fd.as_raw_fd(),
+                    data.as_ptr().cast(),
+                    data.len(),
+                    0,
+                    (&addr as *const libc::sockaddr_nl).cast(),
+                    std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+                )
+            };
+            if n >= 0 {
+                return Ok(());
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Receives one datagram and hands each message in it to `each` until it
+    /// returns `Some`.
+    pub(crate) fn receive<T>(
+        &self,
+        buf: &mut [u8],
+        mut each: impl FnMut(Reply<'_>) -> Option<T>,
+    ) -> std::io::Result<Option<T>> {
+        let n = loop {
+            // SAFETY: receiving into our own buffer.
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n >= 0 {
+                break n as usize;
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        };
+        let mut off = 0;
+        while off + NLMSG_HDRLEN <= n {
+            let word =
+                |at: usize| u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+            let len = word(off) as usize;
+            let ty = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
+            let seq = word(off + 8);
+            if len < NLMSG_HDRLEN || off + len > n {
+                return Err(std::io::Error::other("malformed netlink reply"));
+            }
+            if let Some(v) = each(Reply {
+                ty,
+                seq,
+                payload: &buf[off + NLMSG_HDRLEN..off + len],
+            }) {
+                return Ok(Some(v));
+            }
+            off += align4(len);
+        }
+        Ok(None)
+    }
+
+    /// Waits for the acknowledgements of messages `first..=last`: `Ok` once
+    /// `last` is acknowledged, the first error otherwise.
+    pub(crate) fn acks(&self, first: u32, last: u32) -> std::io::Result<()> {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let outcome = self.receive(&mut buf, |m| {
+                if m.ty != NLMSG_ERROR || m.seq < first || m.seq > last || m.payload.len() < 4 {
+                    return None;
+                }
+                let code =
+                    i32::from_ne_bytes([m.payload[0], m.payload[1], m.payload[2], m.payload[3]]);
+                if code != 0 {
+                    Some(Err(std::io::Error::from_raw_os_error(-code)))
+                } else if m.seq == last {
+                    Some(Ok(()))
+                } else {
+                    None
+                }
+            })?;
+            if let Some(r) = outcome {
+                return r;
+            }
+        }
+    }
+}
+
+impl Netlink {
+    pub fn open() -> std::io::Result<Self> {
+        Ok(Self {
+            sock: Socket::open(libc::NETLINK_ROUTE)?,
             seq: 0,
         })
     }
@@ -122,59 +246,8 @@ impl Netlink {
     fn request(&mut self, msg: &mut Msg) -> std::io::Result<()> {
         self.seq += 1;
         let seq = self.seq;
-        let data = msg.finish(seq);
-        // SAFETY: `sockaddr_nl` zeroed is the kernel as destination.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: sending our buffer to the kernel.
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                data.as_ptr().cast(),
-                data.len(),
-                0,
-                (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if n < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut buf = [0u8; 4096];
-        loop {
-            // SAFETY: receiving into our own buffer.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            let mut off = 0;
-            let n = n as usize;
-            while off + NLMSG_HDRLEN <= n {
-                let len = u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]])
-                    as usize;
-                let ty = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
-                let mseq =
-                    u32::from_ne_bytes([buf[off + 8], buf[off + 9], buf[off + 10], buf[off + 11]]);
-                if len < NLMSG_HDRLEN {
-                    return Err(std::io::Error::other("malformed netlink reply"));
-                }
-                if ty == NLMSG_ERROR && mseq == seq && off + NLMSG_HDRLEN + 4 <= n {
-                    let p = off + NLMSG_HDRLEN;
-                    let code = i32::from_ne_bytes([buf[p], buf[p + 1], buf[p + 2], buf[p + 3]]);
-                    return if code == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::from_raw_os_error(-code))
-                    };
-                }
-                off += align4(len);
-            }
-        }
+        self.sock.send(msg.finish(seq))?;
+        self.sock.acks(seq, seq)
     }
 
     /// Creates a veth pair: `host` here, `peer` inside the network namespace

@@ -190,7 +190,7 @@ impl Process {
 
     /// The uid the environment's processes run as.
     pub fn uid(&self) -> Option<u32> {
-        self._uid.as_ref().map(|l| l.uid)
+        self._uid.as_ref().map(|l| l.uid())
     }
 
     /// Peak memory of the whole environment: from its cgroup, else the

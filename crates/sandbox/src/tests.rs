@@ -50,6 +50,7 @@ async fn run(e: &Env, script: &str) -> (String, ExitStatus) {
         lang_dir: None,
         tmp_mb: 16,
         memory_mb: 128,
+        vpc_subnets: Vec::new(),
         output: w.as_raw_fd(),
     };
     let p = e.launcher.launch(&spec).unwrap().process;
@@ -151,6 +152,7 @@ async fn tmp_is_disk_backed_and_private_to_one_environment() {
         lang_dir: None,
         tmp_mb: 64,
         memory_mb: 32,
+        vpc_subnets: Vec::new(),
         output: w.as_raw_fd(),
     };
     let p = e.launcher.launch(&spec).unwrap().process;
@@ -199,6 +201,7 @@ async fn missing_program_is_an_exec_error() {
         lang_dir: None,
         tmp_mb: 8,
         memory_mb: 128,
+        vpc_subnets: Vec::new(),
         output: w.as_raw_fd(),
     };
     match e.launcher.launch(&spec) {
@@ -229,6 +232,7 @@ async fn killing_ends_the_whole_environment() {
         lang_dir: None,
         tmp_mb: 8,
         memory_mb: 128,
+        vpc_subnets: Vec::new(),
         output: w.as_raw_fd(),
     };
     let p = e.launcher.launch(&spec).unwrap().process;
@@ -299,6 +303,7 @@ async fn runtime_api_is_reachable_inside_only() {
         lang_dir: None,
         tmp_mb: 8,
         memory_mb: 128,
+        vpc_subnets: Vec::new(),
         output: w.as_raw_fd(),
     };
     let launched = e.launcher.launch(&spec).unwrap();
@@ -321,40 +326,44 @@ async fn runtime_api_is_reachable_inside_only() {
     }
 }
 
-/// A stand-in for the internet: a network namespace behind its own veth,
-/// running a one-shot TCP echo server.
+/// A stand-in for another host: a network namespace behind its own veth,
+/// addressed `{net}.1` (host side) and `{net}.2` (inside), running a one-shot
+/// TCP echo server.
 struct Peer {
     ns: String,
     host_if: String,
 }
 
+fn ip(args: &str) {
+    let ok = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("ip {args}"))
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "ip {args}");
+}
+
 impl Peer {
-    fn start(tag: &str, addr_octet: u8) -> Self {
+    fn start(tag: &str, net: &str, addr_octet: u8) -> Self {
+        Self::start_in(tag, net, addr_octet, None)
+    }
+
+    /// With `parent`, the host side is in that named network namespace.
+    fn start_in(tag: &str, net: &str, addr_octet: u8, parent: Option<&str>) -> Self {
         let ns = format!("lmbtest-{tag}-{}", std::process::id());
         let host_if = format!("tpeer{addr_octet}x{}", std::process::id() % 1000);
-        let ip = |args: &str| {
-            let ok = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(format!("ip {args}"))
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "ip {args}");
-        };
+        let on_host = parent.map(|p| format!("-n {p} ")).unwrap_or_default();
         ip(&format!("netns add {ns}"));
         ip(&format!(
-            "link add {host_if} type veth peer name eth0 netns {ns}"
+            "{on_host}link add {host_if} type veth peer name eth0 netns {ns}"
         ));
-        ip(&format!("addr add 10.98.{addr_octet}.1/30 dev {host_if}"));
-        ip(&format!("link set {host_if} up"));
-        ip(&format!(
-            "-n {ns} addr add 10.98.{addr_octet}.2/30 dev eth0"
-        ));
+        ip(&format!("{on_host}addr add {net}.1/30 dev {host_if}"));
+        ip(&format!("{on_host}link set {host_if} up"));
+        ip(&format!("-n {ns} addr add {net}.2/30 dev eth0"));
         ip(&format!("-n {ns} link set eth0 up"));
         ip(&format!("-n {ns} link set lo up"));
-        ip(&format!(
-            "-n {ns} route add default via 10.98.{addr_octet}.1"
-        ));
+        ip(&format!("-n {ns} route add default via {net}.1"));
         Self { ns, host_if }
     }
 
@@ -391,8 +400,11 @@ async fn egress_reaches_out_but_not_the_host() {
         code,
         launcher,
     };
-    let peer = Peer::start("egress", 7);
+    // A public address (the internet) and a private one (the operator's LAN).
+    let peer = Peer::start("egress", "100.128.7", 7);
     let mut server = peer.serve_once("hello-from-outside");
+    let lan = Peer::start("lan", "10.98.8", 8);
+    let mut lan_server = lan.serve_once("hello-from-the-lan");
     // A host service the environment must not reach.
     let host_service = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let host_port = host_service.local_addr().unwrap().port();
@@ -400,14 +412,18 @@ async fn egress_reaches_out_but_not_the_host() {
         "import socket, time\n\
          for _ in range(50):\n\
          \x20   try:\n\
-         \x20       s = socket.create_connection(('10.98.7.2', 8080), timeout=2); break\n\
+         \x20       s = socket.create_connection(('100.128.7.2', 8080), timeout=2); break\n\
          \x20   except OSError: time.sleep(0.1)\n\
          print(s.recv(100).decode())\n\
          gw = open('/proc/net/route').read().split('\\n')[1].split()[2]\n\
          gw = '.'.join(str(int(gw[i:i+2], 16)) for i in (6, 4, 2, 0))\n\
          try:\n\
          \x20   socket.create_connection((gw, {host_port}), timeout=1); print('HOST-REACHED')\n\
-         except OSError as e: print('host blocked', type(e).__name__)\n"
+         except OSError as e: print('host blocked', type(e).__name__)\n\
+         try:\n\
+         \x20   socket.create_connection(('10.98.8.2', 8080), timeout=1); print('LAN-REACHED')\n\
+         except OSError as e: print('lan blocked', type(e).__name__)\n\
+         print('ipv6', open('/proc/net/if_inet6').read().split())\n"
     );
     let (r, w) = pipe();
     let spec = LaunchSpec {
@@ -421,6 +437,7 @@ async fn egress_reaches_out_but_not_the_host() {
         lang_dir: None,
         tmp_mb: 8,
         memory_mb: 128,
+        vpc_subnets: Vec::new(),
         output: w.as_raw_fd(),
     };
     let launched = e.launcher.launch(&spec).unwrap();
@@ -432,13 +449,20 @@ async fn egress_reaches_out_but_not_the_host() {
         let _ = server.kill();
     }
     let _ = server.wait();
+    let _ = lan_server.kill();
+    let _ = lan_server.wait();
     assert!(status.success(), "{status}: {out}");
     assert!(
-        out.starts_with("hello-from-outside 10.98.7.1\n"),
+        out.starts_with("hello-from-outside 100.128.7.1\n"),
         "reached the outside through NAT: {out}"
     );
     assert!(out.contains("host blocked"), "{out}");
     assert!(!out.contains("HOST-REACHED"), "{out}");
+    // Refused at once by the environment's own firewall, not timed out.
+    assert!(out.contains("lan blocked OSError"), "{out}");
+    // IPv6 only on loopback (::1): no link-local address to reach the host by.
+    let v6 = out.lines().find(|l| l.starts_with("ipv6")).unwrap();
+    assert!(!v6.contains("eth0"), "{out}");
 }
 
 #[tokio::test]
@@ -493,4 +517,128 @@ async fn init_is_fresh_and_no_host_path_shows() {
             "the cgroup namespace hides the host's groups: {line}"
         );
     }
+}
+
+/// A named network namespace standing in for a whole host; deleted on drop.
+struct SimHost(String);
+
+impl Drop for SimHost {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+/// Counts the rules of `ip filter FORWARD` that Lambent marked as its own.
+fn own_forward_rules() -> usize {
+    let sock = crate::netlink::Socket::open(12).unwrap();
+    let mut m = crate::netlink::Msg::with_flags((10 << 8) | 7, 1 | 0x300);
+    m.bytes(&[nft::NFPROTO_IPV4, 0, 0, 0]);
+    m.attr(1, b"filter\0");
+    m.attr(2, b"FORWARD\0");
+    sock.send(m.finish(1)).unwrap();
+    let mut n = 0;
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let done = sock
+            .receive(&mut buf, |r| {
+                if r.ty == 3 || r.ty == 2 {
+                    return Some(());
+                }
+                if r.payload.windows(10).any(|w| w == b"\x00\x08lambent\x00") {
+                    n += 1;
+                }
+                None
+            })
+            .unwrap();
+        if done.is_some() {
+            return n;
+        }
+    }
+}
+
+/// A host whose iptables FORWARD chain drops by default (as docker leaves
+/// it): environments still get out, and a restart replaces Lambent's rules
+/// in that chain instead of adding more.
+#[tokio::test]
+async fn egress_passes_a_forward_chain_that_drops_by_default() {
+    let sim = SimHost(format!("lmbtest-sim-{}", std::process::id()));
+    ip(&format!("netns add {}", sim.0));
+    ip(&format!("-n {} link set lo up", sim.0));
+    let peer = Peer::start_in("dock", "100.128.9", 9, Some(&sim.0));
+    let mut server = peer.serve_once("hello-past-the-policy");
+    let state = tempfile::tempdir().unwrap();
+    let path = state.path().to_owned();
+    let ns_path = format!("/run/netns/{}", sim.0);
+    let (launcher, own_rules) = std::thread::spawn(move || {
+        let ns = std::fs::File::open(&ns_path).unwrap();
+        // SAFETY: moves this test thread (and the launcher thread it starts,
+        // which inherits it) into the simulated host's network namespace.
+        assert_eq!(
+            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        nft::Table {
+            family: nft::NFPROTO_IPV4,
+            name: "filter",
+            chains: vec![nft::Chain {
+                name: "FORWARD",
+                kind: "filter",
+                hook: nft::HOOK_FORWARD,
+                priority: 0,
+                policy: nft::NF_DROP,
+                rules: vec![],
+            }],
+        }
+        .install(false)
+        .unwrap();
+        drop(NamespaceLauncher::new(&path, NetworkMode::Egress).unwrap());
+        let launcher = NamespaceLauncher::new(&path, NetworkMode::Egress).unwrap();
+        (launcher, own_forward_rules())
+    })
+    .join()
+    .unwrap();
+    assert_eq!(own_rules, 2, "one -i lmb+ and one -o lmb+ accept, once");
+    let code = tempfile::tempdir().unwrap();
+    let (r, w) = pipe();
+    let spec = LaunchSpec {
+        env_id: unique("docker"),
+        program: "/usr/bin/python3.11".into(),
+        argv: vec![
+            "python3".into(),
+            "-c".into(),
+            "import socket, time\n\
+             for _ in range(50):\n\
+             \x20   try:\n\
+             \x20       s = socket.create_connection(('100.128.9.2', 8080), timeout=2); break\n\
+             \x20   except OSError as e: err = e; time.sleep(0.1)\n\
+             else: raise err\n\
+             print(s.recv(100).decode())\n"
+                .into(),
+        ],
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        code_dir: code.path().to_owned(),
+        opt_dir: None,
+        runtime_dir: None,
+        lang_dir: None,
+        tmp_mb: 8,
+        memory_mb: 128,
+        vpc_subnets: Vec::new(),
+        output: w.as_raw_fd(),
+    };
+    let launched = launcher.launch(&spec).unwrap();
+    drop(w);
+    let status = launched.process.wait().await.unwrap();
+    let mut out = String::new();
+    std::fs::File::from(r).read_to_string(&mut out).unwrap();
+    if !out.starts_with("hello") {
+        let _ = server.kill();
+    }
+    let _ = server.wait();
+    assert!(status.success(), "{status}: {out}");
+    assert!(
+        out.starts_with("hello-past-the-policy 100.128.9.1"),
+        "{out}"
+    );
 }
