@@ -41,6 +41,8 @@ async fn run(e: &Env, script: &str) -> (String, ExitStatus) {
     let (r, w) = pipe();
     let spec = LaunchSpec {
         env_id: unique("run"),
+        account: "111111111111".into(),
+        init_cpu_burst: true,
         program: "/bin/sh".into(),
         argv: vec!["sh".into(), "-c".into(), script.into()],
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
@@ -190,6 +192,8 @@ async fn missing_program_is_an_exec_error() {
     let (_r, w) = pipe();
     let spec = LaunchSpec {
         env_id: unique("missing"),
+        account: "111111111111".into(),
+        init_cpu_burst: true,
         program: "/var/task/nope".into(),
         argv: vec!["nope".into()],
         env: vec![],
@@ -216,6 +220,8 @@ async fn killing_ends_the_whole_environment() {
     let (r, w) = pipe();
     let spec = LaunchSpec {
         env_id: unique("kill"),
+        account: "111111111111".into(),
+        init_cpu_burst: true,
         program: "/bin/sh".into(),
         argv: vec![
             "sh".into(),
@@ -286,6 +292,8 @@ async fn runtime_api_is_reachable_inside_only() {
     let (r, w) = pipe();
     let spec = LaunchSpec {
         env_id: unique("api"),
+        account: "111111111111".into(),
+        init_cpu_burst: true,
         program: "/usr/bin/python3.11".into(),
         argv: vec![
             "python3".into(),
@@ -412,6 +420,8 @@ async fn egress_reaches_out_but_not_the_host() {
     let (r, w) = pipe();
     let spec = LaunchSpec {
         env_id: unique("egress"),
+        account: "111111111111".into(),
+        init_cpu_burst: true,
         program: "/usr/bin/python3.11".into(),
         argv: vec!["python3".into(), "-c".into(), script],
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
