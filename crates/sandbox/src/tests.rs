@@ -138,6 +138,8 @@ async fn tmp_is_disk_backed_and_private_to_one_environment() {
     let (r, w) = pipe();
     let spec = LaunchSpec {
         env_id: unique("disk"),
+        account: "111111111111".into(),
+        init_cpu_burst: true,
         program: "/bin/sh".into(),
         argv: vec![
             "sh".into(),
