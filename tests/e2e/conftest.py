@@ -36,7 +36,7 @@ def wait_for(what, predicate, timeout=30.0):
 
 
 class Server:
-    def __init__(self, extra_args=(), env=None):
+    def __init__(self, extra_args=(), env=None, data=None):
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="lambent-e2e-"))
         creds = self.dir / "keys.toml"
         creds.write_text(
@@ -45,7 +45,8 @@ class Server:
                 for (k, s), a in ((KEY_A, ACCOUNT_A), (KEY_B, ACCOUNT_B))
             )
         )
-        self.data = self.dir / "data"
+        # `data`: a data directory elsewhere (a small filesystem, say).
+        self.data = pathlib.Path(data) if data else self.dir / "data"
         self.creds = creds
         self.extra_args = tuple(extra_args)
         self.env = env

@@ -301,6 +301,61 @@ def attempt(name, event):
             return False, f"took {request_id} ({payload[:100]}); forged answer got {posted}"
         except (OSError, http.client.HTTPException) as e:
             return True, f"{type(e).__name__}: {e}"
+    if name == "leave_children":
+        # Forks up to `count` children that outlive the invocation (they sleep
+        # on, frozen with the idle environment), holding the invocation open
+        # for `hold` seconds so that concurrent calls get environments of
+        # their own.
+        forked, why = 0, "none"
+        for _ in range(event.get("count", 200)):
+            try:
+                pid = os.fork()
+            except OSError as e:
+                why = err(e.errno)
+                break
+            if pid == 0:
+                time.sleep(event.get("linger", 600))
+                os._exit(0)
+            forked += 1
+        time.sleep(event.get("hold", 0))
+        return True, {"forked": forked, "stopped_by": why}
+    if name == "flood_log":
+        # Prints `mb` megabytes in 1 KB lines.
+        line = "y" * 1023
+        for _ in range(event.get("mb", 8) * 1024):
+            print(line)
+        return True, f"printed {event.get('mb', 8)} MB"
+    if name == "burn":
+        # Every core, from processes (threads share one interpreter lock).
+        stop = time.monotonic() + event.get("seconds", 1.0)
+        kids = []
+        for _ in range(os.cpu_count() or 2):
+            pid = os.fork()
+            if pid == 0:
+                while time.monotonic() < stop:
+                    pass
+                os._exit(0)
+            kids.append(pid)
+        for pid in kids:
+            os.waitpid(pid, 0)
+        return True, f"burned {len(kids)} processes"
+    if name == "fork_bomb_spin":
+        # Forks until the pids limit, every child spinning, then waits.
+        stop = time.monotonic() + event.get("seconds", 1.0)
+        kids = []
+        while time.monotonic() < stop:
+            try:
+                pid = os.fork()
+            except OSError:
+                break
+            if pid == 0:
+                while time.monotonic() < stop:
+                    pass
+                os._exit(0)
+            kids.append(pid)
+        for pid in kids:
+            os.waitpid(pid, 0)
+        return True, f"{len(kids)} children"
     raise ValueError(f"unknown attempt {name}")
 
 

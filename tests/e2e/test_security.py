@@ -113,12 +113,12 @@ class RawInvoker:
     """A keep-alive HTTP client replaying one signed request (valid for five
     minutes), so that the client itself adds as little time as possible."""
 
-    def __init__(self, endpoint, name):
+    def __init__(self, endpoint, name, key=KEY_A):
         self.host = endpoint.removeprefix("http://")
         self.path = f"/2015-03-31/functions/{name}/invocations"
         self.conn = http.client.HTTPConnection(self.host)
         req = AWSRequest(method="POST", url=endpoint + self.path, data=b"{}")
-        SigV4Auth(Credentials(*KEY_A), "lambda", "us-east-1").add_auth(req)
+        SigV4Auth(Credentials(*key), "lambda", "us-east-1").add_auth(req)
         self.headers = dict(req.headers)
 
     def invoke(self):
@@ -568,3 +568,451 @@ def test_two_servers_on_one_host_lease_distinct_identities_and_both_reach_out(la
     finally:
         for s in servers:
             s.stop()
+
+
+# --- Capacity and disk: what one tenant can take from the host -------------
+
+ACCOUNT_B_ROLE = "arn:aws:iam::222222222222:role/lambda-role"
+SLEEPY = "import time\ndef handler(event, context):\n    time.sleep(event.get('seconds', 0))\n    return {'ok': True}\n"
+
+
+def hostile_zip():
+    return make_zip({"hostile_function.py": (HOSTILE, 0o644)})
+
+
+def create(c, name, code, handler="app.handler", **kw):
+    kw.setdefault("Role", ROLE)
+    c.create_function(FunctionName=name, Runtime="python3.11", Handler=handler,
+                      Code={"ZipFile": code}, **kw)
+
+
+def call(c, name, event):
+    """(status, error code or None, parsed body or error response) of one invocation."""
+    try:
+        r = c.invoke(FunctionName=name, Payload=json.dumps(event).encode())
+    except c.exceptions.TooManyRequestsException as e:
+        return 429, "TooManyRequestsException", e.response
+    return r["StatusCode"], r.get("FunctionError"), json.loads(r["Payload"].read())
+
+
+def instance_name(state_dir):
+    """The cgroup name of a platform instance (FNV-1a of its state directory)."""
+    h = 0xCBF29CE484222325
+    for b in os.path.realpath(state_dir).encode():
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"lambent-{h:016x}"
+
+
+def platform_group(server, controller):
+    """The platform's cgroup directory for one controller (v1) or the unified tree (v2)."""
+    name = instance_name(server.data / "sandbox")
+    own = open(f"/proc/{server.proc.pid}/cgroup").read().splitlines()
+    mounts = [line.split(" - ") for line in open("/proc/self/mountinfo").read().splitlines()]
+    for line in own:
+        _, ctrls, path = line.split(":", 2)
+        if controller in ctrls.split(","):
+            for left, right in mounts:
+                fstype, _, opts = right.split()[:3]
+                if fstype == "cgroup" and controller in opts.split(","):
+                    return pathlib.Path(left.split()[4]) / path.lstrip("/") / name
+    for line in own:
+        if line.startswith("0::"):
+            for left, right in mounts:
+                if right.split()[0] == "cgroup2":
+                    group = pathlib.Path(left.split()[4]) / line[3:].lstrip("/")
+                    if group.name == "lambent-supervisor":
+                        group = group.parent
+                    return group / name
+    raise AssertionError("no cgroup hierarchy found")
+
+
+def test_leftover_fork_bombs_stay_within_the_accounts_processes():
+    """Environments keep the processes a function leaves behind while they
+    are idle; one account's environments together hold at most the account's
+    processes (its cgroup), and a cold start that needs room stops idle
+    environments (oldest first) instead of failing. Before the account
+    groups, four environments held 200 leftovers each."""
+    s = Server(extra_args=["--account-processes", "400", "--keep-alive", "600"])
+    try:
+        c = s.client()
+        create(c, "bomber", hostile_zip(), handler="hostile_function.handler", Timeout=30, MemorySize=512)
+        create(c, "quiet-a", make_zip({"app.py": (QUIET, 0o644)}))
+        from concurrent.futures import ThreadPoolExecutor
+        event = {"attempt": "leave_children", "count": 200, "hold": 3}
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda _: call(s.client(), "bomber", event), range(4)))
+        forked = [body["evidence"]["forked"] for status, fe, body in results if status == 200 and not fe]
+        refused = [body for status, _, body in results if status == 429]
+        assert len(forked) + len(refused) == 4, results
+        for r in refused:
+            assert r["Reason"] == "ConcurrentInvocationLimitExceeded", r
+            assert "processes" in r["Error"]["Message"], r
+        print(f"children left behind per environment: {forked}; throttled: {len(refused)}")
+        assert sum(forked) <= 400, f"{sum(forked)} processes left behind by one account"
+        held = int((platform_group(s, "pids") / "acct-111111111111" / "pids.current").read_text())
+        print(f"the account's environments hold {held} processes (limit 400)")
+        assert held <= 400, held
+        idle_before, _ = s.environments("bomber")
+        assert idle_before >= 1
+        # A cold start in the same account needs room: the oldest idle
+        # bomber environments are stopped, and it runs.
+        status, fe, body = call(c, "quiet-a", {})
+        assert (status, fe, body) == (200, None, {"ok": True}), body
+        assert s.environments("bomber")[0] < idle_before
+        assert s.proc.poll() is None
+    finally:
+        s.stop()
+
+
+def test_memory_budget_throttles_busy_and_evicts_idle_environments():
+    """An account may be promised 640 MB: two 256 MB environments fit; a
+    third cold start while both are busy gets AWS's 429 with a Reason; once
+    they are idle, another function's cold start stops the oldest of them."""
+    s = Server(extra_args=["--account-memory-mb", "640", "--keep-alive", "600"])
+    try:
+        c = s.client()
+        sleepy = make_zip({"app.py": (SLEEPY, 0o644)})
+        create(c, "slow", sleepy, MemorySize=256, Timeout=30)
+        create(c, "other", sleepy, MemorySize=256)
+        # Another account's budget is its own.
+        create(s.client(KEY_B), "slow", sleepy, MemorySize=256, Role=ACCOUNT_B_ROLE)
+        import threading
+        done = []
+        busy = [threading.Thread(target=lambda: done.append(call(s.client(), "slow", {"seconds": 4})))
+                for _ in range(2)]
+        for t in busy:
+            t.start()
+        wait_for("two busy environments", lambda: s.environments("slow")[1] == 2)
+        status, code, resp = call(c, "slow", {"seconds": 0})
+        assert (status, code) == (429, "TooManyRequestsException"), resp
+        assert resp["Reason"] == "ConcurrentInvocationLimitExceeded", resp
+        assert "512 of the 640 MB" in resp["Error"]["Message"], resp
+        assert resp["ResponseMetadata"]["HTTPHeaders"].get("retry-after") == "1"
+        assert call(s.client(KEY_B), "slow", {})[0] == 200, "another account is not throttled"
+        for t in busy:
+            t.join()
+        assert [d[0] for d in done] == [200, 200], done
+        assert s.environments("slow") == (2, 0)
+        assert call(c, "other", {})[:2] == (200, None)
+        assert s.environments("slow") == (1, 0), "the oldest idle environment made room"
+        assert s.environments("other") == (1, 0)
+    finally:
+        s.stop()
+
+
+INIT_SPIN = """
+import os, time
+def spin(seconds):
+    # Forked children: threads would share one interpreter lock.
+    stop = time.monotonic() + seconds
+    started, t0 = time.monotonic(), os.times()
+    kids = []
+    for _ in range(max(os.cpu_count() or 2, 2)):
+        pid = os.fork()
+        if pid == 0:
+            while time.monotonic() < stop:
+                pass
+            os._exit(0)
+        kids.append(pid)
+    for pid in kids:
+        os.waitpid(pid, 0)
+    t1 = os.times()
+    return (t1.children_user - t0.children_user + t1.children_system - t0.children_system) / (time.monotonic() - started)
+INIT_CPUS = spin(2.0)
+def handler(event, context):
+    if event.get("crash"):
+        os._exit(3)
+    return {"init_cpus": INIT_CPUS}
+"""
+
+
+def env_cpu_limits(server):
+    """The CPU limit (in CPUs; None for none) of every environment of the
+    server, by cgroup directory."""
+    base = platform_group(server, "cpu")
+    limits = {}
+    for group in [*base.glob("*/*/"), *base.glob("*/")]:
+        if group.name.startswith("acct-"):
+            continue
+        v1, v2 = group / "cpu.cfs_quota_us", group / "cpu.max"
+        if v1.exists():
+            quota, period = int(v1.read_text()), int((group / "cpu.cfs_period_us").read_text())
+        elif v2.exists():
+            q, p = v2.read_text().split()
+            quota, period = (-1 if q == "max" else int(q)), int(p)
+        else:
+            continue
+        limits[group] = None if quota < 0 else quota / period
+    return limits
+
+
+def test_init_cpu_is_bounded_and_crashing_does_not_buy_more(server):
+    """Init may use more than the function's CPU share (Lambda boosts it), up
+    to one vCPU; once an environment of the function ended abnormally, the
+    next init runs at the share of its memory size (128 MB: 1/14 vCPU). The
+    limits are read from the environments' cgroups while init runs, and the
+    CPU the init's spinning children got is printed beside."""
+    import threading
+    c = server.client()
+    create(c, "init-spinner", make_zip({"app.py": (INIT_SPIN, 0o644)}), Timeout=30)
+
+    def init_limits(event):
+        """Invokes with `event` (a cold start), noting the CPU limits of the
+        environments that appear meanwhile (this one's) during its init."""
+        seen, out = [], []
+        others = set(env_cpu_limits(server))
+        t = threading.Thread(target=lambda: out.append(call(c, "init-spinner", event)))
+        t.start()
+        while t.is_alive():
+            seen.extend(v for g, v in env_cpu_limits(server).items() if g not in others)
+            time.sleep(0.05)
+        t.join()
+        return seen, out[0]
+
+    during_first, (status, fe, first) = init_limits({})
+    assert (status, fe) == (200, None), first
+    status, fe, crashed = call(c, "init-spinner", {"crash": True})
+    assert fe == "Unhandled" and crashed["errorType"] == "Runtime.ExitError", crashed
+    during_again, (status, fe, again) = init_limits({})
+    assert (status, fe) == (200, None), again
+    print(f"init: limits seen {sorted(set(during_first), key=str)} then {sorted(set(during_again), key=str)}; "
+          f"CPUs used {first['init_cpus']:.2f} then {again['init_cpus']:.2f}")
+    assert during_first and None not in during_first, f"init ran without a CPU limit: {during_first}"
+    assert max(during_first) <= 1.0, during_first
+    assert first["init_cpus"] <= 1.25, f"init used {first['init_cpus']:.2f} CPUs"
+    assert during_again and max(during_again) <= 128 / 1769 + 0.01, during_again
+    assert again["init_cpus"] <= 0.3, f"init after a crash used {again['init_cpus']:.2f} CPUs"
+
+
+def test_log_output_is_bounded_per_invocation_and_per_function():
+    """One invocation printing 8 MB keeps 1 MB and says so in a platform
+    line; the function's log group keeps at most 2 MB, newest first; the log
+    store grows by about that, not by what was printed."""
+    s = Server(extra_args=["--invocation-log-mb", "1", "--function-log-mb", "2"])
+    try:
+        c = s.client()
+        create(c, "chatty", hostile_zip(), handler="hostile_function.handler", Timeout=60)
+        r = c.invoke(FunctionName="chatty", Payload=json.dumps({"attempt": "flood_log", "mb": 8}).encode(),
+                     LogType="Tail")
+        assert "FunctionError" not in r
+        import base64
+        tail = base64.b64decode(r["LogResult"]).decode()
+        assert "log output reached the limit of 1048576 bytes" in tail, tail[-600:]
+        assert "REPORT RequestId" in tail
+        for _ in range(3):
+            assert call(c, "chatty", {"attempt": "flood_log", "mb": 8})[:2] == (200, None)
+        logs = s.client(service="logs")
+
+        def stored():
+            groups = logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/chatty")["logGroups"]
+            return groups[0]["storedBytes"] if groups else 0
+
+        def truncations():
+            return logs.filter_log_events(logGroupName="/aws/lambda/chatty",
+                                          filterPattern='"log output reached the limit"')["events"]
+
+        wait_for("the last invocation's lines", lambda: len(truncations()) >= 1)
+        size = stored()
+        print(f"printed 32 MB; the group stores {size} bytes")
+        assert 0 < size <= 2 * 1024 * 1024, size
+        files = [p for p in s.data.iterdir() if p.name.startswith("logs.db")]
+        on_disk = sum(p.stat().st_size for p in files)
+        print(f"logs.db and its WAL: {on_disk} bytes")
+        assert on_disk < 12 * 1024 * 1024, on_disk
+        # The newest invocation's truncation line is kept.
+        assert truncations()[-1]["message"].startswith("RequestId: ")
+    finally:
+        s.stop()
+
+
+def incompressible_zip(kb):
+    return make_zip({"app.py": (QUIET, 0o644), "blob.bin": (os.urandom(kb * 1024), 0o644)})
+
+
+def test_code_storage_quota_per_account():
+    """An account stores at most its quota of packages (functions, versions,
+    layers, in every region); beyond it AWS's CodeStorageExceededException,
+    and nothing is stored. GetAccountSettings reports the quota and usage."""
+    s = Server(extra_args=["--code-storage-mb", "1"])
+    try:
+        c = s.client()
+        first = incompressible_zip(600)
+        create(c, "big-1", first)
+        settings = c.get_account_settings()
+        assert settings["AccountLimit"]["TotalCodeSize"] == 1024 * 1024
+        assert settings["AccountUsage"]["TotalCodeSize"] == len(first)
+        west = boto3_client(s, "us-west-2")
+        with pytest.raises(west.exceptions.CodeStorageExceededException) as e:
+            create(west, "big-2", incompressible_zip(600))
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert e.value.response["Error"]["Message"] == "Code storage limit exceeded."
+        with pytest.raises(c.exceptions.ResourceNotFoundException):
+            west.get_function(FunctionName="big-2")
+        # Publishing keeps the package once more: over the quota too.
+        with pytest.raises(c.exceptions.CodeStorageExceededException):
+            c.publish_version(FunctionName="big-1")
+        with pytest.raises(c.exceptions.CodeStorageExceededException):
+            c.publish_layer_version(LayerName="lib", Content={"ZipFile": incompressible_zip(600)})
+        assert c.get_account_settings()["AccountUsage"]["TotalCodeSize"] == len(first)
+        # Another account has its own quota.
+        create(s.client(KEY_B), "big-1", incompressible_zip(600), Role=ACCOUNT_B_ROLE)
+        # The aws CLI shows AWS's error.
+        out = s.cli("lambda", "update-function-code", "--function-name", "big-1", "--zip-file",
+                    f"fileb://{write_temp(incompressible_zip(1100))}", check=False)
+        assert out.returncode != 0 and "CodeStorageExceededException" in out.stderr, out.stderr
+        # Replacing $LATEST's package by a smaller one fits; deleting frees room.
+        c.update_function_code(FunctionName="big-1", ZipFile=incompressible_zip(300))
+        c.delete_function(FunctionName="big-1")
+        create(west, "big-2", incompressible_zip(600))
+    finally:
+        s.stop()
+
+
+def boto3_client(server, region, key=KEY_A):
+    import boto3
+    import botocore.config
+    return boto3.client("lambda", endpoint_url=server.endpoint, region_name=region,
+                        aws_access_key_id=key[0], aws_secret_access_key=key[1],
+                        config=botocore.config.Config(retries={"max_attempts": 0}))
+
+
+def write_temp(data):
+    import tempfile
+    f = tempfile.NamedTemporaryFile(delete=False, suffix=".zip")
+    f.write(data)
+    f.close()
+    return f.name
+
+
+@pytest.fixture
+def small_disk():
+    """A 64 MB tmpfs the test owns: the data directory of a server whose disk
+    can be filled without touching the host's."""
+    import subprocess
+    import tempfile
+    mount = pathlib.Path(tempfile.mkdtemp(prefix="lambent-small-disk-"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=700", "lambent-test", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+        mount.rmdir()
+
+
+def fill(path):
+    """Writes until the filesystem is full; returns the filler file."""
+    filler = path / "filler"
+    chunk = b"\0" * (1 << 20)
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(chunk)
+        except OSError:
+            pass
+        for size in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    f.write(chunk[:size])
+            except OSError:
+                pass
+    return filler
+
+
+def test_a_full_disk_refuses_new_work_clearly_and_keeps_serving(small_disk):
+    """With the data directory's disk full (something else filled it): new
+    packages get CodeStorageExceededException and asynchronous events a 429,
+    both saying the disk is full; warm invocations and reads go on; the
+    server restarts; once space is freed, everything works again."""
+    s = Server(extra_args=["--min-free-disk-mb", "8", "--network", "isolated"], data=small_disk / "data")
+    try:
+        c = s.client()
+        create(c, "steady", make_zip({"app.py": (QUIET, 0o644)}))
+        assert call(c, "steady", {})[:2] == (200, None)
+        # The server sets space aside for a full disk (half the reserve).
+        ballast = small_disk / "data" / "disk-ballast"
+        wait_for("the disk ballast", lambda: ballast.exists() and ballast.stat().st_size == 4 << 20)
+        filler = fill(small_disk)
+        assert call(c, "steady", {})[:2] == (200, None), "a warm invocation needs no disk"
+        assert c.get_function(FunctionName="steady")["Configuration"]["FunctionName"] == "steady"
+        assert [f["FunctionName"] for f in c.list_functions()["Functions"]] == ["steady"]
+        with pytest.raises(c.exceptions.CodeStorageExceededException) as e:
+            create(c, "new", make_zip({"app.py": (QUIET, 0o644)}))
+        assert "the platform's disk is full" in e.value.response["Error"]["Message"], e.value.response
+        with pytest.raises(c.exceptions.TooManyRequestsException) as e:
+            c.invoke(FunctionName="steady", InvocationType="Event", Payload=b"{}")
+        assert "disk is full" in e.value.response["Error"]["Message"], e.value.response
+        assert s.proc.poll() is None
+        s.restart()
+        c = s.client()
+        assert [f["FunctionName"] for f in c.list_functions()["Functions"]] == ["steady"]
+        with pytest.raises(c.exceptions.CodeStorageExceededException):
+            create(c, "new", make_zip({"app.py": (QUIET, 0o644)}))
+        filler.unlink()
+        create(c, "new", make_zip({"app.py": (QUIET, 0o644)}))
+        assert c.invoke(FunctionName="new", InvocationType="Event", Payload=b"{}")["StatusCode"] == 202
+        assert call(c, "steady", {})[:2] == (200, None)
+    finally:
+        s.stop()
+
+
+NOISY = """
+import json, os, sys, boto3, botocore.config
+endpoint, key, secret, stop_file, name, event = sys.argv[1:7]
+c = boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key,
+                 aws_secret_access_key=secret, config=botocore.config.Config(retries={"max_attempts": 0},
+                                                                             read_timeout=120))
+while not os.path.exists(stop_file):
+    c.invoke(FunctionName=name, Payload=event.encode())
+"""
+
+# neighbour -> (function, memory size, event): a fork bomb at 128 MB whose
+# children all spin, and a 3,008 MB function burning every core.
+NOISES = {
+    "fork_bomb": ("noisy-bomb", 128, {"attempt": "fork_bomb_spin", "seconds": 1.0}),
+    "cpu_burn": ("noisy-burn", 3008, {"attempt": "burn", "seconds": 1.0}),
+}
+
+
+@pytest.mark.parametrize("noise", list(NOISES))
+def test_another_accounts_quiet_function_beside_a_noisy_neighbour(server, tmp_path, noise):
+    """A quiet function of one account (a full vCPU) against a noisy
+    neighbour of another: accounts share CPU equally, one account may use at
+    most three quarters of the CPUs, and init is bounded, so the quiet
+    function keeps most of its latency. Blocks alone and beside alternate so
+    that the machine's own noise hits both; the factors are printed, and
+    SECURITY.md records them. The bounds are what a busy 2-CPU CI machine
+    holds reliably; BENCHMARKS.md holds the strict figure."""
+    import subprocess
+    import sys
+    name, memory, event = NOISES[noise]
+    a, b = server.client(), server.client(KEY_B)
+    try:
+        a.get_function(FunctionName=name)
+    except a.exceptions.ResourceNotFoundException:
+        create(a, name, hostile_zip(), handler="hostile_function.handler", MemorySize=memory, Timeout=60)
+    try:
+        b.get_function(FunctionName="quiet-b")
+    except b.exceptions.ResourceNotFoundException:
+        create(b, "quiet-b", make_zip({"app.py": (QUIET, 0o644)}), MemorySize=1769, Role=ACCOUNT_B_ROLE)
+    quiet = RawInvoker(server.endpoint, "quiet-b", key=KEY_B)
+    for _ in range(100):
+        quiet.invoke()
+    alone, noisy = [], []
+    for i in range(6):
+        alone.extend(quiet.invoke() for _ in range(300))
+        stop_file = tmp_path / f"stop-{noise}-{i}"
+        neighbour = subprocess.Popen([sys.executable, "-c", NOISY, server.endpoint, *KEY_A, str(stop_file),
+                                      name, json.dumps(event)])
+        settle = time.monotonic() + 1.5
+        while time.monotonic() < settle:
+            quiet.invoke()
+        noisy.extend(quiet.invoke() for _ in range(300))
+        stop_file.write_text("")
+        neighbour.wait(timeout=120)
+    pa, pn = p99(alone), p99(noisy)
+    ma, mn = statistics.median(alone), statistics.median(noisy)
+    print(f"{noise}: quiet p50 alone {ma * 1e3:.3f} ms, beside {mn * 1e3:.3f} ms ({mn / ma:.2f}x); "
+          f"p99 alone {pa * 1e3:.3f} ms, beside {pn * 1e3:.3f} ms ({pn / pa:.2f}x)")
+    assert server.proc.poll() is None
+    assert mn <= ma * 2.0, f"median went from {ma * 1e3:.3f} ms to {mn * 1e3:.3f} ms"
+    assert pn <= pa * 6.0, f"p99 went from {pa * 1e3:.3f} ms to {pn * 1e3:.3f} ms"

@@ -134,6 +134,21 @@ impl ApiError {
         )
     }
 
+    /// 429 `TooManyRequestsException` with Lambda's `Reason`.
+    pub fn throttled(message: String, reason: invoke::ThrottleReason) -> Self {
+        let mut err = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequestsException",
+            message,
+        );
+        err.extra
+            .push(("Reason", Value::String(reason.as_str().into())));
+        // The model's `retryAfterSeconds`: a slot frees when a running
+        // invocation ends.
+        err.retry_after_s = Some(1);
+        err
+    }
+
     /// A failure of the platform itself: the detail goes to the server's log
     /// (under the request's span, so with its request id), the client gets the
     /// service's generic error.
@@ -216,6 +231,9 @@ impl From<ControlError> for ApiError {
                 "RequestEntityTooLargeException",
             ),
             ControlError::AccessDenied(_) => (StatusCode::FORBIDDEN, "AccessDeniedException"),
+            ControlError::CodeStorageExceeded(_) => {
+                (StatusCode::BAD_REQUEST, "CodeStorageExceededException")
+            }
             ControlError::ProvisionedConfigNotFound(_) => (
                 StatusCode::NOT_FOUND,
                 "ProvisionedConcurrencyConfigNotFoundException",
@@ -273,17 +291,23 @@ impl From<invoke::InvokeError> for ApiError {
                 "RequestEntityTooLargeException",
             ),
             E::InvalidSubnet(_) => (StatusCode::BAD_GATEWAY, "InvalidSubnetIDException"),
-            E::Throttled { reason } => {
+            E::Throttled { reason } => return Self::throttled(e.to_string(), *reason),
+            // The closest of Lambda's reasons: the account cannot run more
+            // at once (its share of the host, or the host, is in use).
+            E::NoCapacity(_) => {
+                return Self::throttled(
+                    e.to_string(),
+                    invoke::ThrottleReason::ConcurrentInvocationLimitExceeded,
+                );
+            }
+            // Throttled, so that clients retry; no Lambda reason fits.
+            E::DiskFull(_) => {
                 let mut err = Self::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "TooManyRequestsException",
                     e.to_string(),
                 );
-                err.extra
-                    .push(("Reason", Value::String(reason.as_str().into())));
-                // The model's `retryAfterSeconds`: a slot frees when a running
-                // invocation ends.
-                err.retry_after_s = Some(1);
+                err.retry_after_s = Some(10);
                 return err;
             }
             E::Store(_)

@@ -31,9 +31,7 @@ fn fixture() -> Fixture {
         launcher,
         dir.path().join("runtimes"),
         sink.clone(),
-        pool::PoolSettings {
-            keep_alive: std::time::Duration::from_secs(60),
-        },
+        pool::PoolSettings::with_keep_alive(std::time::Duration::from_secs(60)),
     );
     let catalog = Arc::new(catalog);
     let invoker = Arc::new(::invoke::Invoker::new(
@@ -50,6 +48,7 @@ fn fixture() -> Fixture {
         control::Settings {
             account_concurrency: 10,
             vpc_subnets: Default::default(),
+            code_storage_bytes: control::TOTAL_CODE_SIZE_LIMIT,
         },
         Arc::new(DataPlane(invoker.clone())),
         control::CodeUrlSigner::new([3; 32]),

@@ -9,6 +9,10 @@ use bytes::Bytes;
 pub const ACCESS_KEY: &str = "AKIABENCHMARKKEY0001";
 pub const SECRET: &str = "benchmark/secret/key";
 pub const ACCOUNT: &str = "123456789012";
+/// A second account (noisy-neighbour figures).
+pub const ACCESS_KEY_B: &str = "AKIABENCHMARKKEY0002";
+pub const SECRET_B: &str = "benchmark/secret/key/b";
+pub const ACCOUNT_B: &str = "210987654321";
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -35,6 +39,16 @@ impl Conn {
         let creds = signed_client::Credentials {
             access_key: ACCESS_KEY.into(),
             secret: SECRET.into(),
+            region: "us-east-1".into(),
+        };
+        Ok(Self(signed_client::Conn::open(host, creds).await?))
+    }
+
+    /// A connection signing as the second account.
+    pub async fn open_as_b(host: &str) -> Result<Self, BoxError> {
+        let creds = signed_client::Credentials {
+            access_key: ACCESS_KEY_B.into(),
+            secret: SECRET_B.into(),
             region: "us-east-1".into(),
         };
         Ok(Self(signed_client::Conn::open(host, creds).await?))

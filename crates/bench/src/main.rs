@@ -9,6 +9,7 @@ use std::time::Instant;
 use clap::Parser;
 
 mod client;
+mod neighbours;
 mod procs;
 mod scenarios;
 mod stats;
@@ -53,6 +54,9 @@ pub struct Counts {
     pub cold_node: usize,
     pub env_counts: [usize; 2],
     pub list_functions: usize,
+    /// Noisy neighbours: blocks per condition, invocations per block.
+    pub neighbour_blocks: usize,
+    pub neighbour_samples: usize,
 }
 
 impl Counts {
@@ -67,6 +71,8 @@ impl Counts {
                 cold_node: 1,
                 env_counts: [5, 10],
                 list_functions: 60,
+                neighbour_blocks: 1,
+                neighbour_samples: 50,
             }
         } else {
             Self {
@@ -78,6 +84,8 @@ impl Counts {
                 cold_node: 12,
                 env_counts: [100, 1000],
                 list_functions: 10_000,
+                neighbour_blocks: 8,
+                neighbour_samples: 500,
             }
         }
     }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::client::{ACCESS_KEY, ACCOUNT, BoxError, SECRET};
+use crate::client::{ACCESS_KEY, ACCESS_KEY_B, ACCOUNT, ACCOUNT_B, BoxError, SECRET, SECRET_B};
 
 pub struct Proc {
     pub child: Child,
@@ -64,7 +64,8 @@ pub fn start_lambent(
     std::fs::write(
         &keys,
         format!(
-            "[[key]]\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET}\"\naccount_id = \"{ACCOUNT}\"\n"
+            "[[key]]\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET}\"\naccount_id = \"{ACCOUNT}\"\n\
+             [[key]]\naccess_key_id = \"{ACCESS_KEY_B}\"\nsecret_access_key = \"{SECRET_B}\"\naccount_id = \"{ACCOUNT_B}\"\n"
         ),
     )?;
     let data = dir.join("data");

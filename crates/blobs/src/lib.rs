@@ -41,6 +41,9 @@ pub enum PackageError {
         #[source]
         source: io::Error,
     },
+    /// The data directory's disk has no room left for packages.
+    #[error(transparent)]
+    DiskFull(#[from] disk::DiskFull),
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> PackageError + '_ {
@@ -79,6 +82,7 @@ pub struct PackageInfo {
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     root: PathBuf,
+    disk: disk::DiskGuard,
 }
 
 impl BlobStore {
@@ -98,7 +102,30 @@ impl BlobStore {
         }
         Ok(Self {
             root: root.to_owned(),
+            disk: disk::DiskGuard::unreserved(root),
         })
+    }
+
+    /// Refuses packages once the disk's free space falls to `guard`'s reserve.
+    pub fn with_disk_guard(mut self, guard: disk::DiskGuard) -> Self {
+        self.disk = guard;
+        self
+    }
+
+    /// The guard packages are stored under.
+    pub fn disk_guard(&self) -> &disk::DiskGuard {
+        &self.disk
+    }
+
+    /// A write that failed for lack of space is a full disk, not an I/O fault.
+    fn classify(&self, e: PackageError) -> PackageError {
+        match e {
+            PackageError::Io { ref source, .. } => match self.disk.full_error(source) {
+                Some(full) => PackageError::DiskFull(full),
+                None => e,
+            },
+            e => e,
+        }
     }
 
     fn blob_path(&self, hex: &str) -> PathBuf {
@@ -117,6 +144,7 @@ impl BlobStore {
 
     /// Validates a zip, unpacks it, and stores it. Nothing is left on disk when
     /// the package is refused. Storing the same bytes twice stores them once.
+    /// Refused with [`PackageError::DiskFull`] when the disk is at its reserve.
     pub fn put_package(
         &self,
         zip: &[u8],
@@ -127,6 +155,12 @@ impl BlobStore {
                 limit: model::limits::ZIP_MAX_BYTES,
             });
         }
+        self.disk.check(zip.len() as u64)?;
+        self.store_package(zip, unzipped_limit)
+            .map_err(|e| self.classify(e))
+    }
+
+    fn store_package(&self, zip: &[u8], unzipped_limit: u64) -> Result<PackageInfo, PackageError> {
         let digest = Digest256::of(zip);
         let code_dir = self.code_dir(&digest.hex);
         let staging = self.tmp_path();
@@ -190,6 +224,10 @@ impl BlobStore {
     /// Lambda extracts layers into `/opt`: a later layer's file replaces an
     /// earlier one's. Built once per combination, from hard links.
     pub fn ensure_merged(&self, digests: &[String]) -> Result<Option<PathBuf>, PackageError> {
+        self.merge(digests).map_err(|e| self.classify(e))
+    }
+
+    fn merge(&self, digests: &[String]) -> Result<Option<PathBuf>, PackageError> {
         match digests {
             [] => return Ok(None),
             [one] => return self.ensure_unpacked(one).map(Some),

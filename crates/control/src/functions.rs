@@ -140,10 +140,21 @@ impl Control {
     }
 
     /// Decodes, validates, unpacks and stores a zip; returns its identity.
-    pub(crate) async fn store_package(&self, zip_b64: &str) -> Result<CodeInfo, ControlError> {
+    /// The account's code storage must have room for `copies` of it after
+    /// `releasing` bytes go (callers hold the package lock, so that two
+    /// uploads cannot both take the last room).
+    pub(crate) async fn store_package(
+        &self,
+        scope: &Scope,
+        zip_b64: &str,
+        copies: u64,
+        releasing: u64,
+    ) -> Result<CodeInfo, ControlError> {
         let zip = base64::engine::general_purpose::STANDARD
             .decode(zip_b64.as_bytes())
             .map_err(|_| ControlError::from(blobs::PackageError::NotAZip))?;
+        self.check_code_storage(scope, zip.len() as u64 * copies, releasing)
+            .await?;
         let blobs = self.blobs.clone();
         let info = tokio::task::spawn_blocking(move || {
             blobs.put_package(&zip, limits::UNZIPPED_MAX_BYTES)
@@ -255,7 +266,9 @@ impl Control {
         let layers = self
             .resolve_layers(scope, req.layers.as_deref().unwrap_or_default())
             .await?;
-        let code = self.store_package(zip_b64).await?;
+        // With `Publish`, version 1 keeps the package too.
+        let copies = if req.publish == Some(true) { 2 } else { 1 };
+        let code = self.store_package(scope, zip_b64, copies, 0).await?;
         let total = code.unzipped_size + layers.iter().map(|l| l.code.unzipped_size).sum::<u64>();
         if total > limits::UNZIPPED_MAX_BYTES {
             drop(guard);
@@ -453,7 +466,19 @@ impl Control {
         // Fail fast on a missing function before storing anything.
         self.load(scope, &t.name, None).await?;
         let guard = self.blob_lock.lock().await;
-        let code = self.store_package(zip_b64).await?;
+        // The package replaces $LATEST's in the account's code storage;
+        // with `Publish`, a new version counts it once more.
+        let releasing = self
+            .load(scope, &t.name, None)
+            .await?
+            .value
+            .latest
+            .code
+            .size;
+        let copies = if req.publish == Some(true) { 2 } else { 1 };
+        let code = self
+            .store_package(scope, zip_b64, copies, releasing)
+            .await?;
         if req.dry_run == Some(true) {
             drop(guard);
             let mut rec = self.load(scope, &t.name, None).await?.value;

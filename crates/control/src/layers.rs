@@ -241,7 +241,7 @@ impl Control {
             None,
         )?;
         let guard = self.blob_lock.lock().await;
-        let code = self.store_package(zip_b64).await?;
+        let code = self.store_package(scope, zip_b64, 1, 0).await?;
         let now = model::time_fmt::now_ms();
         let mut published = None;
         for _ in 0..crate::functions::CAS_ATTEMPTS {

@@ -27,6 +27,7 @@ mod validate;
 mod versions;
 mod view;
 
+pub use account::TOTAL_CODE_SIZE_LIMIT;
 pub use code_url::CodeUrlSigner;
 
 /// Why a control-plane call failed. Each variant is one AWS error code; the
@@ -60,6 +61,10 @@ pub enum ControlError {
     /// `AccessDeniedException` (403): the resource belongs to another account.
     #[error("{0}")]
     AccessDenied(String),
+    /// `CodeStorageExceededException` (400): the account's code storage
+    /// quota, or the platform's disk, has no room for the package.
+    #[error("{0}")]
+    CodeStorageExceeded(String),
     /// `ServiceException` (500): the store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -89,6 +94,9 @@ impl From<blobs::PackageError> for ControlError {
             | P::TooManyEntries { .. }
             | P::UnzippedTooLarge { .. } => Self::InvalidParameter(e.to_string()),
             P::ZippedTooLarge { .. } => Self::TooLarge(e.to_string()),
+            P::DiskFull(full) => Self::CodeStorageExceeded(format!(
+                "Code storage limit exceeded: {full}. Delete unused functions, versions or layers, or ask the operator to free space."
+            )),
             P::Io { .. } => Self::Blobs(e.to_string()),
         }
     }
@@ -142,6 +150,9 @@ pub struct Settings {
     /// The VPC subnets the operator mapped to networks: subnet id -> VPC id
     /// (empty when not given). `VpcConfig` may name only these.
     pub vpc_subnets: std::collections::BTreeMap<String, String>,
+    /// Bytes of packages an account may store, over all its regions
+    /// (`AccountLimit.TotalCodeSize`; Lambda's default is 75 GB).
+    pub code_storage_bytes: u64,
 }
 
 impl Settings {
@@ -162,6 +173,8 @@ pub struct Control {
     /// Serialises "store a package and reference it" against "collect unused
     /// packages", so a collection never removes a package that is about to be used.
     blob_lock: tokio::sync::Mutex<()>,
+    /// Per account, an upper bound of the bytes of packages it stores.
+    code_usage: std::sync::Mutex<std::collections::HashMap<model::AccountId, u64>>,
 }
 
 impl Control {
@@ -181,6 +194,7 @@ impl Control {
             hooks,
             code_urls,
             blob_lock: tokio::sync::Mutex::new(()),
+            code_usage: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 

@@ -28,6 +28,11 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with_quota(crate::account::TOTAL_CODE_SIZE_LIMIT)
+}
+
+/// A control plane whose accounts may store `code_storage_bytes` of packages.
+fn fixture_with_quota(code_storage_bytes: u64) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(store_sqlite::SqliteStore::open_in_memory().unwrap());
     let blobs = blobs::BlobStore::open(dir.path()).unwrap();
@@ -43,6 +48,7 @@ fn fixture() -> Fixture {
         Settings {
             account_concurrency: 100,
             vpc_subnets: [("subnet-0lan".to_owned(), "vpc-0home".to_owned())].into(),
+            code_storage_bytes,
         },
         Arc::new(NoHooks),
         CodeUrlSigner::new([1; 32]),
@@ -79,6 +85,7 @@ fn code(e: &ControlError) -> &'static str {
         ControlError::PreconditionFailed(_) => "PreconditionFailedException",
         ControlError::TooLarge(_) => "RequestEntityTooLargeException",
         ControlError::AccessDenied(_) => "AccessDeniedException",
+        ControlError::CodeStorageExceeded(_) => "CodeStorageExceededException",
         ControlError::ProvisionedConfigNotFound(_) => {
             "ProvisionedConcurrencyConfigNotFoundException"
         }
@@ -807,4 +814,96 @@ async fn vpc_config_names_only_mapped_subnets() {
     let v = updated.vpc_config.unwrap();
     assert!(v.subnet_ids.is_empty());
     assert_eq!(v.vpc_id, "");
+}
+
+/// Incompressible content, so that the zip is about as large as it.
+fn noise(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn code_storage_is_bounded_per_account_over_every_region() {
+    let f = fixture_with_quota(100_000);
+    let zip = zip_of(&[("bootstrap", b"#!/bin/sh\n"), ("blob", &noise(60_000))]);
+    let size = zip.len() as u64;
+    f.control
+        .create_function(&f.scope, create_req("a", &zip))
+        .await
+        .unwrap();
+    let settings = f.control.account_settings(&f.scope).await.unwrap();
+    assert_eq!(settings.account_limit.total_code_size, 100_000);
+    assert_eq!(settings.account_usage.total_code_size, size);
+    // Another region of the same account shares the quota.
+    let west = store::conformance::scope("123456789012", "us-west-2");
+    let other = zip_of(&[("bootstrap", b"#!/bin/sh\n"), ("blob", &noise(50_000))]);
+    let e = f
+        .control
+        .create_function(&west, create_req("b", &other))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "CodeStorageExceededException");
+    assert_eq!(e.to_string(), "Code storage limit exceeded.");
+    assert_eq!(
+        f.control
+            .store()
+            .account_code_size(&west.account)
+            .await
+            .unwrap(),
+        size,
+        "nothing stored"
+    );
+    assert!(
+        !f.control
+            .blobs()
+            .code_dir(&blobs::Digest256::of(&other).hex)
+            .exists(),
+        "the refused package is not on disk"
+    );
+    // A new version keeps $LATEST's package once more.
+    let e = f
+        .control
+        .publish_version(&f.scope, "a", Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "CodeStorageExceededException");
+    // Replacing $LATEST's package counts only the difference.
+    let smaller = zip_of(&[("bootstrap", b"#!/bin/sh\n"), ("blob", &noise(30_000))]);
+    f.control
+        .update_function_code(
+            &f.scope,
+            "a",
+            wire::UpdateFunctionCodeRequest {
+                zip_file: Some(b64(&smaller)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    f.control
+        .publish_version(&f.scope, "a", Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        f.control
+            .account_settings(&f.scope)
+            .await
+            .unwrap()
+            .account_usage
+            .total_code_size,
+        2 * smaller.len() as u64
+    );
+    // Another account has its own quota.
+    let other_account = store::conformance::scope("210987654321", "us-east-1");
+    f.control
+        .create_function(&other_account, create_req("b", &other))
+        .await
+        .unwrap();
 }

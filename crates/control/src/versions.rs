@@ -112,6 +112,20 @@ impl Control {
         req: wire::PublishVersionRequest,
     ) -> Result<wire::FunctionConfiguration, ControlError> {
         let t = self.unversioned(scope, raw)?;
+        // A new version keeps $LATEST's package once more: it must fit the
+        // account's code storage (under the package lock, as uploads check).
+        let _guard = self.blob_lock.lock().await;
+        let current = self.load(scope, &t.name, None).await?.value;
+        let unchanged = current
+            .last_published
+            .as_ref()
+            .is_some_and(|(revision, n)| {
+                *revision == current.latest.revision_id && current.versions.contains_key(n)
+            });
+        if !unchanged {
+            self.check_code_storage(scope, current.latest.code.size, 0)
+                .await?;
+        }
         let mut published = 0;
         let (_, after) = self
             .modify(scope, &t.name, None, |rec| {

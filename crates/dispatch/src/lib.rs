@@ -130,7 +130,12 @@ impl Dispatcher {
                 due_ms: now,
             }])
             .await
-            .map_err(|e| InvokeError::Queue(e.to_string()))?;
+            .map_err(|e| match e {
+                queue::QueueError::DiskFull(_) | queue::QueueError::NoSpace { .. } => {
+                    InvokeError::DiskFull(e.to_string())
+                }
+                e => InvokeError::Queue(e.to_string()),
+            })?;
         self.metrics.events_received.fetch_add(1, Ordering::Relaxed);
         Ok(Invocation::Accepted { request_id })
     }

@@ -136,9 +136,17 @@ pub enum InvokeError {
     /// No execution environment could be started.
     #[error(transparent)]
     Environment(#[from] pool::PoolError),
+    /// The host's or the account's memory or process budget is held by busy
+    /// environments (429 `TooManyRequestsException`).
+    #[error(transparent)]
+    NoCapacity(pool::CapacityError),
     /// The asynchronous queue refused the event.
     #[error("could not queue the event: {0}")]
     Queue(String),
+    /// The data directory's disk is full: the work needs room it does not
+    /// have (429 `TooManyRequestsException`, retry later).
+    #[error("The platform's disk is full, so this request cannot be taken now ({0}). Retry later.")]
+    DiskFull(String),
 }
 
 /// Checks a payload the way Lambda does for an invocation type: its size,
@@ -286,6 +294,7 @@ impl Invoker {
                 return Ok(shape::invalid_entrypoint(call.request_id, &target.spec, &e));
             }
             Err(pool::PoolError::UnknownSubnet(id)) => return Err(InvokeError::InvalidSubnet(id)),
+            Err(pool::PoolError::Capacity(c)) => return Err(InvokeError::NoCapacity(c)),
             Err(e) => return Err(e.into()),
         };
         let done = lease.invoke(inv, call.tail).await;

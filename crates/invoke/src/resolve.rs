@@ -259,18 +259,19 @@ pub(crate) async fn spec_for(
     let blobs = blobs.clone();
     let (code_digest, layers) = (cfg.code.digest_hex.clone(), layer_digests.clone());
     let (code_dir, opt_dir) = tokio::task::spawn_blocking(move || {
+        let package = |what: &'static str| {
+            move |e: blobs::PackageError| match e {
+                blobs::PackageError::DiskFull(full) => InvokeError::DiskFull(full.to_string()),
+                e => InvokeError::Package {
+                    what,
+                    detail: e.to_string(),
+                },
+            }
+        };
         let code = blobs
             .ensure_unpacked(&code_digest)
-            .map_err(|e| InvokeError::Package {
-                what: "code",
-                detail: e.to_string(),
-            })?;
-        let opt = blobs
-            .ensure_merged(&layers)
-            .map_err(|e| InvokeError::Package {
-                what: "layers",
-                detail: e.to_string(),
-            })?;
+            .map_err(package("code"))?;
+        let opt = blobs.ensure_merged(&layers).map_err(package("layers"))?;
         Ok::<_, InvokeError>((code, opt))
     })
     .await

@@ -75,6 +75,57 @@ pub struct ServeArgs {
     /// 0 pauses asynchronous dispatch (events are accepted and kept).
     #[arg(long, env = "LAMBENT_ASYNC_CONCURRENCY")]
     pub async_concurrency: Option<u32>,
+
+    /// Memory (MB) all execution environments together may be promised
+    /// (their memory sizes) and use (default: nine tenths of the host's
+    /// memory, or of the cgroup Lambent runs in).
+    #[arg(long, env = "LAMBENT_MEMORY_BUDGET_MB")]
+    pub memory_budget_mb: Option<u64>,
+
+    /// Memory (MB) one account's environments together may be promised and
+    /// use (default: half the memory budget).
+    #[arg(long, env = "LAMBENT_ACCOUNT_MEMORY_MB")]
+    pub account_memory_mb: Option<u64>,
+
+    /// Processes and threads all environments together may hold (default:
+    /// half of the kernel's pid_max / threads-max).
+    #[arg(long, env = "LAMBENT_PROCESS_BUDGET")]
+    pub process_budget: Option<u64>,
+
+    /// Processes and threads one account's environments together may hold
+    /// (default: half the process budget). Each environment holds at most
+    /// 1,024.
+    #[arg(long, env = "LAMBENT_ACCOUNT_PROCESSES")]
+    pub account_processes: Option<u64>,
+
+    /// CPUs one account's environments together may use (default: all of
+    /// the host's CPUs but one, at least one). Accounts share CPU time
+    /// equally when they compete.
+    #[arg(long, env = "LAMBENT_ACCOUNT_CPUS")]
+    pub account_cpus: Option<f64>,
+
+    /// Log output (MB) one invocation may write; the rest is dropped and a
+    /// platform line in the log says how much.
+    #[arg(long, env = "LAMBENT_INVOCATION_LOG_MB", default_value_t = 4)]
+    pub invocation_log_mb: u64,
+
+    /// Log bytes (MB) one log group (a function's) keeps; its oldest events
+    /// are removed beyond it.
+    #[arg(long, env = "LAMBENT_FUNCTION_LOG_MB", default_value_t = 64)]
+    pub function_log_mb: u64,
+
+    /// Packages (MB) one account may store over all its regions: functions,
+    /// published versions and layers (GetAccountSettings' TotalCodeSize;
+    /// Lambda's default, 75 GB).
+    #[arg(long, env = "LAMBENT_CODE_STORAGE_MB", default_value_t = control::TOTAL_CODE_SIZE_LIMIT >> 20)]
+    pub code_storage_mb: u64,
+
+    /// Free space (MB) on the data directory's disk below which new work
+    /// (packages, asynchronous events, log lines) is refused, so that the
+    /// platform's own bookkeeping and a restart still find room (default:
+    /// 2 % of the disk, at most 1 GiB).
+    #[arg(long, env = "LAMBENT_MIN_FREE_DISK_MB")]
+    pub min_free_disk_mb: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -123,6 +174,86 @@ pub enum ServeError {
     Serve(std::io::Error),
 }
 
+/// What new work must leave free on the data directory's disk.
+fn disk_guard(args: &ServeArgs, data_dir: &Path) -> Result<disk::DiskGuard, ServeError> {
+    let at = |source| ServeError::DataDir {
+        path: data_dir.to_owned(),
+        source,
+    };
+    let mut guard = disk::DiskGuard::new(data_dir, None).map_err(at)?;
+    if let Some(mb) = args.min_free_disk_mb {
+        let reserve = disk::Reserve {
+            bytes: mb << 20,
+            ..guard.reserve()
+        };
+        guard = disk::DiskGuard::new(data_dir, Some(reserve)).map_err(at)?;
+    }
+    let space = guard.space().map_err(at)?;
+    let reserve = guard.reserve();
+    tracing::info!(
+        free_mb = space.free_bytes >> 20,
+        reserve_mb = reserve.bytes >> 20,
+        reserve_inodes = reserve.inodes,
+        "data directory disk"
+    );
+    if let Err(full) = guard.check(0) {
+        tracing::warn!(reason = %full, "starting with a full disk: new packages, asynchronous events and log lines are refused until space is freed");
+    }
+    Ok(guard)
+}
+
+/// Every few seconds: gives the ballast back when the disk runs out (free
+/// space below half the reserve), takes it again once there is room.
+fn watch_disk(guard: disk::DiskGuard, ballast: disk::Ballast) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let (guard, ballast) = (guard.clone(), ballast.clone());
+            let step = tokio::task::spawn_blocking(move || {
+                let low = guard
+                    .space()
+                    .is_ok_and(|s| s.free_bytes < guard.reserve().bytes / 2);
+                if low {
+                    if ballast.release() {
+                        tracing::warn!(
+                            bytes = ballast.bytes(),
+                            "the disk is nearly full: gave back the ballast"
+                        );
+                    }
+                } else if let Err(e) = ballast.take(&guard) {
+                    tracing::warn!(error = %e, "cannot set the disk ballast aside");
+                }
+            });
+            let _ = step.await;
+        }
+    });
+}
+
+/// The host's defaults, with what the operator set.
+fn capacity_limits(args: &ServeArgs) -> sandbox::Limits {
+    let mut l = sandbox::Limits::for_host(&sandbox::HostResources::detect());
+    if let Some(mb) = args.memory_budget_mb {
+        l.platform_memory_bytes = mb.max(1) << 20;
+        l.account_memory_bytes = l.platform_memory_bytes / 2;
+    }
+    if let Some(n) = args.process_budget {
+        l.platform_pids = n.max(1);
+        l.account_pids = (n / 2).max(1);
+    }
+    if let Some(mb) = args.account_memory_mb {
+        l.account_memory_bytes = (mb.max(1) << 20).min(l.platform_memory_bytes);
+    }
+    if let Some(n) = args.account_processes {
+        l.account_pids = n.clamp(1, l.platform_pids);
+    }
+    if let Some(cpus) = args.account_cpus {
+        l.account_millicpus = ((cpus * 1000.0) as u64).max(10);
+    }
+    l
+}
+
 fn server_key(data_dir: &Path) -> Result<[u8; 32], ServeError> {
     let path = data_dir.join("server.key");
     if let Ok(bytes) = std::fs::read(&path)
@@ -162,7 +293,18 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
 async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
     let (keyring, source) = credentials::load(args.credentials_file.as_deref(), &data_dir)?;
     let store = Arc::new(store_sqlite::SqliteStore::open(&data_dir.join("meta.db"))?);
-    let blobs = blobs::BlobStore::open(&data_dir)?;
+    let disk = disk_guard(&args, &data_dir)?;
+    // A full disk gives back the ballast first, so that starting (and the
+    // bookkeeping that frees space) finds room.
+    let ballast = disk::Ballast::for_guard(&data_dir.join("disk-ballast"), &disk);
+    if disk.check(0).is_err() && ballast.release() {
+        tracing::warn!(
+            bytes = ballast.bytes(),
+            "the disk is full: gave back the ballast kept for this"
+        );
+    }
+    watch_disk(disk.clone(), ballast);
+    let blobs = blobs::BlobStore::open(&data_dir)?.with_disk_guard(disk.clone());
     let catalog = Arc::new(runtimes::Catalog::detect());
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get() as u32)
@@ -175,8 +317,24 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
             .iter()
             .map(|m| (m.subnet_id.clone(), m.vpc_id.clone()))
             .collect(),
+        code_storage_bytes: args.code_storage_mb << 20,
     };
-    let (log_sink, log_store) = logs::open_store(&data_dir.join("logs.db"))?;
+    let (log_sink, log_store) = logs::open_store_with(
+        &data_dir.join("logs.db"),
+        logs::Retention {
+            group_bytes: args.function_log_mb.max(1) << 20,
+        },
+        disk.clone(),
+    )?;
+    let limits = capacity_limits(&args);
+    tracing::info!(
+        memory_budget_mb = limits.platform_memory_bytes >> 20,
+        account_memory_mb = limits.account_memory_bytes >> 20,
+        process_budget = limits.platform_pids,
+        account_processes = limits.account_pids,
+        account_cpus = limits.account_millicpus as f64 / 1000.0,
+        "capacity"
+    );
     let launcher: Arc<dyn sandbox::Launcher> = if args.insecure_no_sandbox {
         tracing::warn!(
             "--insecure-no-sandbox: functions run as plain host processes without isolation"
@@ -192,11 +350,12 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
             Network::Host => sandbox::NetworkMode::Host,
         };
         Arc::new(
-            sandbox::NamespaceLauncher::new(&data_dir.join("sandbox"), network)?.with_subnets(
-                args.vpc_subnets
-                    .iter()
-                    .map(|m| (m.subnet_id.clone(), m.networks.clone())),
-            ),
+            sandbox::NamespaceLauncher::with_limits(&data_dir.join("sandbox"), network, limits)?
+                .with_subnets(
+                    args.vpc_subnets
+                        .iter()
+                        .map(|m| (m.subnet_id.clone(), m.networks.clone())),
+                ),
         )
     };
     tracing::info!(isolation = launcher.isolation(), "execution environments");
@@ -212,9 +371,11 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         log_sink,
         pool::PoolSettings {
             keep_alive: std::time::Duration::from_secs_f64(args.keep_alive.max(0.0)),
+            capacity: pool::Capacity::from_limits(&limits),
+            invocation_log_bytes: args.invocation_log_mb.max(1) << 20,
         },
     );
-    let queue = queue::Queue::open(&data_dir.join("queue.db"))?;
+    let queue = queue::Queue::open_with(&data_dir.join("queue.db"), disk.clone())?;
     if !queue.is_empty() {
         tracing::info!(
             items = queue.len(),
@@ -270,7 +431,9 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
     })?;
     let endpoint = format!("http://{addr}");
     // Tools (and tests) find a running server through this file.
-    let _ = std::fs::write(data_dir.join("endpoint"), &endpoint);
+    if let Err(e) = std::fs::write(data_dir.join("endpoint"), &endpoint) {
+        tracing::warn!(error = %e, "cannot write the endpoint file");
+    }
 
     let runtimes: Vec<&str> = catalog.ids().collect();
     tracing::info!(%endpoint, data_dir = %data_dir.display(), runtimes = ?runtimes, "lambent is serving");

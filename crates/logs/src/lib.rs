@@ -6,7 +6,8 @@
 //! `DescribeLogStreams` and `DescribeLogGroups`.
 
 use std::path::Path;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +20,10 @@ mod query;
 pub use query::{
     FilterPage, FilterPattern, FilterQuery, StreamPage, StreamQuery, StreamToken, page_by_offset,
 };
+
+mod retention;
+
+pub use retention::{EVENT_OVERHEAD, Retention, event_bytes};
 
 /// One log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,27 +81,31 @@ CREATE TABLE IF NOT EXISTS streams (
 
 /// Queue depth after which new lines are dropped rather than slowing invokes.
 const SINK_CAPACITY: usize = 200_000;
+/// Bytes of queued lines after which new lines are dropped: the queue never
+/// holds much of the platform's memory, however long the lines.
+const SINK_MAX_BYTES: u64 = 256 << 20;
 
 /// Where the invoke path writes log lines; cheap to clone.
 #[derive(Clone)]
 pub struct LogSink {
     tx: SyncSender<LogEvent>,
-    dropped: Arc<std::sync::atomic::AtomicU64>,
+    dropped: Arc<AtomicU64>,
+    /// Bytes of the lines queued and not yet taken by the writer.
+    queued: Arc<AtomicU64>,
 }
 
 impl LogSink {
-    /// Queues a line; never blocks. Lines beyond the queue's capacity are
-    /// dropped and counted.
+    /// Queues a line; never blocks. Lines beyond the queue's capacity (in
+    /// lines or bytes) are dropped and counted.
     pub fn push(&self, e: LogEvent) {
-        match self.tx.try_send(e) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                let n = self
-                    .dropped
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if n.is_power_of_two() {
-                    tracing::warn!(dropped = n + 1, "log writer is behind; dropping log lines");
-                }
+        let bytes = event_bytes(&e.message);
+        let queued = self.queued.fetch_add(bytes, Ordering::AcqRel);
+        let sent = queued + bytes <= SINK_MAX_BYTES && self.tx.try_send(e).is_ok();
+        if !sent {
+            self.queued.fetch_sub(bytes, Ordering::AcqRel);
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed);
+            if n.is_power_of_two() {
+                tracing::warn!(dropped = n + 1, "log writer is behind; dropping log lines");
             }
         }
     }
@@ -164,14 +173,30 @@ fn open(path: &Path) -> Result<Connection, LogError> {
     Ok(conn)
 }
 
-/// Opens (creating) the log database and starts its writer thread.
+/// Opens (creating) the log database and starts its writer thread, with the
+/// default [`Retention`].
 pub fn open_store(path: &Path) -> Result<(LogSink, LogStore), LogError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    open_store_with(path, Retention::default(), disk::DiskGuard::unreserved(dir))
+}
+
+/// Opens (creating) the log database and starts its writer thread; each log
+/// group keeps at most `retention.group_bytes`, and lines are dropped while
+/// the disk is at `disk`'s reserve.
+pub fn open_store_with(
+    path: &Path,
+    retention: Retention,
+    disk: disk::DiskGuard,
+) -> Result<(LogSink, LogStore), LogError> {
     let writer = open(path)?;
+    retention::prepare(&writer)?;
     let reader = open(path)?;
     let (tx, rx) = std::sync::mpsc::sync_channel(SINK_CAPACITY);
+    let queued = Arc::new(AtomicU64::new(0));
+    let taken = queued.clone();
     std::thread::Builder::new()
         .name("log-writer".into())
-        .spawn(move || write_loop(writer, rx))
+        .spawn(move || write_loop(writer, rx, retention, disk, taken))
         .map_err(|e| LogError::Store {
             op: "start writer",
             detail: e.to_string(),
@@ -180,6 +205,7 @@ pub fn open_store(path: &Path) -> Result<(LogSink, LogStore), LogError> {
         LogSink {
             tx,
             dropped: Arc::default(),
+            queued,
         },
         LogStore {
             read: Arc::new(Mutex::new(reader)),
@@ -191,8 +217,16 @@ fn now_ms() -> i64 {
     model::time_fmt::now_ms()
 }
 
-fn write_loop(mut conn: Connection, rx: Receiver<LogEvent>) {
+fn write_loop(
+    mut conn: Connection,
+    rx: Receiver<LogEvent>,
+    retention: Retention,
+    disk: disk::DiskGuard,
+    queued: Arc<AtomicU64>,
+) {
     let mut batch = Vec::with_capacity(1024);
+    let mut failures = 0u64;
+    let (mut refused_batches, mut refused_lines) = (0u64, 0u64);
     loop {
         match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(e) => batch.push(e),
@@ -210,14 +244,35 @@ fn write_loop(mut conn: Connection, rx: Receiver<LogEvent>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = insert(&mut conn, &batch) {
-            tracing::warn!(error = %e, lines = batch.len(), "could not store log lines");
+        let bytes: u64 = batch.iter().map(|e| event_bytes(&e.message)).sum();
+        queued.fetch_sub(bytes, Ordering::AcqRel);
+        if let Err(full) = disk.check(bytes) {
+            refused_batches += 1;
+            refused_lines += batch.len() as u64;
+            if refused_batches.is_power_of_two() {
+                tracing::warn!(reason = %full, dropped = refused_lines, "dropping log lines");
+            }
+            batch.clear();
+            continue;
+        }
+        match insert(&mut conn, &batch, retention.group_bytes) {
+            Ok(()) => {}
+            Err(e) => {
+                // A full disk fails every batch: say so now and then, not per batch.
+                failures += 1;
+                if failures.is_power_of_two() {
+                    tracing::warn!(error = %e, lines = batch.len(), failures, "could not store log lines");
+                }
+            }
         }
         batch.clear();
     }
 }
 
-fn insert(conn: &mut Connection, batch: &[LogEvent]) -> Result<(), LogError> {
+/// Stores a batch; groups it takes over `group_limit` bytes lose their
+/// oldest events, down to three quarters of the limit, in the same
+/// transaction.
+fn insert(conn: &mut Connection, batch: &[LogEvent], group_limit: u64) -> Result<(), LogError> {
     let ingested = now_ms();
     let tx = conn.transaction().map_err(err("begin"))?;
     {
@@ -272,12 +327,30 @@ fn insert(conn: &mut Connection, batch: &[LogEvent]) -> Result<(), LogError> {
             .map_err(err("upsert stream"))?;
         }
     }
+    for (group, size) in retention::count(&tx, batch, group_limit)? {
+        let removed = retention::prune(&tx, group, size, group_limit / 4 * 3)?;
+        tracing::debug!(
+            group = group.2,
+            removed,
+            "log group over its bound: oldest events removed"
+        );
+    }
     tx.commit().map_err(err("commit"))
 }
 
 impl LogStore {
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.read.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bytes one log group holds, as its bound counts them.
+    pub fn group_bytes(&self, scope: &Scope, group: &str) -> Result<u64, LogError> {
+        retention::group_size(
+            &self.conn(),
+            scope.account.as_str(),
+            scope.region.as_str(),
+            group,
+        )
     }
 
     /// `GetLogEvents`: a page of one stream's events (see [`StreamQuery`]).

@@ -119,6 +119,8 @@ pub struct Environment {
     /// The provisioned concurrency configuration (qualifier) this
     /// environment was initialised for; such environments are not reaped.
     pub(crate) provisioned: Mutex<Option<String>>,
+    /// The memory promised to it; given back once it is stopped.
+    pub(crate) reservation: Mutex<Option<crate::capacity::Reservation>>,
 }
 
 /// `2.00`, as Lambda prints a timeout in seconds.
@@ -171,6 +173,7 @@ impl Environment {
     /// demand. `Err` says why init failed.
     pub(crate) async fn initialize(&self, budget: Duration) -> Result<(), String> {
         let mut output = self.output.lock().await;
+        output.begin_invocation();
         let log = &self.log;
         let deadline = tokio::time::Instant::now() + budget;
         let result = loop {
@@ -190,6 +193,9 @@ impl Environment {
             }
         };
         output.drain(log, None);
+        if let Some(t) = output.truncated() {
+            log.emit(truncation_line(None, t), None);
+        }
         if let Err(why) = &result {
             output.flush_partial(log, None);
             log.emit(format!("INIT_REPORT Init Duration: {} ms\tPhase: init\tStatus: error\tError Type: {why}", millis(self.launched_at.elapsed())), None);
@@ -210,6 +216,10 @@ impl Environment {
         let _ = self.process.wait().await;
         self.transition(EnvEvent::Exited);
         self.api_task.abort();
+        self.reservation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
     }
 
     fn report(&self, request_id: &str, c: &Completed, status: Option<&str>) -> String {
@@ -263,6 +273,7 @@ impl Environment {
         self.invocations.fetch_add(1, Ordering::Relaxed);
         let mut tail = want_tail.then(|| Tail::new(model::limits::LOG_TAIL_BYTES));
         let mut output = self.output.lock().await;
+        output.begin_invocation();
         let log = &self.log;
 
         let submitted = match self.channel.submit(inv) {
@@ -376,6 +387,9 @@ impl Environment {
         ) {
             output.flush_partial(log, tail.as_mut());
         }
+        if let Some(t) = output.truncated() {
+            log.emit(truncation_line(Some(&request_id), t), tail.as_mut());
+        }
         let mut done = Completed {
             outcome,
             init_duration,
@@ -425,6 +439,18 @@ impl Environment {
         done.log_tail = tail.map(Tail::finish);
         done
     }
+}
+
+/// The platform's line saying that output went over the invocation's log limit.
+fn truncation_line(request_id: Option<&str>, t: crate::output::Truncated) -> String {
+    let what = match request_id {
+        Some(id) => format!("RequestId: {id} Warning: this invocation's"),
+        None => "Warning: the init phase's".to_owned(),
+    };
+    format!(
+        "{what} log output reached the limit of {} bytes: {} more lines ({} bytes) were dropped",
+        t.limit, t.lines, t.bytes
+    )
 }
 
 fn reply_outcome(r: Reply) -> Outcome {

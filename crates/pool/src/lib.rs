@@ -17,12 +17,14 @@ use model::{FunctionName, Scope};
 use runtimes::RuntimeInfo;
 use sandbox::Launcher;
 
+mod capacity;
 mod contract;
 mod env;
 mod lifecycle;
 mod output;
 mod provisioned;
 
+pub use capacity::{Capacity, CapacityError};
 pub use env::{Completed, EnvEvent, EnvState, Environment, Outcome, exit_reason};
 pub use lifecycle::FREEZE_AFTER;
 pub use provisioned::ProvisionStatus;
@@ -98,6 +100,26 @@ pub struct VersionStats {
 pub struct PoolSettings {
     /// How long an idle environment stays warm.
     pub keep_alive: Duration,
+    /// The memory environments may be promised (processes are counted by
+    /// the launcher's cgroups).
+    pub capacity: Capacity,
+    /// Bytes of output one invocation may log; more is dropped, and a
+    /// platform line says how much.
+    pub invocation_log_bytes: u64,
+}
+
+/// Bytes of output one invocation may log unless told otherwise.
+pub const DEFAULT_INVOCATION_LOG_BYTES: u64 = 4 << 20;
+
+impl PoolSettings {
+    /// No memory budget, the default log limit.
+    pub fn with_keep_alive(keep_alive: Duration) -> Self {
+        Self {
+            keep_alive,
+            capacity: Capacity::UNBOUNDED,
+            invocation_log_bytes: DEFAULT_INVOCATION_LOG_BYTES,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +135,9 @@ pub enum PoolError {
     Launch(#[from] sandbox::LaunchError),
     #[error("cannot set up an execution environment: {0}")]
     Setup(String),
+    /// The host's or the account's budget is in use by busy environments.
+    #[error(transparent)]
+    Capacity(#[from] CapacityError),
 }
 
 struct Inner {
@@ -127,6 +152,12 @@ struct Inner {
     /// (function, qualifier).
     provisions: Mutex<HashMap<ProvisionKey, Provision>>,
     provision_wake: Arc<tokio::sync::Notify>,
+    /// Memory promised to environments, and processes set aside for starts.
+    ledger: Arc<Mutex<capacity::Ledger>>,
+    /// Function versions whose last environment ended abnormally (crashed,
+    /// timed out, ran out of memory, failed its init), and when: their next
+    /// environments init at their CPU share, without the init burst.
+    no_burst: Mutex<HashMap<Key, std::time::Instant>>,
 }
 
 /// The environments of every function.
@@ -161,6 +192,8 @@ impl Pool {
                 code_refs: Mutex::new(HashMap::new()),
                 provisions: Mutex::new(HashMap::new()),
                 provision_wake: Arc::new(tokio::sync::Notify::new()),
+                ledger: Arc::default(),
+                no_burst: Mutex::new(HashMap::new()),
             }),
         };
         pool.spawn_reaper();
@@ -203,6 +236,15 @@ impl Pool {
             .collect();
         out.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
         out
+    }
+
+    /// Memory promised to environments now, MiB.
+    pub fn memory_promised_mb(&self) -> u64 {
+        self.inner
+            .ledger
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .memory_mb()
     }
 
     /// Stops every environment (shutdown).

@@ -9,11 +9,17 @@ use std::time::{Duration, Instant};
 
 use model::{FunctionName, Scope};
 
+use crate::capacity::{Candidate, Reservation, Shortfall};
 use crate::contract::{go_errno_text, lambda_env};
 use crate::{
     ColdStart, Completed, EnvEvent, EnvState, Environment, FunctionSpec, Inner, Key, Lease, Pool,
     PoolError, output,
 };
+
+/// How long a function version's environments init without the CPU burst
+/// after one of them ended abnormally (crashed, timed out, ran out of
+/// memory or failed its init): crashing cannot buy repeated bursts.
+pub const NO_BURST_FOR: Duration = Duration::from_secs(600);
 
 impl Lease {
     pub fn env(&self) -> &Arc<Environment> {
@@ -50,6 +56,13 @@ impl Drop for Lease {
     fn drop(&mut self) {
         let inner = self.inner.clone();
         let env = self.env.clone();
+        if !self.healthy {
+            inner
+                .no_burst
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(self.key.clone(), Instant::now());
+        }
         let mut slots = inner.slots.lock().unwrap_or_else(|p| p.into_inner());
         let slot = slots.entry(self.key.clone()).or_default();
         slot.busy = slot.busy.saturating_sub(1);
@@ -227,6 +240,19 @@ impl Pool {
         spec: &Arc<FunctionSpec>,
         provisioned: Option<&str>,
     ) -> Result<Arc<Environment>, PoolError> {
+        let mut reservation = self.admit(spec).await?;
+        let key = Key {
+            scope: spec.scope.clone(),
+            name: spec.name.clone(),
+            version: spec.version.clone(),
+        };
+        let init_cpu_burst = self
+            .inner
+            .no_burst
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .is_none_or(|t| t.elapsed() >= NO_BURST_FOR);
         let id = uuid::Uuid::new_v4().simple().to_string();
         let stream: Arc<str> = format!(
             "{}/[{}]{}",
@@ -248,10 +274,12 @@ impl Pool {
                 blocking_id,
                 &blocking_stream,
                 provisioned_for,
+                init_cpu_burst,
             )
         })
         .await
         .map_err(|e| PoolError::Setup(format!("launch task: {e}")))??;
+        reservation.started();
         let process = launched.process;
         let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(reader)
             .map_err(|e| PoolError::Setup(format!("output pipe: {e}")))?;
@@ -282,7 +310,10 @@ impl Pool {
             channel,
             process,
             api_task,
-            output: tokio::sync::Mutex::new(output::Output::new(reader)),
+            output: tokio::sync::Mutex::new(output::Output::new(
+                reader,
+                self.inner.settings.invocation_log_bytes,
+            )),
             log: output::LogTarget {
                 sink: self.inner.sink.clone(),
                 scope: spec.scope.clone(),
@@ -296,7 +327,105 @@ impl Pool {
             invocations: AtomicU64::new(0),
             frozen: std::sync::atomic::AtomicBool::new(false),
             provisioned: Mutex::new(provisioned.map(str::to_owned)),
+            reservation: Mutex::new(Some(reservation)),
         }))
+    }
+
+    /// Reserves room for a new environment of `spec`: within the memory
+    /// and process budgets, after stopping idle environments (oldest
+    /// first) if that makes room; else a [`crate::CapacityError`].
+    async fn admit(&self, spec: &FunctionSpec) -> Result<Reservation, PoolError> {
+        let account = spec.scope.account.as_str();
+        let memory_mb = u64::from(spec.memory_mb);
+        let cap = self.inner.settings.capacity;
+        let mut refusal = None;
+        // Another start may take what an eviction freed: a few rounds.
+        for _ in 0..4 {
+            let pids = self.inner.launcher.pids(account);
+            let short = match Reservation::try_take(
+                &self.inner.ledger,
+                &cap,
+                account,
+                memory_mb,
+                pids.as_ref(),
+            ) {
+                Ok(r) => return Ok(r),
+                Err(s) => s,
+            };
+            let Some(victims) = self.take_victims(account, &short) else {
+                refusal = Some(short.error);
+                break;
+            };
+            tracing::info!(
+                function = %spec.name,
+                account,
+                stopping = victims.len(),
+                reason = %short.error,
+                "stopping idle environments to make room"
+            );
+            let stops: Vec<_> = victims
+                .into_iter()
+                .map(|env| {
+                    let inner = self.inner.clone();
+                    tokio::spawn(async move {
+                        env.stop().await;
+                        release_code(&inner, &env.spec);
+                    })
+                })
+                .collect();
+            for s in stops {
+                let _ = s.await;
+            }
+            refusal = Some(short.error);
+        }
+        let error = refusal.unwrap_or(crate::CapacityError::HostMemory {
+            used_mb: 0,
+            limit_mb: cap.memory_mb,
+        });
+        tracing::warn!(function = %spec.name, account, reason = %error, "execution environment refused");
+        Err(PoolError::Capacity(error))
+    }
+
+    /// Takes out of the idle lists the oldest idle environments (not
+    /// provisioned ones) whose stopping covers `short`, or none if they
+    /// cannot.
+    fn take_victims(&self, account: &str, short: &Shortfall) -> Option<Vec<Arc<Environment>>> {
+        let counts_pids = short.host_pids > 0 || short.account_pids > 0;
+        let mut slots = self.inner.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle: Vec<(Instant, Arc<Environment>)> = slots
+            .values()
+            .flat_map(|s| s.idle.iter())
+            .filter(|e| e.provisioned_for().is_none())
+            .map(|e| {
+                let t = e
+                    .last_used
+                    .lock()
+                    .map(|t| *t)
+                    .unwrap_or_else(|_| Instant::now());
+                (t, e.clone())
+            })
+            .collect();
+        idle.sort_by_key(|(t, _)| *t);
+        let candidates: Vec<Candidate> = idle
+            .iter()
+            .map(|(_, e)| Candidate {
+                account: e.spec.scope.account.as_str().to_owned(),
+                memory_mb: u64::from(e.spec.memory_mb),
+                pids: if counts_pids {
+                    e.process.pids_current()
+                } else {
+                    0
+                },
+            })
+            .collect();
+        let chosen = short.victims(account, &candidates)?;
+        let victims: Vec<Arc<Environment>> =
+            chosen.into_iter().map(|i| idle[i].1.clone()).collect();
+        for slot in slots.values_mut() {
+            slot.idle
+                .retain(|e| !victims.iter().any(|v| Arc::ptr_eq(v, e)));
+        }
+        Some(victims)
     }
 
     /// Stops the idle environments of every version of a function; busy ones
@@ -371,6 +500,11 @@ pub(crate) fn reap(inner: &Arc<Inner>) {
         }
         slots.retain(|_, s| !s.idle.is_empty() || s.busy > 0);
     }
+    inner
+        .no_burst
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|_, t| t.elapsed() < NO_BURST_FOR);
     for env in expired {
         tracing::debug!(env = %env.id, "keep-alive expired");
         spawn_stop(inner, env);
@@ -387,6 +521,7 @@ fn launch(
     id: String,
     stream: &str,
     provisioned: bool,
+    init_cpu_burst: bool,
 ) -> Result<(sandbox::Launched, std::os::fd::OwnedFd, Duration, Instant), PoolError> {
     let (reader, writer) =
         std::io::pipe().map_err(|e| PoolError::Setup(format!("output pipe: {e}")))?;
@@ -395,6 +530,8 @@ fn launch(
     let writer_fd = std::os::fd::OwnedFd::from(writer);
     let launch_spec = sandbox::LaunchSpec {
         env_id: id,
+        account: spec.scope.account.as_str().to_owned(),
+        init_cpu_burst,
         program: command.program,
         argv: command.argv,
         env: lambda_env(

@@ -75,18 +75,73 @@ pub struct Output {
     partial: Vec<u8>,
     /// Set when the pipe reached end of file (every writer is gone).
     closed: bool,
+    budget: Budget,
+}
+
+/// Bytes of output one invocation may log (counted as the log store counts
+/// them); lines beyond it are read and dropped.
+struct Budget {
+    limit: u64,
+    used: u64,
+    dropped_lines: u64,
+    dropped_bytes: u64,
+}
+
+/// What an invocation's output lost to its budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Truncated {
+    pub limit: u64,
+    pub lines: u64,
+    pub bytes: u64,
 }
 
 /// The longest line kept whole; longer output is split (Lambda splits at 256 KB).
 const MAX_LINE: usize = 256 * 1024;
 
 impl Output {
-    pub fn new(pipe: Receiver) -> Self {
+    /// `log_limit`: bytes of output one invocation may log.
+    pub fn new(pipe: Receiver, log_limit: u64) -> Self {
         Self {
             pipe,
             partial: Vec::new(),
             closed: false,
+            budget: Budget {
+                limit: log_limit,
+                used: 0,
+                dropped_lines: 0,
+                dropped_bytes: 0,
+            },
         }
+    }
+
+    /// Starts counting a new invocation's output.
+    pub fn begin_invocation(&mut self) {
+        self.budget.used = 0;
+        self.budget.dropped_lines = 0;
+        self.budget.dropped_bytes = 0;
+    }
+
+    /// What this invocation's output lost to the budget, if anything.
+    pub fn truncated(&self) -> Option<Truncated> {
+        (self.budget.dropped_lines > 0).then_some(Truncated {
+            limit: self.budget.limit,
+            lines: self.budget.dropped_lines,
+            bytes: self.budget.dropped_bytes,
+        })
+    }
+
+    /// Logs one line of the function's output, within the budget.
+    fn line(&mut self, text: String, target: &LogTarget, tail: Option<&mut Tail>) {
+        let cost = logs::event_bytes(&text);
+        if self.budget.used + cost > self.budget.limit {
+            self.budget.dropped_lines += 1;
+            self.budget.dropped_bytes += text.len() as u64;
+            // Nothing more fits: later lines are dropped even when short.
+            self.budget.used = self.budget.limit;
+            return;
+        }
+        self.budget.used += cost;
+        target.emit(text, tail);
     }
 
     /// Waits until there is output to read (or end of file).
@@ -111,12 +166,13 @@ impl Output {
                     while let Some(pos) = self.partial.iter().position(|b| *b == b'\n') {
                         let line: Vec<u8> = self.partial.drain(..=pos).collect();
                         let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
-                        target.emit(text, tail.as_deref_mut());
+                        self.line(text, target, tail.as_deref_mut());
                     }
                     if self.partial.len() > MAX_LINE {
                         let line: Vec<u8> = self.partial.drain(..MAX_LINE).collect();
-                        target.emit(
+                        self.line(
                             String::from_utf8_lossy(&line).into_owned(),
+                            target,
                             tail.as_deref_mut(),
                         );
                     }
@@ -136,7 +192,7 @@ impl Output {
         if !self.partial.is_empty() {
             let text = String::from_utf8_lossy(&self.partial).into_owned();
             self.partial.clear();
-            target.emit(text, tail);
+            self.line(text, target, tail);
         }
     }
 }

@@ -102,6 +102,18 @@ impl Pool {
             Ok(env) => match env.initialize(budget).await {
                 Ok(()) => Ok(env),
                 Err(why) => {
+                    self.inner
+                        .no_burst
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(
+                            Key {
+                                scope: spec.scope.clone(),
+                                name: spec.name.clone(),
+                                version: spec.version.clone(),
+                            },
+                            Instant::now(),
+                        );
                     // Counted as starting, not ready: stop it unmarked.
                     env.provisioned
                         .lock()
@@ -111,6 +123,17 @@ impl Pool {
                     Err(why)
                 }
             },
+            Err(crate::PoolError::Capacity(e)) => {
+                // Not the function's fault: try again on the next round
+                // (once a second), without counting a failure.
+                let mut provisions = self.provisions();
+                if let Some(p) = provisions.get_mut(&key) {
+                    p.starting = p.starting.saturating_sub(1);
+                }
+                tracing::debug!(function = %key.1, qualifier = %key.2, reason = %e,
+                    "provisioned environment waits for capacity");
+                return;
+            }
             Err(e) => Err(e.to_string()),
         };
         let env = {

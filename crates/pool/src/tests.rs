@@ -1,3 +1,4 @@
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,6 +20,9 @@ def handler(event, context):
         os._exit(event["code"])
     if action == "fail":
         raise ValueError("bad input")
+    if action == "flood":
+        for _ in range(event["lines"]):
+            print("z" * 1000)
     if action == "hog":
         hog = bytearray(event["mb"] * 1024 * 1024)
         for i in range(0, len(hog), 4096):
@@ -58,13 +62,27 @@ fn fixture_with(
     keep_alive: Duration,
     launcher: impl FnOnce(&std::path::Path) -> Arc<dyn sandbox::Launcher>,
 ) -> Fixture {
+    fixture_with_settings(PoolSettings::with_keep_alive(keep_alive), launcher)
+}
+
+fn namespaces(state: &std::path::Path) -> Arc<dyn sandbox::Launcher> {
+    Arc::new(
+        sandbox::NamespaceLauncher::new(&state.join("sandbox"), sandbox::NetworkMode::Isolated)
+            .unwrap(),
+    )
+}
+
+fn fixture_with_settings(
+    settings: PoolSettings,
+    launcher: impl FnOnce(&std::path::Path) -> Arc<dyn sandbox::Launcher>,
+) -> Fixture {
     let state = tempfile::tempdir().unwrap();
     let code = tempfile::tempdir().unwrap();
     std::fs::write(code.path().join("app.py"), APP).unwrap();
     let launcher = launcher(state.path());
     let runtime_dir = runtimes::clients::install(&state.path().join("runtimes")).unwrap();
     let (sink, _store) = logs::open_store(&state.path().join("logs.db")).unwrap();
-    let pool = Pool::new(launcher, runtime_dir, sink, PoolSettings { keep_alive });
+    let pool = Pool::new(launcher, runtime_dir, sink, settings);
     let spec = Arc::new(FunctionSpec {
         scope: Arc::new(Scope::new(
             model::AccountId::parse("123456789012").unwrap(),
@@ -447,4 +465,174 @@ async fn burst_beside_warm_invocations() {
     for b in burst {
         assert!(b.await.unwrap().unwrap().is_cold());
     }
+}
+
+/// Launches for real, noting whether each launch allowed the init burst.
+struct Recording {
+    inner: Arc<dyn sandbox::Launcher>,
+    bursts: Arc<Mutex<Vec<bool>>>,
+}
+
+impl sandbox::Launcher for Recording {
+    fn launch(
+        &self,
+        spec: &sandbox::LaunchSpec,
+    ) -> Result<sandbox::Launched, sandbox::LaunchError> {
+        self.bursts.lock().unwrap().push(spec.init_cpu_burst);
+        self.inner.launch(spec)
+    }
+    fn isolation(&self) -> &'static str {
+        self.inner.isolation()
+    }
+    fn pids(&self, account: &str) -> Option<sandbox::PidUsage> {
+        self.inner.pids(account)
+    }
+}
+
+#[tokio::test]
+async fn after_an_abnormal_end_init_runs_without_the_burst() {
+    let bursts = Arc::new(Mutex::new(Vec::new()));
+    let seen = bursts.clone();
+    let f = fixture_with(Duration::from_secs(60), move |state| {
+        Arc::new(Recording {
+            inner: namespaces(state),
+            bursts: seen,
+        })
+    });
+    let mut lease = f.pool.acquire(&f.spec).await.unwrap();
+    let crashed = lease
+        .invoke(
+            inv("a", r#"{"action":"exit","code":3}"#, Duration::from_secs(3)),
+            false,
+        )
+        .await;
+    assert!(matches!(crashed.outcome, Outcome::Exited(_)), "{crashed:?}");
+    drop(lease);
+    let mut lease = f.pool.acquire(&f.spec).await.unwrap();
+    assert!(lease.is_cold());
+    let ok = lease
+        .invoke(inv("b", "{}", Duration::from_secs(3)), false)
+        .await;
+    assert_eq!(body(&ok)["count"], 1);
+    drop(lease);
+    assert_eq!(*bursts.lock().unwrap(), [true, false]);
+}
+
+#[tokio::test]
+async fn a_full_memory_budget_stops_the_oldest_idle_environment_or_throttles() {
+    let settings = PoolSettings {
+        capacity: Capacity {
+            memory_mb: 10_000,
+            account_memory_mb: 256,
+        },
+        ..PoolSettings::with_keep_alive(Duration::from_secs(60))
+    };
+    let f = fixture_with_settings(settings, namespaces);
+    let older = f.pool.acquire(&f.spec).await.unwrap();
+    let newer = f.pool.acquire(&f.spec).await.unwrap();
+    assert_eq!(f.pool.memory_promised_mb(), 256);
+    let refused = f.pool.acquire(&f.spec).await.err();
+    assert!(
+        matches!(
+            refused,
+            Some(PoolError::Capacity(CapacityError::AccountMemory {
+                used_mb: 256,
+                limit_mb: 256
+            }))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        f.pool.counts(&f.spec.scope, &f.spec.name, "$LATEST"),
+        (0, 2)
+    );
+    let (older_id, newer_id) = (older.env().id().to_owned(), newer.env().id().to_owned());
+    drop(older);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(newer);
+    // Another function of the account needs room: the oldest idle
+    // environment goes.
+    let other = Arc::new(FunctionSpec {
+        name: FunctionName::parse("g").unwrap(),
+        log_group: "/aws/lambda/g".into(),
+        ..(*f.spec).clone()
+    });
+    let g = f.pool.acquire(&other).await.unwrap();
+    assert!(g.is_cold());
+    assert_eq!(
+        f.pool.counts(&f.spec.scope, &f.spec.name, "$LATEST"),
+        (1, 0)
+    );
+    let warm = f.pool.acquire(&f.spec).await.unwrap();
+    assert_eq!(warm.env().id(), newer_id);
+    assert_ne!(warm.env().id(), older_id);
+    assert_eq!(f.pool.memory_promised_mb(), 256);
+    // Another account's environments are not held to this account's budget.
+    let elsewhere = Arc::new(FunctionSpec {
+        scope: Arc::new(Scope::new(
+            model::AccountId::parse("210987654321").unwrap(),
+            model::Region::parse("us-east-1").unwrap(),
+        )),
+        ..(*f.spec).clone()
+    });
+    let e = f.pool.acquire(&elsewhere).await.unwrap();
+    assert!(e.is_cold());
+    drop((g, warm, e));
+}
+
+#[tokio::test]
+async fn an_invocations_log_is_cut_at_its_limit_with_a_platform_line() {
+    let settings = PoolSettings {
+        invocation_log_bytes: 64 * 1024,
+        ..PoolSettings::with_keep_alive(Duration::from_secs(60))
+    };
+    let f = fixture_with_settings(settings, namespaces);
+    let mut lease = f.pool.acquire(&f.spec).await.unwrap();
+    let flood = lease
+        .invoke(
+            inv(
+                "a",
+                r#"{"action":"flood","lines":200}"#,
+                Duration::from_secs(10),
+            ),
+            true,
+        )
+        .await;
+    assert_eq!(
+        body(&flood)["count"],
+        1,
+        "the function itself is not stopped"
+    );
+    let tail = flood.log_tail.unwrap();
+    let line = tail
+        .lines()
+        .find(|l| l.starts_with("RequestId: a Warning: "))
+        .unwrap_or_else(|| panic!("no truncation line in {tail}"));
+    let dropped: u64 = line
+        .split("bytes: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(
+        line.starts_with(
+            "RequestId: a Warning: this invocation's log output reached the limit of 65536 bytes: "
+        ),
+        "{line}"
+    );
+    // 64 KB holds 63 lines of 1,000 bytes (each counted with 26 more).
+    assert!((135..=138).contains(&dropped), "{line}");
+    assert!(tail.contains("END RequestId: a\n"));
+    // The next invocation has a budget of its own.
+    let quiet = lease
+        .invoke(
+            inv(
+                "b",
+                r#"{"action":"flood","lines":10}"#,
+                Duration::from_secs(10),
+            ),
+            true,
+        )
+        .await;
+    assert!(!quiet.log_tail.unwrap().contains("Warning"));
 }

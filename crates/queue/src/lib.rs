@@ -30,7 +30,7 @@ mod schema;
 /// Identifies one piece of queued work.
 pub type WorkId = i64;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
     #[error("event queue storage failed during {op}: {detail}")]
     Storage { op: &'static str, detail: String },
@@ -38,12 +38,21 @@ pub enum QueueError {
     Closed,
     #[error("queued work {0} does not exist")]
     Missing(WorkId),
+    /// New work is refused: the disk is at its reserve.
+    #[error(transparent)]
+    DiskFull(#[from] disk::DiskFull),
+    /// A write failed because the disk has no space left.
+    #[error("the platform's disk is full: the event queue could not write ({op})")]
+    NoSpace { op: &'static str },
 }
 
 fn storage(op: &'static str) -> impl Fn(rusqlite::Error) -> QueueError {
-    move |e| QueueError::Storage {
-        op,
-        detail: e.to_string(),
+    move |e| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => QueueError::NoSpace { op },
+        _ => QueueError::Storage {
+            op,
+            detail: e.to_string(),
+        },
     }
 }
 
@@ -171,6 +180,8 @@ struct Shared {
 pub struct Queue {
     shared: Arc<Shared>,
     tx: std::sync::mpsc::Sender<Op>,
+    /// New work is refused when the disk is at its reserve.
+    disk: disk::DiskGuard,
 }
 
 fn now_ms() -> i64 {
@@ -181,6 +192,14 @@ impl Queue {
     /// Opens (or creates) the queue at `path`; everything stored becomes due
     /// again, including work that was running when the process stopped.
     pub fn open(path: &Path) -> Result<Self, QueueError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Self::open_with(path, disk::DiskGuard::unreserved(dir))
+    }
+
+    /// Like [`Queue::open`]; new work is refused once the disk's free space
+    /// falls to `disk`'s reserve (the outcomes of work already queued are
+    /// still recorded).
+    pub fn open_with(path: &Path, disk: disk::DiskGuard) -> Result<Self, QueueError> {
         let write = schema::open(path)?;
         let read = schema::open(path)?;
         let mut index = Index::default();
@@ -231,7 +250,7 @@ impl Queue {
                 op: "start writer",
                 detail: e.to_string(),
             })?;
-        Ok(Self { shared, tx })
+        Ok(Self { shared, tx, disk })
     }
 
     fn index(&self) -> std::sync::MutexGuard<'_, Index> {
@@ -240,6 +259,8 @@ impl Queue {
 
     /// Adds work; returns once it is durable on disk.
     pub async fn enqueue(&self, work: Vec<NewWork>) -> Result<Vec<WorkId>, QueueError> {
+        let bytes: usize = work.iter().map(|w| w.payload.len() + 512).sum();
+        self.disk.check(bytes as u64)?;
         let (ack, done) = oneshot::channel();
         self.tx
             .send(Op::Enqueue(work, ack))
@@ -491,10 +512,7 @@ fn write_loop(mut conn: Connection, rx: std::sync::mpsc::Receiver<Op>, shared: &
                     let ack = match op {
                         Op::Enqueue(_, ack) | Op::Finish(_, _, ack) => ack,
                     };
-                    let _ = ack.send(Err(QueueError::Storage {
-                        op: "commit",
-                        detail: e.to_string(),
-                    }));
+                    let _ = ack.send(Err(e.clone()));
                 }
             }
         }

@@ -31,6 +31,7 @@ pub use net::NetworkMode;
 pub use peer::PeerCheck;
 pub use slots::UID_BASE;
 
+pub use cgroup::{HostResources, Limits, PidUsage};
 pub use plan::{Entry, RootSpec};
 pub use process::{ExitStatus, Process};
 
@@ -39,6 +40,12 @@ pub use process::{ExitStatus, Process};
 pub struct LaunchSpec {
     /// Unique id of the environment (used in names, never in paths from users).
     pub env_id: String,
+    /// The account the environment runs for (ASCII letters and digits): its
+    /// environments share the account's cgroup and its limits.
+    pub account: String,
+    /// Whether the environment may use more CPU than its share during init
+    /// (up to [`cgroup::INIT_VCPUS`]); without, its share applies from the start.
+    pub init_cpu_burst: bool,
     /// Program to exec, as a path inside the environment.
     pub program: String,
     pub argv: Vec<String>,
@@ -94,6 +101,8 @@ pub enum LaunchError {
     LauncherGone,
     #[error(transparent)]
     TmpDisk(#[from] tmpdisk::TmpDiskError),
+    #[error("not a usable account name for a cgroup: {0:?}")]
+    InvalidAccount(String),
 }
 
 /// A started environment and its Runtime API listener, which only the
@@ -112,6 +121,11 @@ pub trait Launcher: Send + Sync + 'static {
     fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError>;
     /// What kind of isolation this launcher gives, for logs and docs.
     fn isolation(&self) -> &'static str;
+    /// How many processes the platform's and an account's environments hold
+    /// and may hold; `None` where the launcher does not count them.
+    fn pids(&self, _account: &str) -> Option<PidUsage> {
+        None
+    }
 }
 
 /// Host files every environment sees under `/etc` (read-only), when present.
@@ -163,6 +177,9 @@ pub struct NamespaceLauncher {
     /// (overlayfs without an upper layer needs two).
     empty: PathBuf,
     cgroups: cgroup::Hierarchy,
+    limits: Limits,
+    /// Accounts whose groups exist with their limits.
+    accounts: Mutex<std::collections::HashSet<String>>,
     seccomp: Arc<Vec<seccompiler::BpfProgram>>,
     slots: slots::Slots,
     network: NetworkMode,
@@ -263,9 +280,23 @@ pub type UidLease = slots::Lease;
 impl NamespaceLauncher {
     /// Prepares the launcher's host-side directories under `state_dir` (an
     /// empty mount point and the environment's `/etc`), its cgroups, seccomp
-    /// filters and launcher thread.
+    /// filters and launcher thread, with the default limits for this host.
     pub fn new(state_dir: &Path, network: NetworkMode) -> Result<Self, LaunchError> {
-        Self::with_slots(state_dir, network, Path::new(slots::DEFAULT_DIR))
+        Self::configured(
+            state_dir,
+            network,
+            Limits::for_host(&HostResources::detect()),
+            Path::new(slots::DEFAULT_DIR),
+        )
+    }
+
+    /// Like [`NamespaceLauncher::new`], with the given platform and account limits.
+    pub fn with_limits(
+        state_dir: &Path,
+        network: NetworkMode,
+        limits: Limits,
+    ) -> Result<Self, LaunchError> {
+        Self::configured(state_dir, network, limits, Path::new(slots::DEFAULT_DIR))
     }
 
     /// [`NamespaceLauncher::new`] with host-wide leases under `slot_dir`
@@ -273,6 +304,20 @@ impl NamespaceLauncher {
     pub fn with_slots(
         state_dir: &Path,
         network: NetworkMode,
+        slot_dir: &Path,
+    ) -> Result<Self, LaunchError> {
+        Self::configured(
+            state_dir,
+            network,
+            Limits::for_host(&HostResources::detect()),
+            slot_dir,
+        )
+    }
+
+    fn configured(
+        state_dir: &Path,
+        network: NetworkMode,
+        limits: Limits,
         slot_dir: &Path,
     ) -> Result<Self, LaunchError> {
         let prep = |path: &Path, r: std::io::Result<()>| {
@@ -325,12 +370,16 @@ impl NamespaceLauncher {
                 None
             }
         };
+        let cgroups = cgroup::Hierarchy::detect(&instance_name(state_dir))?;
+        cgroups.apply_platform_limits(&limits)?;
         Ok(Self {
             mount_point,
             etc_dir,
             empty,
             tmp_disks,
-            cgroups: cgroup::Hierarchy::detect(&instance_name(state_dir))?,
+            cgroups,
+            limits,
+            accounts: Mutex::new(std::collections::HashSet::new()),
             seccomp: Arc::new(seccomp::filters()?),
             slots: slots::Slots::open(slot_dir, slots::COUNT).map_err(|source| {
                 LaunchError::Prepare {
@@ -382,6 +431,24 @@ impl NamespaceLauncher {
             .take(|slot| !egress || netlink::index_of(&slots::link_of(slot).name).is_err())
             .map_err(LaunchError::Lease)?
             .ok_or(LaunchError::NoIdentity)
+    }
+
+    /// The limits this launcher enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Makes the account's group with its limits, once per account.
+    fn prepare_account(&self, account: &str) -> Result<(), LaunchError> {
+        if account.is_empty() || !account.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(LaunchError::InvalidAccount(account.to_owned()));
+        }
+        let mut ready = self.accounts.lock().unwrap_or_else(|p| p.into_inner());
+        if !ready.contains(account) {
+            self.cgroups.prepare_account(account, &self.limits)?;
+            ready.insert(account.to_owned());
+        }
+        Ok(())
     }
 
     /// The environment's root. Directories that live under the platform's
@@ -485,7 +552,14 @@ impl Launcher for NamespaceLauncher {
         let lease = self.lease()?;
         let uid = lease.uid();
         let t1 = std::time::Instant::now();
-        let cgroup = self.cgroups.create(&spec.env_id, spec.memory_mb)?;
+        self.prepare_account(&spec.account)?;
+        let cgroup = self.cgroups.create(
+            &spec.account,
+            &spec.env_id,
+            spec.memory_mb,
+            spec.init_cpu_burst,
+            &self.limits,
+        )?;
         let t2 = std::time::Instant::now();
         let mut env = spec.env.clone();
         let host_listener = match self.network {
@@ -549,6 +623,10 @@ impl Launcher for NamespaceLauncher {
             runtime_api,
             peers: Some(peers),
         })
+    }
+
+    fn pids(&self, account: &str) -> Option<PidUsage> {
+        Some(self.cgroups.pids(account))
     }
 
     fn isolation(&self) -> &'static str {

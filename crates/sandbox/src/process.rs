@@ -202,12 +202,18 @@ impl Process {
         }
     }
 
+    /// Processes and threads in the environment now (0 without a cgroup).
+    pub fn pids_current(&self) -> u64 {
+        self.cgroup.as_ref().map_or(0, |c| c.pids_current())
+    }
+
     /// How many processes the kernel killed for exceeding the memory limit.
     pub fn oom_kills(&self) -> u64 {
         self.cgroup.as_ref().map(|c| c.oom_kills()).unwrap_or(0)
     }
 
-    /// Applies the steady-state CPU share once init is over (init runs unthrottled).
+    /// Applies the steady-state CPU share once init is over (init may burst
+    /// up to [`crate::cgroup::INIT_VCPUS`]).
     pub fn limit_cpu(&self) {
         if let Some(cg) = &self.cgroup
             && let Err(e) = cg.limit_cpu()

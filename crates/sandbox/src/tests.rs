@@ -41,6 +41,8 @@ async fn run(e: &Env, script: &str) -> (String, ExitStatus) {
     let (r, w) = pipe();
     let spec = LaunchSpec {
         env_id: unique("run"),
+        account: "111111111111".into(),
+        init_cpu_burst: true,
         program: "/bin/sh".into(),
         argv: vec!["sh".into(), "-c".into(), script.into()],
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
@@ -137,6 +139,8 @@ async fn tmp_is_disk_backed_and_private_to_one_environment() {
     let (r, w) = pipe();
     let spec = LaunchSpec {
         env_id: unique("disk"),
+        account: "111111111111".into(),
+        init_cpu_burst: true,
         program: "/bin/sh".into(),
         argv: vec![
             "sh".into(),
@@ -192,6 +196,8 @@ async fn missing_program_is_an_exec_error() {
     let (_r, w) = pipe();
     let spec = LaunchSpec {
         env_id: unique("missing"),
+        account: "111111111111".into(),
+        init_cpu_burst: true,
         program: "/var/task/nope".into(),
         argv: vec!["nope".into()],
         env: vec![],
@@ -219,6 +225,8 @@ async fn killing_ends_the_whole_environment() {
     let (r, w) = pipe();
     let spec = LaunchSpec {
         env_id: unique("kill"),
+        account: "111111111111".into(),
+        init_cpu_burst: true,
         program: "/bin/sh".into(),
         argv: vec![
             "sh".into(),
@@ -290,6 +298,8 @@ async fn runtime_api_is_reachable_inside_only() {
     let (r, w) = pipe();
     let spec = LaunchSpec {
         env_id: unique("api"),
+        account: "111111111111".into(),
+        init_cpu_burst: true,
         program: "/usr/bin/python3.11".into(),
         argv: vec![
             "python3".into(),
@@ -428,6 +438,8 @@ async fn egress_reaches_out_but_not_the_host() {
     let (r, w) = pipe();
     let spec = LaunchSpec {
         env_id: unique("egress"),
+        account: "111111111111".into(),
+        init_cpu_burst: true,
         program: "/usr/bin/python3.11".into(),
         argv: vec!["python3".into(), "-c".into(), script],
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
@@ -624,6 +636,8 @@ async fn egress_passes_a_forward_chain_that_drops_by_default() {
         lang_dir: None,
         tmp_mb: 8,
         memory_mb: 128,
+        account: "111111111111".into(),
+        init_cpu_burst: true,
         vpc_subnets: Vec::new(),
         output: w.as_raw_fd(),
     };

@@ -485,6 +485,32 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn account_code_size(&self, account: &model::AccountId) -> Result<u64, StoreError> {
+        let account = account.as_str().to_owned();
+        self.with("sum code size", move |conn| {
+            let sum = |sql: &str| -> Result<i64, StoreError> {
+                conn.query_row(sql, params![account], |r| r.get(0))
+                    .map_err(backend("sum code size"))
+            };
+            let latest = sum(
+                "SELECT COALESCE(SUM(json_extract(record, '$.latest.code.size')), 0)
+                 FROM functions WHERE account = ?1",
+            )?;
+            let versions = sum(
+                "SELECT COALESCE(SUM(json_extract(v.value, '$.code.size')), 0)
+                 FROM functions, json_each(functions.record, '$.versions') AS v
+                 WHERE account = ?1",
+            )?;
+            let layers = sum(
+                "SELECT COALESCE(SUM(json_extract(v.value, '$.code.size')), 0)
+                 FROM layers, json_each(layers.record, '$.versions') AS v
+                 WHERE account = ?1",
+            )?;
+            Ok((latest + versions + layers).max(0) as u64)
+        })
+        .await
+    }
+
     async fn blob_in_use(&self, digest_hex: &str) -> Result<bool, StoreError> {
         let digest = digest_hex.to_owned();
         self.with("query blob refs", move |conn| {

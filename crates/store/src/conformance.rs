@@ -272,6 +272,56 @@ pub async fn usage_sums_code_and_reservations(store: &dyn Store) {
     );
 }
 
+pub async fn account_code_size_spans_regions(store: &dyn Store) {
+    let east = scope("111111111111", "us-east-1");
+    let west = scope("111111111111", "eu-west-1");
+    let other = scope("222222222222", "us-east-1");
+    let account = east.account.clone();
+    assert_eq!(store.account_code_size(&account).await.unwrap(), 0);
+    let mut a = sample_record("a", "aa");
+    a.latest.code.size = 1000;
+    let mut v1 = a.latest.clone();
+    v1.version = "1".into();
+    v1.code.size = 400;
+    a.versions.insert(1, v1);
+    let mut b = sample_record("b", "bb");
+    b.latest.code.size = 20;
+    let mut c = sample_record("c", "cc");
+    c.latest.code.size = 7_000;
+    store.create_function(&east, &a).await.unwrap();
+    store.create_function(&west, &b).await.unwrap();
+    store.create_function(&other, &c).await.unwrap();
+    let mut layer = model::LayerRecord {
+        name: "lib".into(),
+        versions: Default::default(),
+        last_version: 1,
+    };
+    layer.versions.insert(
+        1,
+        model::LayerVersion {
+            version: 1,
+            description: String::new(),
+            compatible_runtimes: None,
+            compatible_architectures: None,
+            license_info: None,
+            code: CodeInfo {
+                sha256_b64: "bGli".into(),
+                digest_hex: "dd".into(),
+                size: 3,
+                unzipped_size: 3,
+            },
+            created_ms: 0,
+            policy: Default::default(),
+        },
+    );
+    store.put_layer(&west, &layer, None).await.unwrap();
+    assert_eq!(store.account_code_size(&account).await.unwrap(), 1423);
+    assert_eq!(
+        store.account_code_size(&other.account).await.unwrap(),
+        7_000
+    );
+}
+
 pub async fn delete_removes(store: &dyn Store) {
     let s = scope("111111111111", "us-east-1");
     store
@@ -409,7 +459,7 @@ macro_rules! conformance_tests {
     ($make:expr) => {
         $crate::conformance_tests!(@each $make;
             create_then_get, duplicate_create_fails, scopes_are_isolated,
-            list_pages_in_name_order, update_uses_etag, usage_sums_code_and_reservations, delete_removes, blob_references,
+            list_pages_in_name_order, update_uses_etag, usage_sums_code_and_reservations, account_code_size_spans_regions, delete_removes, blob_references,
             published_versions_keep_their_code_referenced, layers_round_trip_with_etags_and_references);
     };
     (@each $make:expr; $($check:ident),*) => {

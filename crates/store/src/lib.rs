@@ -93,6 +93,11 @@ pub trait Store: Send + Sync + 'static {
     /// What a scope uses (for `GetAccountSettings` and concurrency accounting).
     async fn usage(&self, scope: &Scope) -> Result<Usage, StoreError>;
 
+    /// Bytes of every stored package of an account, in every region: its
+    /// functions' `$LATEST`, their published versions and its layer
+    /// versions (the code storage quota's measure).
+    async fn account_code_size(&self, account: &model::AccountId) -> Result<u64, StoreError>;
+
     /// Whether any stored configuration still references the code blob `digest_hex`
     /// (so that blob garbage collection never removes live code).
     async fn blob_in_use(&self, digest_hex: &str) -> Result<bool, StoreError>;
