@@ -63,8 +63,11 @@ pub enum Hierarchy {
 }
 
 impl Hierarchy {
-    /// Finds the hierarchy this process runs in and makes `<own group>/<name>`
-    /// in each controller (the platform's parent group).
+    /// Finds the hierarchy this process runs in, makes `<own group>/<name>`
+    /// in each controller (the platform's parent group), and stops whatever
+    /// an earlier run left in it. Only this instance's groups are touched:
+    /// the caller must own `name` exclusively (the server holds its data
+    /// directory's lock, and `name` is derived from that directory).
     pub fn detect(name: &str) -> Result<Self, CgroupError> {
         let own = std::fs::read_to_string("/proc/self/cgroup")
             .map_err(|e| CgroupError::Unavailable(format!("/proc/self/cgroup: {e}")))?;
@@ -73,7 +76,6 @@ impl Hierarchy {
         let h = Self::from_proc(&own, &mounts, name)?;
         h.prepare()?;
         h.sweep();
-        h.sweep_orphans();
         Ok(h)
     }
 
@@ -205,47 +207,6 @@ impl Hierarchy {
         }
     }
 
-    /// Frees environments whose platform died without stopping them (killed
-    /// with SIGKILL while they were frozen, so their parent-death signal
-    /// waits for a thaw), in every instance's groups on this host. An
-    /// environment is orphaned when its init's parent is gone (it was
-    /// reparented to the host's init).
-    pub fn sweep_orphans(&self) {
-        let instance_parents: Vec<PathBuf> = match self {
-            Self::V2 { base, .. } => base.parent().into_iter().map(Path::to_path_buf).collect(),
-            Self::V1 {
-                freezer,
-                memory,
-                cpu,
-                pids,
-            } => [freezer, memory, cpu, pids]
-                .iter()
-                .filter_map(|p| p.parent().map(Path::to_path_buf))
-                .collect(),
-        };
-        for parent in instance_parents {
-            let Ok(instances) = std::fs::read_dir(&parent) else {
-                continue;
-            };
-            for inst in instances.flatten() {
-                if !inst.file_name().to_string_lossy().starts_with("lambent-") {
-                    continue;
-                }
-                let Ok(envs) = std::fs::read_dir(inst.path()) else {
-                    continue;
-                };
-                for env in envs.flatten() {
-                    let dir = env.path();
-                    if dir.is_dir() && is_orphaned(&dir) {
-                        tracing::warn!(group = %dir.display(), "stopping an environment whose platform is gone");
-                        kill_group(&dir);
-                        let _ = std::fs::remove_dir(&dir);
-                    }
-                }
-            }
-        }
-    }
-
     /// Kills whatever an earlier run of the platform left in its groups and
     /// removes those groups.
     pub fn sweep(&self) {
@@ -340,30 +301,6 @@ impl Hierarchy {
         };
         Ok(cg)
     }
-}
-
-/// The parent pid of a process, from `/proc/<pid>/stat`.
-fn parent_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// Whether the environment in `dir` lost its platform: the process whose
-/// parent is outside the group (its init) now has the host's init as parent.
-fn is_orphaned(dir: &Path) -> bool {
-    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-    let pids: Vec<i32> = procs
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect();
-    pids.iter()
-        .filter_map(|pid| parent_of(*pid))
-        .any(|ppid| !pids.contains(&ppid) && ppid <= 1)
 }
 
 /// Thaws a group, lifts its CPU quota (dying processes need CPU to exit) and
