@@ -41,13 +41,14 @@ summary() {
 
 # The factor for the tests' waits: LAMBENT_TEST_TIMEOUT_SCALE if set, else
 # one unit per CPU's worth of load already on the machine, from 1 to 8.
+# (`timeout_scale LOAD CPUS` computes it for given figures.)
 timeout_scale() {
     if [ -n "${LAMBENT_TEST_TIMEOUT_SCALE:-}" ]; then
         echo "$LAMBENT_TEST_TIMEOUT_SCALE"
         return
     fi
-    local load cpus
-    load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo 0)
-    cpus=$(nproc 2>/dev/null || echo 1)
+    local load="${1:-}" cpus="${2:-}"
+    [ -n "$load" ] || load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo 0)
+    [ -n "$cpus" ] || cpus=$(nproc 2>/dev/null || echo 1)
     awk -v l="$load" -v c="$cpus" 'BEGIN { s = int(l / c + 0.999); if (s < 1) s = 1; if (s > 8) s = 8; print s }'
 }
