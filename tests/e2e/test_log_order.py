@@ -19,7 +19,7 @@ def handler(event, context):
     return {"id": context.aws_request_id}
 '''
 
-PARALLEL = 32
+PARALLEL = 64
 ROUNDS = 3
 SLEEP_S = 0.05
 
