@@ -337,7 +337,7 @@ async fn a_refused_answer_keeps_the_connection_usable() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(
-        sub.reply.await.unwrap(),
+        sub.reply.await.unwrap().reply,
         Reply::Response(Bytes::from_static(b"\"done\""))
     );
 }
