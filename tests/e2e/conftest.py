@@ -24,7 +24,13 @@ KEY_B = ("AKIAPYTESTACCOUNTBBB", "py/secret+b")
 ROLE = f"arn:aws:iam::{ACCOUNT_A}:role/lambda-role"
 
 
+# Multiplies every wait on a condition (a busy machine starts servers and
+# environments slowly); scripts/test sets it from the machine's load.
+TIMEOUT_SCALE = float(os.environ.get("LAMBENT_TEST_TIMEOUT_SCALE") or 1)
+
+
 def wait_for(what, predicate, timeout=30.0):
+    timeout *= TIMEOUT_SCALE
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -56,11 +62,17 @@ class Server:
     def _start(self):
         binary = os.environ.get("LAMBENT_BIN", str(ROOT / "target/debug/lambent"))
         endpoint_file = self.data / "endpoint"
-        if endpoint_file.exists():
-            endpoint_file.unlink()
+        metrics_file = self.data / "metrics-endpoint"
+        for f in (endpoint_file, metrics_file):
+            if f.exists():
+                f.unlink()
+        # Metrics on a port of their own unless a test chooses.
+        metrics = () if "--metrics-listen" in self.extra_args else (
+            "--metrics-listen", "127.0.0.1:0")
         self.proc = subprocess.Popen(
-            [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data),
-             "--credentials-file", str(self.creds), *self.extra_args],
+            [binary, "serve", "--listen", "127.0.0.1:0", *metrics,
+             "--data-dir", str(self.data), "--credentials-file", str(self.creds),
+             *self.extra_args],
             stdout=subprocess.DEVNULL,
             stderr=open(self.log_path, "ab"),
             env=self.env,
@@ -69,6 +81,8 @@ class Server:
             "the endpoint file",
             lambda: endpoint_file.exists() and endpoint_file.read_text().strip(),
         )
+        # Prometheus metrics, on their own (loopback) listener.
+        self.metrics_endpoint = (metrics_file.exists() and metrics_file.read_text().strip()) or None
         wait_for("the health check", self._healthy)
 
     def restart(self):

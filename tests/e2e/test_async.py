@@ -419,7 +419,7 @@ def test_queue_depth_shows_in_the_cli_and_metrics(server, hooks):
     assert out.returncode == 0, out.stderr
     row = [l for l in out.stdout.splitlines() if l.startswith("async-queued")]
     assert row and row[0].split()[1] == "1", out.stdout
-    with urllib.request.urlopen(server.endpoint + "/lambent/metrics", timeout=10) as r:
+    with urllib.request.urlopen(server.metrics_endpoint + "/metrics", timeout=10) as r:
         metrics = r.read().decode()
     assert re.search(r'lambent_async_queue_depth\{account="111111111111",region="us-east-1",'
                      r'function="async-queued"\} 1', metrics), metrics

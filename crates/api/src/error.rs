@@ -149,6 +149,15 @@ impl ApiError {
         err
     }
 
+    /// A metrics scrape without the configured bearer token.
+    pub fn metrics_unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "UnrecognizedClientException",
+            "The metrics endpoint requires the bearer token it was configured with.",
+        )
+    }
+
     /// A failure of the platform itself: the detail goes to the server's log
     /// (under the request's span, so with its request id), the client gets the
     /// service's generic error.

@@ -53,8 +53,19 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
 }
 
-/// The full API router.
+/// The full API router. The Prometheus metrics are not on it: see
+/// [`metrics_router`] and [`router_with_metrics`].
 pub fn router(state: Arc<AppState>) -> Router {
+    build(state, None)
+}
+
+/// The API router with `/lambent/metrics` beside it, for operators who ask
+/// for the metrics on the API listener.
+pub fn router_with_metrics(state: Arc<AppState>, access: MetricsAccess) -> Router {
+    build(state, Some(access))
+}
+
+fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
     let lambda = Router::new()
         .route(
             "/2015-03-31/functions",
@@ -165,14 +176,72 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/2016-08-19/account-settings", get(account::settings))
         .route("/2016-08-19/account-settings/", get(account::settings))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
-    Router::new()
+    let mut app = Router::new()
         .merge(lambda)
         .route("/lambent/code/{file}", get(platform::download_code))
-        .route("/lambent/health", get(|| async { "ok" }))
-        .route("/lambent/metrics", get(platform::metrics))
-        .fallback(|| async { ApiError::unknown_operation() })
+        .route("/lambent/health", get(|| async { "ok" }));
+    if let Some(access) = metrics {
+        app = app.merge(metrics_routes(access, &["/lambent/metrics"]));
+    }
+    app.fallback(|| async { ApiError::unknown_operation() })
         .layer(middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// Who may read the Prometheus metrics, which name every account's functions.
+#[derive(Clone, Default)]
+pub struct MetricsAccess {
+    /// When set, a scrape must send `Authorization: Bearer <token>`.
+    pub bearer_token: Option<Arc<str>>,
+}
+
+/// The Prometheus metrics for a listener of their own (loopback by default):
+/// `/metrics`, and `/lambent/metrics` where the API listener once served
+/// them; unsigned, as scrapers expect.
+pub fn metrics_router(state: Arc<AppState>, access: MetricsAccess) -> Router {
+    metrics_routes(access, &["/metrics", "/lambent/metrics"])
+        .fallback(|| async { ApiError::unknown_operation() })
+        .with_state(state)
+}
+
+fn metrics_routes(access: MetricsAccess, paths: &[&str]) -> Router<Arc<AppState>> {
+    let mut r = Router::new();
+    for path in paths {
+        r = r.route(path, get(platform::metrics));
+    }
+    r.layer(middleware::from_fn_with_state(
+        access,
+        require_metrics_token,
+    ))
+}
+
+/// Refuses a scrape without the configured bearer token (compared in
+/// constant time).
+async fn require_metrics_token(
+    State(access): State<MetricsAccess>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = &access.bearer_token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            given.as_bytes(),
+            token.as_bytes(),
+        )) {
+            let mut resp = ApiError::metrics_unauthorized().into_response();
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"lambent-metrics\""),
+            );
+            return resp;
+        }
+    }
+    next.run(req).await
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets in-flight

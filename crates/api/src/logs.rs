@@ -222,8 +222,10 @@ fn describe_log_streams(
         limit(r.limit, MAX_DESCRIBED),
     )?;
     let arn_prefix = format!(
-        "arn:aws:logs:{}:{}:log-group:{group}",
-        scope.region, scope.account
+        "arn:{}:logs:{}:{}:log-group:{group}",
+        scope.partition(),
+        scope.region,
+        scope.account
     );
     let out: Vec<Value> = streams
         .iter()
@@ -263,8 +265,11 @@ fn describe_log_groups(
         .iter()
         .map(|g| {
             let arn = format!(
-                "arn:aws:logs:{}:{}:log-group:{}",
-                scope.region, scope.account, g.name
+                "arn:{}:logs:{}:{}:log-group:{}",
+                scope.partition(),
+                scope.region,
+                scope.account,
+                g.name
             );
             json!({"logGroupName": g.name, "creationTime": g.created_ms, "metricFilterCount": 0,
                    "arn": format!("{arn}:*"), "logGroupArn": arn, "storedBytes": g.stored_bytes,

@@ -12,6 +12,7 @@ struct Fixture {
     dir: tempfile::TempDir,
     router: Router,
     sink: ::logs::LogSink,
+    state: Arc<AppState>,
 }
 
 fn fixture() -> Fixture {
@@ -83,8 +84,9 @@ fn fixture() -> Fixture {
     });
     Fixture {
         dir,
-        router: router(state),
+        router: router(state.clone()),
         sink,
+        state,
     }
 }
 
@@ -673,4 +675,90 @@ async fn store_failures_are_logged_with_the_request_id_and_never_sent() {
         .unwrap_or_else(|| panic!("no internal error logged: {log}"));
     assert!(line.contains(&format!("request_id={request_id}")), "{line}");
     assert!(line.contains("no such table: events"), "{line}");
+}
+
+async fn get_text(router: &Router, path: &str, auth: Option<&str>) -> (StatusCode, String) {
+    let mut req = HttpRequest::builder().method(Method::GET).uri(path);
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let resp = router
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn metrics_are_not_on_the_api_router() {
+    let f = fixture();
+    let (st, body) = get_text(&f.router, "/lambent/metrics", None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{body}");
+    assert!(!body.contains("lambent_async_queue_depth"), "{body}");
+}
+
+#[tokio::test]
+async fn metrics_router_serves_scrapes_unsigned() {
+    let f = fixture();
+    let m = metrics_router(f.state.clone(), MetricsAccess::default());
+    for path in ["/metrics", "/lambent/metrics"] {
+        let (st, body) = get_text(&m, path, None).await;
+        assert_eq!(st, StatusCode::OK, "{path}: {body}");
+        assert!(
+            body.contains("# TYPE lambent_async_queue_depth gauge"),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metrics_router_requires_its_bearer_token() {
+    let f = fixture();
+    let m = metrics_router(
+        f.state.clone(),
+        MetricsAccess {
+            bearer_token: Some("s3cret-token".into()),
+        },
+    );
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("s3cret-token"),
+        Some("Basic s3cret-token"),
+    ] {
+        let (st, body) = get_text(&m, "/metrics", auth).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{auth:?}: {body}");
+        assert!(!body.contains("lambent_"), "{body}");
+    }
+    let (st, body) = get_text(&m, "/metrics", Some("Bearer s3cret-token")).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("lambent_async_pending_deliveries 0"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_on_the_api_router_only_when_asked() {
+    let f = fixture();
+    let r = router_with_metrics(
+        f.state.clone(),
+        MetricsAccess {
+            bearer_token: Some("t0ken".into()),
+        },
+    );
+    let (st, _) = get_text(&r, "/lambent/metrics", None).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, body) = get_text(&r, "/lambent/metrics", Some("Bearer t0ken")).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("lambent_async_events_received_total"),
+        "{body}"
+    );
+    // The Lambda API itself is unchanged beside it.
+    let (st, body) = get_text(&r, "/lambent/health", None).await;
+    assert_eq!((st, body.as_str()), (StatusCode::OK, "ok"));
 }

@@ -71,7 +71,14 @@ pub fn start_lambent(
     let data = dir.join("data");
     let log = std::fs::File::create(dir.join("server.log"))?;
     let child = Command::new(binary)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "off",
+            "--data-dir",
+        ])
         .arg(&data)
         .arg("--credentials-file")
         .arg(&keys)

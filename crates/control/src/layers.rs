@@ -75,8 +75,8 @@ pub(crate) fn parse_version_arn(arn: &str) -> Option<(Scope, String, u64)> {
 
 /// Whether a layer version of another account is shared with `caller`
 /// (AddLayerVersionPermission to `*` or to the caller's account).
-fn shared_with(v: &LayerVersion, caller: &model::AccountId) -> bool {
-    let account_root = format!("arn:aws:iam::{caller}:root");
+fn shared_with(v: &LayerVersion, caller: &Scope) -> bool {
+    let account_root = caller.account_root();
     v.policy.statements.iter().any(|s| {
         serde_json::from_str::<serde_json::Value>(&s.json).is_ok_and(|st| {
             let p = &st["Principal"];
@@ -87,9 +87,10 @@ fn shared_with(v: &LayerVersion, caller: &model::AccountId) -> bool {
     })
 }
 
-fn not_shared(caller: &model::AccountId, arn: &str) -> ControlError {
+fn not_shared(caller: &Scope, arn: &str) -> ControlError {
     ControlError::AccessDenied(format!(
-        "User: arn:aws:iam::{caller}:root is not authorized to perform: lambda:GetLayerVersion on resource: {arn} because no resource-based policy allows the lambda:GetLayerVersion action"
+        "User: {} is not authorized to perform: lambda:GetLayerVersion on resource: {arn} because no resource-based policy allows the lambda:GetLayerVersion action",
+        caller.account_root()
     ))
 }
 
@@ -122,8 +123,10 @@ impl Control {
 
     fn layer_arn(scope: &Scope, name: &str) -> String {
         format!(
-            "arn:aws:lambda:{}:{}:layer:{name}",
-            scope.region, scope.account
+            "arn:{}:lambda:{}:{}:layer:{name}",
+            scope.partition(),
+            scope.region,
+            scope.account
         )
     }
 
@@ -173,7 +176,7 @@ impl Control {
     ) -> Result<wire::LayerVersionResponse, ControlError> {
         let (lscope, name) = self.layer_name(scope, raw)?;
         if lscope != *scope {
-            return Err(not_shared(&scope.account, &Self::layer_arn(&lscope, &name)));
+            return Err(not_shared(scope, &Self::layer_arn(&lscope, &name)));
         }
         let mut v = ValidationErrors::new();
         if let Some(rs) = &req.compatible_runtimes {
@@ -320,9 +323,9 @@ impl Control {
             .ok_or_else(does_not_exist)?
             .value;
         let v = rec.versions.get(&n).ok_or_else(does_not_exist)?;
-        if lscope.account != scope.account && !shared_with(v, &scope.account) {
+        if lscope.account != scope.account && !shared_with(v, scope) {
             return Err(not_shared(
-                &scope.account,
+                scope,
                 &format!("{}:{n}", Self::layer_arn(&lscope, &name)),
             ));
         }
@@ -356,9 +359,9 @@ impl Control {
             .ok_or_else(does_not_exist)?
             .value;
         let v = rec.versions.get(&n).ok_or_else(does_not_exist)?;
-        if lscope.account != scope.account && !shared_with(v, &scope.account) {
+        if lscope.account != scope.account && !shared_with(v, scope) {
             return Err(not_shared(
-                &scope.account,
+                scope,
                 &format!("{}:{n}", Self::layer_arn(&lscope, &name)),
             ));
         }
@@ -417,7 +420,7 @@ impl Control {
         let (lscope, name) = self.layer_name(scope, raw)?;
         Self::check_filters(runtime, arch)?;
         if lscope.account != scope.account {
-            return Err(not_shared(&scope.account, &Self::layer_arn(&lscope, &name)));
+            return Err(not_shared(scope, &Self::layer_arn(&lscope, &name)));
         }
         let size = PageLimit::FIFTY.size(max_items)?;
         let below = marker
@@ -491,7 +494,7 @@ impl Control {
     ) -> Result<(), ControlError> {
         let (lscope, name) = self.layer_name(scope, raw)?;
         if lscope.account != scope.account {
-            return Err(not_shared(&scope.account, &Self::layer_arn(&lscope, &name)));
+            return Err(not_shared(scope, &Self::layer_arn(&lscope, &name)));
         }
         let n = Self::version_number(version)?;
         for _ in 0..crate::functions::CAS_ATTEMPTS {
@@ -526,7 +529,7 @@ impl Control {
     ) -> Result<T, ControlError> {
         let (lscope, name) = self.layer_name(scope, raw)?;
         if lscope.account != scope.account {
-            return Err(not_shared(&scope.account, &Self::layer_arn(&lscope, &name)));
+            return Err(not_shared(scope, &Self::layer_arn(&lscope, &name)));
         }
         let n = Self::version_number(version)?;
         let version_arn = format!("{}:{n}", Self::layer_arn(&lscope, &name));
@@ -561,7 +564,7 @@ impl Control {
         revision_id: Option<&str>,
         req: wire::AddPermissionRequest,
     ) -> Result<wire::AddPermissionResponse, ControlError> {
-        let input = policy::layer_statement_input(&req)?;
+        let input = policy::layer_statement_input(&req, scope.partition())?;
         self.modify_layer_policy(scope, raw, version, |p, arn| {
             let statement = policy::add(p, &input, arn, revision_id, "GetLayerPolicy", None)?;
             Ok(wire::AddPermissionResponse {
@@ -581,7 +584,7 @@ impl Control {
     ) -> Result<wire::GetPolicyResponse, ControlError> {
         let (lscope, name) = self.layer_name(scope, raw)?;
         if lscope.account != scope.account {
-            return Err(not_shared(&scope.account, &Self::layer_arn(&lscope, &name)));
+            return Err(not_shared(scope, &Self::layer_arn(&lscope, &name)));
         }
         let n = Self::version_number(version)?;
         let version_arn = format!("{}:{n}", Self::layer_arn(&lscope, &name));
@@ -670,8 +673,8 @@ impl Control {
                 .ok_or_else(missing)?
                 .value;
             let v = rec.versions.get(&n).ok_or_else(missing)?;
-            if lscope.account != own.account && !shared_with(v, &own.account) {
-                return Err(not_shared(&own.account, arn));
+            if lscope.account != own.account && !shared_with(v, own) {
+                return Err(not_shared(own, arn));
             }
             out.push((
                 layer_key,

@@ -47,6 +47,7 @@ fn is_account(s: &str) -> bool {
 /// everyone, or an organisation.
 pub(crate) fn layer_statement_input(
     req: &wire::AddPermissionRequest,
+    partition: &str,
 ) -> Result<StatementInput, ControlError> {
     let mut v = ValidationErrors::new();
     let sid = required(&mut v, "statementId", &req.statement_id);
@@ -70,7 +71,7 @@ pub(crate) fn layer_statement_input(
     let principal_json = if principal == "*" {
         json!("*")
     } else if is_account(principal) {
-        json!({ "AWS": format!("arn:aws:iam::{principal}:root") })
+        json!({ "AWS": format!("arn:{partition}:iam::{principal}:root") })
     } else if principal.starts_with("arn:aws") && principal.ends_with(":root") {
         json!({ "AWS": principal })
     } else {
@@ -96,6 +97,7 @@ pub(crate) fn layer_statement_input(
 /// conditions.
 pub(crate) fn function_statement_input(
     req: &wire::AddPermissionRequest,
+    partition: &str,
 ) -> Result<StatementInput, ControlError> {
     let mut v = ValidationErrors::new();
     let sid = required(&mut v, "statementId", &req.statement_id);
@@ -124,7 +126,7 @@ pub(crate) fn function_statement_input(
     let principal_json = if principal == "*" {
         json!("*")
     } else if is_account(principal) {
-        json!({ "AWS": format!("arn:aws:iam::{principal}:root") })
+        json!({ "AWS": format!("arn:{partition}:iam::{principal}:root") })
     } else if principal.starts_with("arn:") {
         if !principal.starts_with("arn:aws")
             || principal.split(':').nth(4).is_none_or(|a| !is_account(a))
@@ -324,7 +326,7 @@ impl Control {
                 "We currently do not support adding policies for $LATEST.".into(),
             ));
         }
-        let input = function_statement_input(&req)?;
+        let input = function_statement_input(&req, scope.partition())?;
         let q = t.qualifier.clone();
         let k = key(q.as_ref());
         let mut arn = scope.function_arn(&t.name);
@@ -433,7 +435,7 @@ mod tests {
         let mut r = req("s3.amazonaws.com");
         r.source_arn = Some("arn:aws:s3:::b".into());
         r.source_account = Some("111111111111".into());
-        let input = function_statement_input(&r).unwrap();
+        let input = function_statement_input(&r, "aws").unwrap();
         let mut p = Policy::default();
         let text = add(
             &mut p,
@@ -469,7 +471,7 @@ mod tests {
 
     #[test]
     fn principals() {
-        let p = |s: &str| function_statement_input(&req(s)).map(|i| i.principal);
+        let p = |s: &str| function_statement_input(&req(s), "aws").map(|i| i.principal);
         assert_eq!(p("*").unwrap(), json!("*"));
         assert_eq!(
             p("123456789012").unwrap(),
@@ -483,5 +485,12 @@ mod tests {
             p("invalid.nonaws.com"),
             Err(ControlError::InvalidParameter(_))
         ));
+        // An account id becomes the root principal of the caller's partition.
+        assert_eq!(
+            function_statement_input(&req("123456789012"), "aws-cn")
+                .unwrap()
+                .principal,
+            json!({"AWS": "arn:aws-cn:iam::123456789012:root"})
+        );
     }
 }

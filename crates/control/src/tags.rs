@@ -26,8 +26,8 @@ impl Control {
         }
         if arn.scope.account != scope.account {
             return Err(ControlError::AccessDenied(format!(
-                "User: arn:aws:iam::{}:root is not authorized to access resource: {raw}",
-                scope.account
+                "User: {} is not authorized to access resource: {raw}",
+                scope.account_root()
             )));
         }
         if arn.scope.region != scope.region {

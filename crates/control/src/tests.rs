@@ -344,6 +344,11 @@ async fn validation_errors_change_nothing() {
     let mut r = create_req("f", &zip);
     r.runtime = Some("nodejs99.x".into());
     check(r, "InvalidParameterValueException", "Value nodejs99.x at 'runtime' failed to satisfy constraint: Member must satisfy enum value set: [provided.al2023] or be a valid ARN").await;
+    // A runtime Lambda has but this host cannot run: AWS's message, then
+    // what to install.
+    let mut r = create_req("f", &zip);
+    r.runtime = Some("python3.12".into());
+    check(r, "InvalidParameterValueException", "Value python3.12 at 'runtime' failed to satisfy constraint: Member must satisfy enum value set: [provided.al2023] or be a valid ARN. python3.12 needs /usr/bin/python3.12").await;
     let mut r = create_req("f", &zip);
     r.environment = Some(wire::Environment {
         variables: Some([("AWS_REGION".to_string(), "x".to_string())].into()),

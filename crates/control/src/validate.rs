@@ -196,10 +196,16 @@ pub fn runtime(catalog: &Catalog, runtime: &str) -> Result<(), ControlError> {
         )));
     }
     let ids: Vec<&str> = catalog.ids().collect();
-    Err(ControlError::InvalidParameter(format!(
+    let mut message = format!(
         "Value {runtime} at 'runtime' failed to satisfy constraint: Member must satisfy enum value set: [{}] or be a valid ARN",
         ids.join(", ")
-    )))
+    );
+    // AWS's message, and then what this host lacks to run that runtime.
+    if let Some(hint) = catalog.missing_hint(runtime) {
+        message.push_str(". ");
+        message.push_str(&hint);
+    }
+    Err(ControlError::InvalidParameter(message))
 }
 
 /// Reserved keys and the 4 KB aggregate limit, measured as Lambda measures it:

@@ -110,8 +110,10 @@ pub fn configuration(
             .and_then(|r| catalog.get(r))
             .map(|r| wire::RuntimeVersionConfig {
                 runtime_version_arn: format!(
-                    "arn:aws:lambda:{}::runtime:{}",
-                    scope.region, r.version_hash
+                    "arn:{}:lambda:{}::runtime:{}",
+                    scope.partition(),
+                    scope.region,
+                    r.version_hash
                 ),
             });
     }

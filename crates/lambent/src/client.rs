@@ -8,9 +8,16 @@ pub use signed_client::{Reply, encode_segment};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(
-        "no server endpoint: pass --endpoint-url, set LAMBENT_ENDPOINT, or start `lambent serve` (no {0} found)"
+        "no server found ({0} does not exist): is `lambent serve` running? Start it, or point at it with --data-dir, --endpoint-url or LAMBENT_ENDPOINT"
     )]
     NoEndpoint(String),
+    #[error("region '{0}' is not a region name (letters, digits and hyphens)")]
+    BadRegion(String),
+    #[error("cannot reach {endpoint} ({source}); is `lambent serve` running?")]
+    Unreachable {
+        endpoint: String,
+        source: std::io::Error,
+    },
     #[error("endpoint {0} is not an http://host:port URL")]
     BadEndpoint(String),
     #[error(
@@ -28,8 +35,13 @@ pub struct Client {
 
 impl Client {
     /// Finds the endpoint and credentials: flags and environment first, then
-    /// the data directory of a local server.
-    pub fn discover(endpoint: Option<&str>, data_dir: &Path) -> Result<Self, ClientError> {
+    /// the data directory of a local server. The region is `region` if
+    /// given, else `AWS_REGION`, `AWS_DEFAULT_REGION`, `us-east-1`.
+    pub fn discover(
+        endpoint: Option<&str>,
+        data_dir: &Path,
+        region: Option<&str>,
+    ) -> Result<Self, ClientError> {
         let endpoint = match endpoint {
             Some(e) => e.to_owned(),
             None => match std::env::var("LAMBENT_ENDPOINT") {
@@ -56,9 +68,13 @@ impl Client {
             _ => crate::credentials::first_key(&data_dir.join("credentials.toml"))
                 .ok_or(ClientError::NoCredentials)?,
         };
-        let region = std::env::var("AWS_REGION")
-            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-            .unwrap_or_else(|_| "us-east-1".into());
+        let region = match region {
+            Some(r) => r.to_owned(),
+            None => std::env::var("AWS_REGION")
+                .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+                .unwrap_or_else(|_| "us-east-1".into()),
+        };
+        model::Region::parse(&region).map_err(|_| ClientError::BadRegion(region.clone()))?;
         Ok(Self {
             host,
             creds: signed_client::Credentials {
@@ -84,7 +100,15 @@ impl Client {
         } else {
             format!("{path}?{query}")
         };
-        let mut conn = signed_client::Conn::open(&self.host, self.creds.clone()).await?;
+        let mut conn = signed_client::Conn::open(&self.host, self.creds.clone())
+            .await
+            .map_err(|e| match e {
+                // Nothing listens there: most likely no server runs.
+                signed_client::ClientError::Connect { endpoint, source } => {
+                    ClientError::Unreachable { endpoint, source }
+                }
+                other => ClientError::Send(other),
+            })?;
         Ok(conn.send(method, &uri, service, extra, body.into()).await?)
     }
 }

@@ -16,16 +16,48 @@ pub struct ServerArgs {
     /// The local server's data directory (for its endpoint and keys).
     #[arg(long, env = "LAMBENT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The region (each region is its own namespace). Default: the region
+    /// of a full function ARN, else AWS_REGION, AWS_DEFAULT_REGION, us-east-1.
+    #[arg(long)]
+    pub region: Option<String>,
 }
 
 impl ServerArgs {
     fn client(&self) -> Result<Client, ClientError> {
+        self.client_in(None)
+    }
+
+    /// A client for the region of `function` when it is a full ARN (an
+    /// explicit --region must agree with it).
+    fn client_for(&self, function: &model::FunctionRef) -> Result<Client, CommandError> {
+        if let (Some(given), Some(arn_region)) = (&self.region, &function.region)
+            && given != arn_region.as_str()
+        {
+            return Err(CommandError::RegionMismatch {
+                arn: arn_region.to_string(),
+                given: given.clone(),
+            });
+        }
+        Ok(self.client_in(function.region.as_ref().map(|r| r.as_str()))?)
+    }
+
+    fn client_in(&self, arn_region: Option<&str>) -> Result<Client, ClientError> {
         let dir = self
             .data_dir
             .clone()
             .unwrap_or_else(crate::default_data_dir);
-        Client::discover(self.endpoint_url.as_deref(), &dir)
+        let region = self.region.as_deref().or(arn_region);
+        Client::discover(self.endpoint_url.as_deref(), &dir, region)
     }
+}
+
+/// The function argument of `invoke` and `logs`: a name, or a partial or
+/// full ARN (whose region the request then goes to).
+fn function_ref(raw: &str) -> Result<model::FunctionRef, CommandError> {
+    model::FunctionRef::parse(raw).map_err(|e| CommandError::Function {
+        given: raw.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 #[derive(Args, Debug)]
@@ -47,7 +79,7 @@ pub struct InvokeArgs {
 
 #[derive(Args, Debug)]
 pub struct LogsArgs {
-    /// Function name (its log group is /aws/lambda/<name>).
+    /// Function name or ARN (its log group is /aws/lambda/<name>).
     pub function: String,
     /// Keep printing new lines as they arrive.
     #[arg(long, short)]
@@ -78,6 +110,10 @@ pub enum CommandError {
     Since,
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("'{given}' is not a function name or ARN: {reason}")]
+    Function { given: String, reason: String },
+    #[error("the function ARN is in region {arn} but --region says {given}")]
+    RegionMismatch { arn: String, given: String },
 }
 
 fn error_code(reply: &crate::client::Reply) -> &str {
@@ -107,7 +143,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
 }
 
 pub fn invoke(args: InvokeArgs) -> Result<(), CommandError> {
-    let client = args.server.client()?;
+    let client = args.server.client_for(&function_ref(&args.function)?)?;
     let payload = match args.payload.strip_prefix('@') {
         Some(path) => std::fs::read(path).map_err(|source| CommandError::Payload {
             path: path.to_owned(),
@@ -170,9 +206,10 @@ fn parse_since(s: &str) -> Result<Duration, CommandError> {
 }
 
 pub fn logs(args: LogsArgs) -> Result<(), CommandError> {
-    let client = args.server.client()?;
+    let function = function_ref(&args.function)?;
+    let client = args.server.client_for(&function)?;
     let since = parse_since(&args.since)?;
-    let group = format!("/aws/lambda/{}", args.function);
+    let group = format!("/aws/lambda/{}", function.name);
     let start = model::time_fmt::now_ms() - since.as_millis() as i64;
     runtime()?.block_on(async {
         let mut token: Option<String> = None;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod client;
 mod commands;
 mod credentials;
+mod datadir;
 mod serve;
 
 /// The default API port: unclaimed by common developer tools.

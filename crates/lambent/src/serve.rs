@@ -126,6 +126,41 @@ pub struct ServeArgs {
     /// 2 % of the disk, at most 1 GiB).
     #[arg(long, env = "LAMBENT_MIN_FREE_DISK_MB")]
     pub min_free_disk_mb: Option<u64>,
+    /// Where Prometheus metrics are served without a signature (`/metrics`):
+    /// an address, or `off`. They name every account's functions, so the
+    /// default is loopback only (127.0.0.1:9766; if that port is taken, the
+    /// server starts without it and says so).
+    #[arg(long, env = "LAMBENT_METRICS_LISTEN", value_parser = parse_metrics_listen)]
+    pub metrics_listen: Option<MetricsListen>,
+
+    /// Also serve the metrics on the API listener (`/lambent/metrics`).
+    #[arg(long, env = "LAMBENT_METRICS_ON_API")]
+    pub metrics_on_api: bool,
+
+    /// A file holding a token every metrics scrape must present as
+    /// `Authorization: Bearer <token>` (Prometheus: `authorization:
+    /// credentials_file`).
+    #[arg(long, env = "LAMBENT_METRICS_TOKEN_FILE")]
+    pub metrics_token_file: Option<PathBuf>,
+}
+
+/// The default metrics port, beside the API's.
+pub const DEFAULT_METRICS_PORT: u16 = 9766;
+
+/// `--metrics-listen`: an address, or no metrics listener at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsListen {
+    Off,
+    At(SocketAddr),
+}
+
+fn parse_metrics_listen(s: &str) -> Result<MetricsListen, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(MetricsListen::Off);
+    }
+    s.parse()
+        .map(MetricsListen::At)
+        .map_err(|_| format!("'{s}' is neither an address (127.0.0.1:9766) nor `off`"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -152,6 +187,10 @@ pub enum ServeError {
     Logs(#[from] logs::LogError),
     #[error(transparent)]
     Queue(#[from] queue::QueueError),
+    #[error(transparent)]
+    DataDirInUse(#[from] crate::datadir::LockError),
+    #[error("cannot read the metrics token file {path}: {reason}")]
+    MetricsToken { path: PathBuf, reason: String },
     #[error("cannot prepare execution environments: {0}")]
     Sandbox(#[from] sandbox::LaunchError),
     #[error(
@@ -267,11 +306,16 @@ fn server_key(data_dir: &Path) -> Result<[u8; 32], ServeError> {
 }
 
 pub fn run(args: ServeArgs) -> Result<(), ServeError> {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("LAMBENT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal: piped or redirected logs stay
+    // plain text (and NO_COLOR turns it off everywhere).
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
 
     let data_dir = args
@@ -283,14 +327,27 @@ pub fn run(args: ServeArgs) -> Result<(), ServeError> {
         source,
     })?;
 
+    // Before anything else touches the directory (cgroups named after it,
+    // its queue, its stores, its endpoint file): one server per directory.
+    let lock = crate::datadir::DataDirLock::acquire(&data_dir)?;
+
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
-    rt.block_on(serve(args, data_dir))
+    let result = rt.block_on(serve(args, data_dir));
+    // Environments stop and their cgroups go with the runtime's tasks;
+    // only then is the directory free for another server.
+    drop(rt);
+    drop(lock);
+    result
 }
 
 async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
+    let metrics_token = match &args.metrics_token_file {
+        Some(path) => Some(read_token(path)?),
+        None => None,
+    };
     let (keyring, source) = credentials::load(args.credentials_file.as_deref(), &data_dir)?;
     let store = Arc::new(store_sqlite::SqliteStore::open(&data_dir.join("meta.db"))?);
     let disk = disk_guard(&args, &data_dir)?;
@@ -306,6 +363,7 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
     watch_disk(disk.clone(), ballast);
     let blobs = blobs::BlobStore::open(&data_dir)?.with_disk_guard(disk.clone());
     let catalog = Arc::new(runtimes::Catalog::detect());
+    tracing::info!("runtimes on this host: {}", catalog.describe());
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get() as u32)
         .unwrap_or(1);
@@ -430,13 +488,60 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         source,
     })?;
     let endpoint = format!("http://{addr}");
-    // Tools (and tests) find a running server through this file.
-    if let Err(e) = std::fs::write(data_dir.join("endpoint"), &endpoint) {
+    let access = api::MetricsAccess {
+        bearer_token: metrics_token,
+    };
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let metrics_server = match args.metrics_listen {
+        Some(MetricsListen::Off) => None,
+        Some(MetricsListen::At(at)) => Some(
+            bind_metrics(at)
+                .await
+                .map_err(|source| ServeError::Listen { addr: at, source })?,
+        ),
+        None => {
+            let at = SocketAddr::from(([127, 0, 0, 1], DEFAULT_METRICS_PORT));
+            match bind_metrics(at).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics are not served: cannot listen on {at}; pass --metrics-listen");
+                    None
+                }
+            }
+        }
+    };
+    let metrics_task = match metrics_server {
+        Some((listener, metrics_addr)) => {
+            let metrics_endpoint = format!("http://{metrics_addr}");
+            let _ = std::fs::write(
+                data_dir.join(crate::datadir::METRICS_ENDPOINT_FILE),
+                &metrics_endpoint,
+            );
+            tracing::info!(
+                endpoint = %metrics_endpoint,
+                token = access.bearer_token.is_some(),
+                "Prometheus metrics at {metrics_endpoint}/metrics"
+            );
+            let router = api::metrics_router(state.clone(), access.clone());
+            let mut rx = shutdown_rx.clone();
+            Some(tokio::spawn(async move {
+                let stop = async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                };
+                if let Err(e) = api::run(listener, router, stop).await {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            }))
+        }
+        None => None,
+    };
+    // Tools (and tests) find a running server through this file; it is
+    // removed when the server stops.
+    if let Err(e) = std::fs::write(data_dir.join(crate::datadir::ENDPOINT_FILE), &endpoint) {
         tracing::warn!(error = %e, "cannot write the endpoint file");
     }
 
-    let runtimes: Vec<&str> = catalog.ids().collect();
-    tracing::info!(%endpoint, data_dir = %data_dir.display(), runtimes = ?runtimes, "lambent is serving");
+    tracing::info!(%endpoint, data_dir = %data_dir.display(), "lambent is serving");
     match &source {
         Source::Generated(path) | Source::File(path) => {
             if let Some((id, secret)) = credentials::first_key(path) {
@@ -446,7 +551,7 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
                     "using"
                 };
                 eprintln!(
-                    "\nLambent is listening on {endpoint} ({verb} access keys in {}).\nPoint the aws CLI or an SDK at it:\n\n  export AWS_ACCESS_KEY_ID={id}\n  export AWS_SECRET_ACCESS_KEY={secret}\n  export AWS_DEFAULT_REGION=us-east-1\n  aws lambda list-functions --endpoint-url {endpoint}\n",
+                    "\nLambent is listening on {endpoint} ({verb} access keys in {}).\nPoint the aws CLI or an SDK at it:\n\n  export AWS_ENDPOINT_URL={endpoint}\n  export AWS_ACCESS_KEY_ID={id}\n  export AWS_SECRET_ACCESS_KEY={secret}\n  export AWS_DEFAULT_REGION=us-east-1\n  aws lambda list-functions\n",
                     path.display()
                 );
             }
@@ -456,12 +561,51 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         }
     }
 
-    let router = api::router(state);
-    api::run(listener, router, shutdown_signal())
-        .await
-        .map_err(ServeError::Serve)?;
+    let router = if args.metrics_on_api {
+        api::router_with_metrics(state, access)
+    } else {
+        api::router(state)
+    };
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = shutdown_tx.send(true);
+    });
+    let mut rx = shutdown_rx;
+    let stop = async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let served = api::run(listener, router, stop).await;
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
+    served.map_err(ServeError::Serve)?;
     tracing::info!("lambent stopped");
     Ok(())
+}
+
+async fn bind_metrics(at: SocketAddr) -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(at).await?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}
+
+/// The metrics bearer token: the file's first line, which must not be empty.
+fn read_token(path: &Path) -> Result<Arc<str>, ServeError> {
+    let err = |reason: String| ServeError::MetricsToken {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.is_empty() {
+        return Err(err("it is empty".into()));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(err(
+            "a token is printable ASCII without spaces (it travels in an HTTP header)".into(),
+        ));
+    }
+    Ok(token.into())
 }
 
 async fn shutdown_signal() {

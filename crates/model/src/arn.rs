@@ -6,9 +6,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::names::{AccountId, FunctionName, Qualifier, Region};
 
-/// The partition every ARN this platform issues uses.
-pub const PARTITION: &str = "aws";
-
 /// Where a resource lives: one account in one region. Every stored resource is
 /// keyed by its scope, so accounts never see each other's functions.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -22,6 +19,16 @@ impl Scope {
         Self { account, region }
     }
 
+    /// The ARN partition of the scope's region (`aws`, `aws-cn`, `aws-us-gov`...).
+    pub fn partition(&self) -> &'static str {
+        self.region.partition()
+    }
+
+    /// `arn:<partition>:iam::<account>:root`: the account as a principal.
+    pub fn account_root(&self) -> String {
+        format!("arn:{}:iam::{}:root", self.partition(), self.account)
+    }
+
     pub fn function_arn(&self, name: &FunctionName) -> FunctionArn {
         FunctionArn {
             scope: self.clone(),
@@ -31,7 +38,7 @@ impl Scope {
     }
 }
 
-/// `arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]`.
+/// `arn:<partition>:lambda:<region>:<account>:function:<name>[:<qualifier>]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FunctionArn {
     pub scope: Scope,
@@ -50,8 +57,11 @@ impl fmt::Display for FunctionArn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "arn:{PARTITION}:lambda:{}:{}:function:{}",
-            self.scope.region, self.scope.account, self.name
+            "arn:{}:lambda:{}:{}:function:{}",
+            self.scope.partition(),
+            self.scope.region,
+            self.scope.account,
+            self.name
         )?;
         if let Some(q) = &self.qualifier {
             write!(f, ":{q}")?;
@@ -74,7 +84,7 @@ impl ResourceArn {
         let parts: Vec<&str> = s.split(':').collect();
         if parts.len() < 7
             || parts[0] != "arn"
-            || !parts[1].starts_with("aws")
+            || !is_partition(parts[1])
             || parts[2] != "lambda"
             || parts[5] != "function"
             || parts.len() > 8
@@ -96,6 +106,13 @@ impl ResourceArn {
     }
 }
 
+/// An ARN's partition field as AWS's patterns allow it (`aws[a-zA-Z-]*`):
+/// `aws`, `aws-cn`, `aws-us-gov`, `aws-iso-b`...
+pub fn is_partition(s: &str) -> bool {
+    s.strip_prefix("aws")
+        .is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +122,31 @@ mod tests {
             AccountId::parse("123456789012").unwrap(),
             Region::parse("eu-west-1").unwrap(),
         )
+    }
+
+    #[test]
+    fn arns_carry_the_partition_of_their_region() {
+        let name = FunctionName::parse("f").unwrap();
+        let account = AccountId::parse("123456789012").unwrap();
+        let arn = |region: &str| {
+            Scope::new(account.clone(), Region::parse(region).unwrap())
+                .function_arn(&name)
+                .to_string()
+        };
+        assert_eq!(
+            arn("cn-north-1"),
+            "arn:aws-cn:lambda:cn-north-1:123456789012:function:f"
+        );
+        assert_eq!(
+            arn("us-gov-east-1"),
+            "arn:aws-us-gov:lambda:us-gov-east-1:123456789012:function:f"
+        );
+        assert_eq!(
+            arn("mars-north-9"),
+            "arn:aws:lambda:mars-north-9:123456789012:function:f"
+        );
+        let cn = Scope::new(account.clone(), Region::parse("cn-north-1").unwrap());
+        assert_eq!(cn.account_root(), "arn:aws-cn:iam::123456789012:root");
     }
 
     #[test]
@@ -127,7 +169,31 @@ mod tests {
             ResourceArn::parse("arn:aws:lambda:eu-west-1:123456789012:function:f").unwrap();
         assert_eq!(f.scope, scope());
         assert_eq!(f.name.as_str(), "f");
+        for (arn, partition, region) in [
+            (
+                "arn:aws-cn:lambda:cn-north-1:123456789012:function:f",
+                "aws-cn",
+                "cn-north-1",
+            ),
+            (
+                "arn:aws-us-gov:lambda:us-gov-west-1:123456789012:function:f",
+                "aws-us-gov",
+                "us-gov-west-1",
+            ),
+            (
+                "arn:aws:lambda:local:123456789012:function:f",
+                "aws",
+                "local",
+            ),
+        ] {
+            let ResourceArn::Function(f) = ResourceArn::parse(arn).unwrap();
+            assert_eq!(f.scope.region.as_str(), region);
+            assert_eq!(f.scope.partition(), partition);
+            assert_eq!(f.to_string(), arn, "formats back as it was given");
+        }
         for bad in [
+            "arn:aws_cn:lambda:eu-west-1:123456789012:function:f",
+            "arn:gcp:lambda:eu-west-1:123456789012:function:f",
             "arn:aws:lambda:eu-west-1:123456789012:layer:f",
             "arn:aws:lambda:eu-west-1:12345:function:f",
             "function:f",

@@ -104,6 +104,11 @@ mod tests {
             Destination::parse("http://127.0.0.1:8080/hook?x=1"),
             Ok(Destination::Http("http://127.0.0.1:8080/hook?x=1".into()))
         );
+        let d =
+            Destination::parse("arn:aws-cn:lambda:cn-north-1:123456789012:function:dest").unwrap();
+        assert!(
+            matches!(d, Destination::Function { ref scope, .. } if scope.region.as_str() == "cn-north-1")
+        );
         assert_eq!(
             Destination::parse("arn:aws:sqs:us-east-1:123456789012:q"),
             Err(DestinationError::UnsupportedService("sqs".into()))

@@ -56,16 +56,21 @@ fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// An AWS region name such as `us-east-1` or `us-gov-west-1`.
+/// A region name. AWS's own (`us-east-1`, `us-gov-west-1`, `cn-north-1`) and
+/// any other a client sends (`local`, `mars-north-9`), as SDKs allow them:
+/// a DNS label of letters, digits and hyphens (1 to 63, not starting or
+/// ending with a hyphen). Each region is its own namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Region(String);
 
 impl Region {
-    pub const PATTERN: &'static str = "[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\\d{1}";
+    /// What a region name must look like (the SDKs' host-label rule).
+    pub const PATTERN: &'static str = "[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?";
+    pub const MAX_LEN: usize = 63;
 
     pub fn parse(s: &str) -> Result<Self, NameError> {
-        if is_region(s) {
+        if is_region_name(s) {
             Ok(Self(s.to_owned()))
         } else {
             Err(NameError::Pattern {
@@ -75,6 +80,26 @@ impl Region {
     }
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The ARN partition of the region, as AWS assigns them: `aws-cn` for
+    /// `cn-*`, `aws-us-gov` for `us-gov-*`, the isolated partitions for
+    /// theirs, and `aws` for every other name (including made-up ones).
+    pub fn partition(&self) -> &'static str {
+        let r = self.0.as_str();
+        const PARTITIONS: &[(&str, &str)] = &[
+            ("cn-", "aws-cn"),
+            ("us-gov-", "aws-us-gov"),
+            ("us-iso-", "aws-iso"),
+            ("us-isob-", "aws-iso-b"),
+            ("eu-isoe-", "aws-iso-e"),
+            ("us-isof-", "aws-iso-f"),
+            ("eusc-", "aws-eusc"),
+        ];
+        PARTITIONS
+            .iter()
+            .find(|(prefix, _)| r.starts_with(prefix))
+            .map_or("aws", |(_, partition)| partition)
     }
 }
 
@@ -95,15 +120,25 @@ impl fmt::Display for Region {
     }
 }
 
-/// `[a-z]{2}` then optional `-gov`/`-iso[a-z]?`, then `-[a-z]+-\d`.
-fn is_region(s: &str) -> bool {
+/// Any region name: a DNS label.
+fn is_region_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= Region::MAX_LEN
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        && b.first() != Some(&b'-')
+        && b.last() != Some(&b'-')
+}
+
+/// A region in AWS's own shape (`[a-z]{2}`, optional `-gov`/`-iso[a-z]?`,
+/// `-[a-z]+-\d`): how a bare `region:name` reference is told from `name:alias`.
+fn is_aws_region(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     let lower = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase());
-    let (head, rest) = match parts.split_first() {
-        Some((h, r)) if h.len() == 2 && lower(h) => (h, r),
+    let rest = match parts.split_first() {
+        Some((h, r)) if h.len() == 2 && lower(h) => r,
         _ => return false,
     };
-    let _ = head;
     let rest = match rest.first() {
         Some(&p) if p == "gov" || (p.starts_with("iso") && p.len() <= 4 && lower(p)) => &rest[1..],
         _ => rest,
@@ -241,14 +276,25 @@ impl FunctionRef {
         let mut i = 0;
         let is_arn = tokens[0] == "arn";
         if is_arn {
-            if tokens.len() < 4 || !tokens[1].starts_with("aws") || tokens[2] != "lambda" {
+            if tokens.len() < 4 || !crate::arn::is_partition(tokens[1]) || tokens[2] != "lambda" {
                 return Err(pattern);
             }
             i = 3;
         }
         let remaining = |i: usize| tokens.len() - i;
         let mut region = None;
-        if remaining(i) > 1 && is_region(tokens[i]) {
+        // Any region name where a region must stand (before
+        // `<account>:function:`); elsewhere only AWS's shape, so that
+        // `name:alias` stays a name and a qualifier.
+        let region_here = |i: usize| {
+            let t = tokens[i];
+            let positional = remaining(i) > 2
+                && is_account_id(tokens[i + 1])
+                && tokens[i + 2] == "function"
+                && is_region_name(t);
+            positional || (remaining(i) > 1 && is_aws_region(t))
+        };
+        if region_here(i) {
             region = Some(Region(tokens[i].to_owned()));
             i += 1;
         }
@@ -438,19 +484,66 @@ mod tests {
         ] {
             assert!(Region::parse(ok).is_ok(), "{ok}");
         }
-        for bad in [
+        // Names other tools make up are regions too.
+        for ok in [
+            "local",
+            "mars-north-9",
             "us-east",
-            "US-east-1",
             "useast1",
-            "us-east-12",
-            "u-east-1",
+            "x",
+            "eu-west-12",
+        ] {
+            assert!(Region::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
             "",
+            "-east-1",
+            "east-1-",
+            "us_east_1",
+            "us:east",
+            "us/east",
+            "us east",
+            &"a".repeat(64),
         ] {
             assert!(Region::parse(bad).is_err(), "{bad}");
         }
+        assert!(Region::parse(&"a".repeat(63)).is_ok());
         assert!(AccountId::parse("000000000000").is_ok());
         assert!(AccountId::parse("12345678901").is_err());
         assert!(AccountId::parse("12345678901a").is_err());
+    }
+
+    #[test]
+    fn partitions_follow_the_region() {
+        let p = |r: &str| Region::parse(r).unwrap().partition();
+        assert_eq!(p("us-east-1"), "aws");
+        assert_eq!(p("cn-north-1"), "aws-cn");
+        assert_eq!(p("cn-northwest-1"), "aws-cn");
+        assert_eq!(p("us-gov-west-1"), "aws-us-gov");
+        assert_eq!(p("us-iso-east-1"), "aws-iso");
+        assert_eq!(p("us-isob-east-1"), "aws-iso-b");
+        assert_eq!(p("local"), "aws");
+        assert_eq!(p("mars-north-9"), "aws");
+    }
+
+    #[test]
+    fn any_region_in_a_full_arn_but_only_aws_shaped_ones_bare() {
+        let r = FunctionRef::parse("arn:aws:lambda:local:123456789012:function:f:live").unwrap();
+        assert_eq!(r.region.unwrap().as_str(), "local");
+        assert_eq!(r.account.unwrap().as_str(), "123456789012");
+        assert_eq!(r.name.as_str(), "f");
+        assert_eq!(r.qualifier, Some(Qualifier::Alias("live".into())));
+        let r = FunctionRef::parse("arn:aws-cn:lambda:cn-north-1:123456789012:function:f").unwrap();
+        assert_eq!(r.region.unwrap().as_str(), "cn-north-1");
+        let r = FunctionRef::parse("mars-north-9:123456789012:function:f").unwrap();
+        assert_eq!(r.region.unwrap().as_str(), "mars-north-9");
+        // Without an account after it, a made-up name is the function's.
+        let r = FunctionRef::parse("local:prod").unwrap();
+        assert_eq!((r.name.as_str(), r.region), ("local", None));
+        assert_eq!(r.qualifier, Some(Qualifier::Alias("prod".into())));
+        let r = FunctionRef::parse("us-east-1:f").unwrap();
+        assert_eq!(r.region.unwrap().as_str(), "us-east-1");
+        assert!(FunctionRef::parse("arn:aws:lambda:bad_region:123456789012:function:f").is_err());
     }
 
     #[test]

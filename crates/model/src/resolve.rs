@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::arn::{PARTITION, Scope};
+use crate::arn::Scope;
 use crate::names::{FunctionName, FunctionRef, NameError, Qualifier, ValidationErrors};
 
 /// `Function not found: <arn>`: no function (or no such version or alias) by
@@ -39,8 +39,11 @@ impl fmt::Display for FunctionNotFound {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "Function not found: arn:{PARTITION}:lambda:{}:{}:function:{}",
-            self.scope.region, self.scope.account, self.name
+            "Function not found: arn:{}:lambda:{}:{}:function:{}",
+            self.scope.partition(),
+            self.scope.region,
+            self.scope.account,
+            self.name
         )?;
         if let Some(q) = &self.qualifier {
             write!(f, ":{q}")?;
@@ -65,11 +68,8 @@ pub enum RefError {
         scope: crate::Region,
     },
     /// A full or partial ARN of another account (`AccessDeniedException`).
-    #[error("User: arn:{PARTITION}:iam::{caller}:root is not authorized to access resource: {raw}")]
-    OtherAccount {
-        caller: crate::AccountId,
-        raw: String,
-    },
+    #[error("User: {} is not authorized to access resource: {raw}", caller.account_root())]
+    OtherAccount { caller: Scope, raw: String },
     /// `name:q1` with a `Qualifier` of `q2` (`InvalidParameterValueException`).
     #[error("The derived qualifier from the function name does not match the specified qualifier.")]
     QualifierMismatch,
@@ -113,7 +113,7 @@ pub fn resolve_ref(scope: &Scope, raw: &str) -> Result<FunctionRef, RefError> {
         && account != &scope.account
     {
         return Err(RefError::OtherAccount {
-            caller: scope.account.clone(),
+            caller: scope.clone(),
             raw: raw.to_owned(),
         });
     }
@@ -184,6 +184,27 @@ mod tests {
             "User: arn:aws:iam::123456789012:root is not authorized to access resource: 210987654321:function:f"
         );
         assert!(matches!(resolve_ref(&s, "a b"), Err(RefError::Invalid(_))));
+    }
+
+    #[test]
+    fn errors_name_the_partition_of_the_callers_region() {
+        let cn = Scope::new(
+            AccountId::parse("123456789012").unwrap(),
+            Region::parse("cn-north-1").unwrap(),
+        );
+        let ok = resolve_ref(&cn, "arn:aws-cn:lambda:cn-north-1:123456789012:function:f").unwrap();
+        assert_eq!(ok.name.as_str(), "f");
+        assert_eq!(
+            resolve_ref(&cn, "210987654321:function:f")
+                .unwrap_err()
+                .to_string(),
+            "User: arn:aws-cn:iam::123456789012:root is not authorized to access resource: 210987654321:function:f"
+        );
+        let nf = FunctionNotFound::new(&cn, &FunctionName::parse("f").unwrap(), None);
+        assert_eq!(
+            nf.to_string(),
+            "Function not found: arn:aws-cn:lambda:cn-north-1:123456789012:function:f"
+        );
     }
 
     #[test]

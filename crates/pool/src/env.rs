@@ -264,9 +264,16 @@ impl Environment {
         }
     }
 
-    /// Runs one invocation to its end: hands it to the runtime, collects its
-    /// output as log lines, enforces the timeout, and writes START, END and
-    /// REPORT. `cold` means this invocation started the environment.
+    /// Runs one invocation to its end: waits until the runtime is ready for
+    /// work (its init, on a cold start), writes START, hands the invocation
+    /// over, collects its output as log lines, enforces the timeout, and
+    /// writes END and REPORT. `cold` means this invocation started the
+    /// environment.
+    ///
+    /// START is written before the invocation is handed over, so nothing the
+    /// handler prints can be logged ahead of it; what the runtime printed
+    /// before (its init) is drained first. `Duration` runs from the hand-out
+    /// to the answer, both timed by the Runtime API as they happen.
     pub async fn run(&self, inv: Invocation, cold: bool, want_tail: bool) -> Completed {
         let request_id = inv.request_id.clone();
         let timeout = inv.timeout;
@@ -276,46 +283,25 @@ impl Environment {
         output.begin_invocation();
         let log = &self.log;
 
-        let submitted = match self.channel.submit(inv) {
-            Ok(s) => s,
-            Err(_) => {
-                return Completed {
-                    outcome: Outcome::Abandoned,
-                    init_duration: None,
-                    duration: Duration::ZERO,
-                    max_memory_mb: 0,
-                    log_tail: tail.map(Tail::finish),
-                };
-            }
-        };
-        let mut started = submitted.started;
-        let mut reply = submitted.reply;
-
-        // Phase 1: until the runtime takes the invocation (its init, on a
-        // cold start), bounded by the init limit plus the timeout.
+        // Phase 1: until the runtime asks for work (its first `/next`), or
+        // reports an init error, or ends; bounded by the init limit plus the
+        // timeout. On a warm environment this is immediate.
         let init_budget = Duration::from_secs(u64::from(model::limits::INIT_TIMEOUT_S)) + timeout;
         let init_deadline = tokio::time::Instant::now() + init_budget;
         let early: Option<Outcome> = loop {
             tokio::select! {
                 biased;
-                s = &mut started => match s {
-                    Ok(_) => break None,
-                    // Not handed over: the reply (an init error) or the
-                    // runtime's exit tells why.
-                    Err(_) => match (&mut reply).await {
-                        Ok(Reply::Error { error_type, body }) => break Some(Outcome::InitError { error_type, body }),
-                        Ok(other) => break Some(reply_outcome(other)),
-                        Err(_) => break Some(Outcome::Exited(self.process.wait().await.unwrap_or(ExitStatus::Signaled(9)))),
-                    },
+                r = self.channel.initialized() => match r {
+                    Ok(()) => break None,
+                    Err(e) => break Some(Outcome::InitError { error_type: e.error_type, body: e.body }),
                 },
                 r = self.process.wait() => {
                     output.drain(log, tail.as_mut());
-                    let status = r.unwrap_or(ExitStatus::Signaled(9));
                     // An init error posted just before exiting wins.
-                    if let Ok(Reply::Error { error_type, body }) = reply.try_recv() {
-                        break Some(Outcome::InitError { error_type, body });
+                    if let Some(e) = self.channel.init_error() {
+                        break Some(Outcome::InitError { error_type: e.error_type, body: e.body });
                     }
-                    break Some(Outcome::Exited(status));
+                    break Some(Outcome::Exited(r.unwrap_or(ExitStatus::Signaled(9))));
                 }
                 _ = output.readable() => output.drain(log, tail.as_mut()),
                 _ = tokio::time::sleep_until(init_deadline) => break Some(Outcome::Timeout),
@@ -329,6 +315,8 @@ impl Environment {
         } else {
             None
         };
+        // Everything printed so far belongs to init (or to the invocation
+        // before): it goes ahead of START.
         output.drain(log, tail.as_mut());
         if cold && early.is_none() {
             // Init ran unthrottled, as Lambda boosts it; from now on the
@@ -342,31 +330,55 @@ impl Environment {
         );
         let began = Instant::now();
 
-        // Phase 2: the invocation itself.
+        // Phase 2: hand the invocation over, and wait for its answer.
+        let mut handed: Option<Instant> = None;
+        let mut answered: Option<Instant> = None;
         let outcome = match early {
             Some(o) => o,
-            None => {
-                let deadline = tokio::time::Instant::now() + timeout;
-                loop {
-                    tokio::select! {
-                        biased;
-                        r = &mut reply => break match r {
-                            Ok(reply) => reply_outcome(reply),
-                            Err(_) => Outcome::Exited(self.process.wait().await.unwrap_or(ExitStatus::Signaled(9))),
-                        },
-                        r = self.process.wait() => {
-                            if let Ok(reply) = reply.try_recv() {
-                                break reply_outcome(reply);
+            None => match self.channel.submit(inv) {
+                Err(_) => Outcome::Abandoned,
+                Ok(submitted) => {
+                    let mut started = submitted.started;
+                    let mut reply = submitted.reply;
+                    let mut started_done = false;
+                    let deadline = tokio::time::Instant::now() + timeout;
+                    let outcome = loop {
+                        tokio::select! {
+                            biased;
+                            r = &mut reply => break match r {
+                                Ok(answer) => {
+                                    answered = Some(answer.at);
+                                    reply_outcome(answer.reply)
+                                }
+                                Err(_) => Outcome::Exited(self.process.wait().await.unwrap_or(ExitStatus::Signaled(9))),
+                            },
+                            h = &mut started, if !started_done => {
+                                started_done = true;
+                                handed = h.ok().map(|h| h.at);
                             }
-                            break Outcome::Exited(r.unwrap_or(ExitStatus::Signaled(9)));
+                            r = self.process.wait() => {
+                                if let Ok(answer) = reply.try_recv() {
+                                    answered = Some(answer.at);
+                                    break reply_outcome(answer.reply);
+                                }
+                                break Outcome::Exited(r.unwrap_or(ExitStatus::Signaled(9)));
+                            }
+                            _ = output.readable() => output.drain(log, tail.as_mut()),
+                            _ = tokio::time::sleep_until(deadline) => break Outcome::Timeout,
                         }
-                        _ = output.readable() => output.drain(log, tail.as_mut()),
-                        _ = tokio::time::sleep_until(deadline) => break Outcome::Timeout,
+                    };
+                    if !started_done && let Ok(h) = started.try_recv() {
+                        handed = Some(h.at);
                     }
+                    outcome
                 }
-            }
+            },
         };
-        let duration = began.elapsed();
+        let duration = match (handed, answered) {
+            (Some(h), Some(a)) => a.saturating_duration_since(h),
+            (Some(h), None) => h.elapsed(),
+            (None, _) => began.elapsed(),
+        };
         let max_memory_mb = self.peak_mb();
         let outcome = match outcome {
             // A SIGKILL the platform did not send, in an environment where

@@ -76,24 +76,51 @@ pub enum Phase {
     Busy,
 }
 
+/// The moment the runtime took an invocation from `/next`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandedOut {
+    /// The absolute deadline the runtime was given (epoch ms).
+    pub deadline_ms: i64,
+    /// When `/next` handed it over: where Lambda's `Duration` starts.
+    pub at: Instant,
+}
+
+/// The runtime's answer and when it arrived: where `Duration` ends. Both
+/// instants are taken by the Runtime API itself, so they do not depend on
+/// when the platform's task that waits for them gets to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub reply: Reply,
+    pub at: Instant,
+}
+
+impl Answer {
+    fn now(reply: Reply) -> Self {
+        Self {
+            reply,
+            at: Instant::now(),
+        }
+    }
+}
+
 /// The platform's side of one submitted invocation.
 pub struct Submitted {
-    /// Yields the absolute deadline (epoch ms) when the runtime takes the
-    /// invocation; dropped unanswered if the runtime never does.
-    pub started: oneshot::Receiver<i64>,
+    /// Yields when the runtime takes the invocation; dropped unanswered if
+    /// the runtime never does.
+    pub started: oneshot::Receiver<HandedOut>,
     /// Yields the runtime's answer.
-    pub reply: oneshot::Receiver<Reply>,
+    pub reply: oneshot::Receiver<Answer>,
 }
 
 struct Queued {
     inv: Invocation,
-    started: oneshot::Sender<i64>,
-    reply: oneshot::Sender<Reply>,
+    started: oneshot::Sender<HandedOut>,
+    reply: oneshot::Sender<Answer>,
 }
 
 struct State {
     queued: Option<Queued>,
-    in_flight: Option<(String, oneshot::Sender<Reply>)>,
+    in_flight: Option<(String, oneshot::Sender<Answer>)>,
     phase: Phase,
     /// When the runtime first called `/next`: the end of its init phase.
     init_done_at: Option<Instant>,
@@ -155,10 +182,10 @@ impl Channel {
         }
         if let Some(err) = &st.init_error {
             // Init failed: the error is the answer to the first invocation.
-            let _ = tx.send(Reply::Error {
+            let _ = tx.send(Answer::now(Reply::Error {
                 error_type: err.error_type.clone(),
                 body: err.body.clone(),
-            });
+            }));
             return Ok(Submitted {
                 started: started_rx,
                 reply: rx,
@@ -228,7 +255,7 @@ impl Channel {
                 st = self.lock();
             }
             if let Some((_, tx)) = st.in_flight.take() {
-                let _ = tx.send(Reply::Abandoned);
+                let _ = tx.send(Answer::now(Reply::Abandoned));
             }
             st.phase = Phase::Ready;
         }
@@ -244,7 +271,10 @@ impl Channel {
                         .map(|d| d.as_millis() as i64)
                         .unwrap_or_default();
                     let deadline = now_ms + q.inv.timeout.as_millis() as i64;
-                    let _ = q.started.send(deadline);
+                    let _ = q.started.send(HandedOut {
+                        deadline_ms: deadline,
+                        at: Instant::now(),
+                    });
                     return (q.inv, deadline);
                 }
             }
@@ -261,7 +291,7 @@ impl Channel {
             _ => return false,
         }
         if let Some((_, tx)) = st.in_flight.take() {
-            let _ = tx.send(reply);
+            let _ = tx.send(Answer::now(reply));
         }
         st.phase = Phase::Ready;
         true
@@ -277,10 +307,10 @@ impl Channel {
             st.init_error = Some(err.clone());
         }
         if let Some(q) = st.queued.take() {
-            let _ = q.reply.send(Reply::Error {
+            let _ = q.reply.send(Answer::now(Reply::Error {
                 error_type: err.error_type,
                 body: err.body,
-            });
+            }));
         }
         drop(st);
         self.init.notify_waiters();

@@ -93,7 +93,8 @@ async fn invocation_round_trip_with_every_header() {
         .unwrap()
         .as_millis() as i64;
     let (status, h, body) = rt.next().await;
-    let deadline = sub.started.await.unwrap();
+    let handed = sub.started.await.unwrap();
+    let deadline = handed.deadline_ms;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, r#"{"k":1}"#);
     assert_eq!(h["lambda-runtime-aws-request-id"], "req-1");
@@ -148,9 +149,14 @@ async fn invocation_round_trip_with_every_header() {
         (status, body.as_ref()),
         (StatusCode::ACCEPTED, &br#"{"status":"OK"}"#[..])
     );
+    let answer = reply.await.unwrap();
     assert_eq!(
-        reply.await.unwrap(),
+        answer.reply,
         Reply::Response(Bytes::from_static(b"\x00binary\xff"))
+    );
+    assert!(
+        answer.at > handed.at,
+        "the answer is timed after the hand-out, by the Runtime API"
     );
     // Answering twice is refused.
     let (status, _, _) = rt
@@ -162,6 +168,31 @@ async fn invocation_round_trip_with_every_header() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn hand_out_and_answer_are_timed_when_they_happen_not_when_awaited() {
+    let (ch, addr, _task) = start().await;
+    let mut rt = Runtime::connect(addr).await;
+    let sub = ch.submit(invocation("d-1", "{}")).unwrap();
+    rt.next().await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    rt.call(
+        Method::POST,
+        "/2018-06-01/runtime/invocation/d-1/response",
+        &[],
+        Bytes::from_static(b"{}"),
+    )
+    .await;
+    // The platform gets to its receivers late (as a busy server does).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let handed = sub.started.await.unwrap();
+    let answer = sub.reply.await.unwrap();
+    let took = answer.at.duration_since(handed.at);
+    assert!(
+        took >= Duration::from_millis(30) && took < Duration::from_millis(300),
+        "the handler's time, not the waiter's: {took:?}"
+    );
 }
 
 #[tokio::test]
@@ -184,7 +215,7 @@ async fn function_errors_carry_the_error_type_header() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(
-        reply.await.unwrap(),
+        reply.await.unwrap().reply,
         Reply::Error {
             error_type: Some("Unhandled".into()),
             body: Bytes::from_static(doc.as_bytes())
@@ -213,7 +244,8 @@ async fn init_error_answers_the_waiting_invocation_at_once() {
     let got = tokio::time::timeout(Duration::from_secs(5), reply)
         .await
         .expect("immediate")
-        .unwrap();
+        .unwrap()
+        .reply;
     assert_eq!(
         got,
         Reply::Error {
@@ -240,7 +272,7 @@ async fn oversized_response_is_refused_and_reported() {
         )
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(reply.await.unwrap(), Reply::ResponseTooLarge);
+    assert_eq!(reply.await.unwrap().reply, Reply::ResponseTooLarge);
 }
 
 #[tokio::test]
@@ -251,7 +283,7 @@ async fn next_without_answer_abandons_and_dropping_serve_closes_waiting_next() {
     rt.next().await;
     // Asking for more work without answering abandons the invocation.
     let waiting = tokio::spawn(async move { rt.next().await });
-    assert_eq!(reply.await.unwrap(), Reply::Abandoned);
+    assert_eq!(reply.await.unwrap().reply, Reply::Abandoned);
     // Shutting the server down ends the parked /next instead of leaking it.
     task.abort();
     let res = tokio::time::timeout(Duration::from_secs(5), waiting)
@@ -305,7 +337,7 @@ async fn a_refused_answer_keeps_the_connection_usable() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(
-        sub.reply.await.unwrap(),
+        sub.reply.await.unwrap().reply,
         Reply::Response(Bytes::from_static(b"\"done\""))
     );
 }

@@ -144,6 +144,84 @@ impl Catalog {
         self.runtimes.keys().map(String::as_str)
     }
 
+    /// One line for the server's start-up log: every runtime offered, and
+    /// the interpreter behind each (`python3.11 (/usr/bin/python3.11)`).
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self
+            .runtimes
+            .values()
+            .map(|r| match &r.kind {
+                Kind::Provided => r.id.clone(),
+                Kind::Python { interpreter, .. } => {
+                    format!("{} ({})", r.id, interpreter.display())
+                }
+                Kind::Node { node, .. } => format!("{} ({})", r.id, node.display()),
+            })
+            .collect();
+        if !self
+            .runtimes
+            .values()
+            .any(|r| matches!(r.kind, Kind::Python { .. }))
+        {
+            parts.push("no python3.X interpreter found".into());
+        }
+        if !self
+            .runtimes
+            .values()
+            .any(|r| matches!(r.kind, Kind::Node { .. }))
+        {
+            parts.push("no supported node found".into());
+        }
+        parts.join(", ")
+    }
+
+    /// For a runtime Lambda offers that this host cannot run: what to
+    /// install (a `python3.12` interpreter, Node.js 22), or that Lambent does
+    /// not run that language. `None` for runtimes this host runs and for
+    /// names that are no runtime at all.
+    pub fn missing_hint(&self, id: &str) -> Option<String> {
+        if self.get(id).is_some() {
+            return None;
+        }
+        if let Some(minor) = id
+            .strip_prefix("python3.")
+            .and_then(|m| m.parse::<u32>().ok())
+            .filter(|m| PYTHON_MINORS.contains(m))
+        {
+            return Some(format!(
+                "{id} needs /usr/bin/python3.{minor} (or python3.{minor} on the server's PATH) on this host; install it and restart lambent serve"
+            ));
+        }
+        if let Some(major) = id
+            .strip_prefix("nodejs")
+            .and_then(|m| m.strip_suffix(".x"))
+            .and_then(|m| m.parse::<u32>().ok())
+            .filter(|m| NODE_MAJORS.contains(m))
+        {
+            let found = self
+                .runtimes
+                .values()
+                .find_map(|r| match &r.kind {
+                    Kind::Node { node, major } => {
+                        Some(format!(" (it has Node.js {major} at {})", node.display()))
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default();
+            return Some(format!(
+                "{id} needs Node.js {major} as `node` on the server's PATH on this host{found}; install it and restart lambent serve"
+            ));
+        }
+        let other_language = ["java", "dotnet", "ruby"]
+            .iter()
+            .any(|lang| id.starts_with(lang));
+        other_language.then(|| {
+            format!(
+                "Lambent does not run {id}; it runs provided.al2023 and provided.al2 (a bootstrap executable), python3.X and nodejsN.x"
+            )
+        })
+    }
+
     /// A runtime that Lambda retired for new functions.
     pub fn is_deprecated(id: &str) -> bool {
         matches!(
@@ -247,6 +325,48 @@ mod tests {
             "AWS_Lambda_python3.11"
         );
         assert_eq!(c.get("provided.al2023").unwrap().execution_env(), None);
+    }
+
+    #[test]
+    fn describes_what_it_found_in_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        touch_exec(dir.path(), "python3.11");
+        let c = Catalog::from_parts(
+            &[dir.path().to_owned()],
+            Some((PathBuf::from("/usr/bin/node"), 20)),
+        );
+        let line = c.describe();
+        assert_eq!(
+            line,
+            format!(
+                "nodejs20.x (/usr/bin/node), provided.al2, provided.al2023, python3.11 ({})",
+                dir.path().join("python3.11").display()
+            )
+        );
+        assert!(!line.contains('\n'));
+        assert_eq!(
+            Catalog::from_parts(&[], None).describe(),
+            "provided.al2, provided.al2023, no python3.X interpreter found, no supported node found"
+        );
+    }
+
+    #[test]
+    fn hints_name_what_to_install() {
+        let c = Catalog::from_parts(&[], Some((PathBuf::from("/usr/bin/node"), 20)));
+        let py = c.missing_hint("python3.12").unwrap();
+        assert!(
+            py.starts_with("python3.12 needs /usr/bin/python3.12 "),
+            "{py}"
+        );
+        let node = c.missing_hint("nodejs22.x").unwrap();
+        assert!(node.contains("needs Node.js 22"), "{node}");
+        assert!(node.contains("Node.js 20 at /usr/bin/node"), "{node}");
+        let java = c.missing_hint("java21").unwrap();
+        assert!(java.starts_with("Lambent does not run java21"), "{java}");
+        assert_eq!(c.missing_hint("nodejs20.x"), None, "it runs that one");
+        assert_eq!(c.missing_hint("provided.al2023"), None);
+        assert_eq!(c.missing_hint("nodejs99.x"), None, "no such runtime");
+        assert_eq!(c.missing_hint("cobol"), None);
     }
 
     #[test]

@@ -197,8 +197,11 @@ pub enum Hierarchy {
 }
 
 impl Hierarchy {
-    /// Finds the hierarchy this process runs in and makes `<own group>/<name>`
-    /// in each controller (the platform's parent group).
+    /// Finds the hierarchy this process runs in, makes `<own group>/<name>`
+    /// in each controller (the platform's parent group), and stops whatever
+    /// an earlier run left in it. Only this instance's groups are touched:
+    /// the caller must own `name` exclusively (the server holds its data
+    /// directory's lock, and `name` is derived from that directory).
     pub fn detect(name: &str) -> Result<Self, CgroupError> {
         let own = std::fs::read_to_string("/proc/self/cgroup")
             .map_err(|e| CgroupError::Unavailable(format!("/proc/self/cgroup: {e}")))?;
@@ -207,7 +210,6 @@ impl Hierarchy {
         let h = Self::from_proc(&own, &mounts, name)?;
         h.prepare()?;
         h.sweep();
-        h.sweep_orphans();
         Ok(h)
     }
 
@@ -451,43 +453,6 @@ impl Hierarchy {
         }
     }
 
-    /// Frees environments whose platform died without stopping them (killed
-    /// with SIGKILL while they were frozen, so their parent-death signal
-    /// waits for a thaw), in every instance's groups on this host. An
-    /// environment is orphaned when its init's parent is gone (it was
-    /// reparented to the host's init).
-    pub fn sweep_orphans(&self) {
-        let instance_parents: Vec<PathBuf> = match self {
-            Self::V2 { base, .. } => base.parent().into_iter().map(Path::to_path_buf).collect(),
-            Self::V1 {
-                freezer,
-                memory,
-                cpu,
-                pids,
-            } => [freezer, memory, cpu, pids]
-                .iter()
-                .filter_map(|p| p.parent().map(Path::to_path_buf))
-                .collect(),
-        };
-        for parent in instance_parents {
-            let Ok(instances) = std::fs::read_dir(&parent) else {
-                continue;
-            };
-            for inst in instances.flatten() {
-                if !inst.file_name().to_string_lossy().starts_with("lambent-") {
-                    continue;
-                }
-                for dir in env_groups(&inst.path()) {
-                    if is_orphaned(&dir) {
-                        tracing::warn!(group = %dir.display(), "stopping an environment whose platform is gone");
-                        kill_group(&dir);
-                        let _ = std::fs::remove_dir(&dir);
-                    }
-                }
-            }
-        }
-    }
-
     /// Kills whatever an earlier run of the platform left in its groups and
     /// removes those groups.
     pub fn sweep(&self) {
@@ -606,53 +571,6 @@ impl Hierarchy {
         };
         Ok(cg)
     }
-}
-
-/// The parent pid of a process, from `/proc/<pid>/stat`.
-fn parent_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// Whether the environment in `dir` lost its platform: the process whose
-/// parent is outside the group (its init) now has the host's init as parent.
-fn is_orphaned(dir: &Path) -> bool {
-    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-    let pids: Vec<i32> = procs
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect();
-    pids.iter()
-        .filter_map(|pid| parent_of(*pid))
-        .any(|ppid| !pids.contains(&ppid) && ppid <= 1)
-}
-
-/// The environment groups of one platform instance's group: inside its
-/// account groups, and directly inside it (the layout of earlier versions).
-fn env_groups(instance: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(instance) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let dir = e.path();
-        if !dir.is_dir() {
-            continue;
-        }
-        if e.file_name().to_string_lossy().starts_with(ACCOUNT_PREFIX) {
-            if let Ok(envs) = std::fs::read_dir(&dir) {
-                out.extend(envs.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
-            }
-        } else {
-            out.push(dir);
-        }
-    }
-    out
 }
 
 /// Kills everything in a group and the groups below it, and removes them.
@@ -1117,14 +1035,12 @@ mod tests {
     }
 
     #[test]
-    fn sweeping_removes_account_groups_and_finds_their_environments() {
+    fn sweeping_removes_account_groups_and_their_environments() {
         let root = tempfile::tempdir().unwrap();
         let h = fake_v1(root.path());
         h.prepare_account("333", &LIMITS).unwrap();
         let cg = h.create("333", "e", 128, true, &LIMITS).unwrap();
         std::mem::forget(cg);
-        let groups = env_groups(&root.path().join("pids/lambent"));
-        assert_eq!(groups, vec![root.path().join("pids/lambent/acct-333/e")]);
         // Plain directories stand in for cgroups here: empty the files the
         // kernel would provide so that rmdir can work on them.
         for ctl in ["memory", "cpu", "pids", "freezer"] {

@@ -281,6 +281,10 @@ impl NamespaceLauncher {
     /// Prepares the launcher's host-side directories under `state_dir` (an
     /// empty mount point and the environment's `/etc`), its cgroups, seccomp
     /// filters and launcher thread, with the default limits for this host.
+    /// The cgroups are named after `state_dir`, and environments an earlier
+    /// run left there are stopped: the caller must own `state_dir`
+    /// exclusively (`lambent serve` holds its data directory's lock before it
+    /// gets here). Nothing of other instances is touched.
     pub fn new(state_dir: &Path, network: NetworkMode) -> Result<Self, LaunchError> {
         Self::configured(
             state_dir,

@@ -17,8 +17,21 @@ pub struct Server {
     pub dir: tempfile::TempDir,
 }
 
-/// Polls `f` until it yields a value or `deadline` passes.
+/// `LAMBENT_TEST_TIMEOUT_SCALE` (default 1): multiplies every wait on a
+/// condition, for machines busy with other work (scripts/test sets it from
+/// the machine's load).
+pub fn timeout_scale() -> f64 {
+    std::env::var("LAMBENT_TEST_TIMEOUT_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(1.0)
+}
+
+/// Polls `f` until it yields a value or `deadline` (scaled by
+/// [`timeout_scale`]) passes.
 pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = deadline.mul_f64(timeout_scale());
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
@@ -49,43 +62,71 @@ impl Server {
             ),
         )
         .expect("write keys");
-        let data = dir.path().join("data");
-        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_lambent"))
-            .arg("serve")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--credentials-file")
-            .arg(&creds)
-            .args(extra_args)
-            .env("LAMBENT_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn lambent");
-        let endpoint_file = data.join("endpoint");
-        let endpoint = wait_for(
+        let child = spawn_serve(&dir, extra_args);
+        let mut server = Self {
+            child,
+            endpoint: String::new(),
+            dir,
+        };
+        server.wait_until_serving();
+        server
+    }
+
+    /// Starts the server again on the same data directory, after it
+    /// stopped or was killed.
+    pub fn restart(&mut self, extra_args: &[&str]) {
+        // A killed server leaves its endpoint file: not an answer to wait for.
+        let _ = std::fs::remove_file(self.data_dir().join("endpoint"));
+        self.child = spawn_serve(&self.dir, extra_args);
+        self.wait_until_serving();
+    }
+
+    fn wait_until_serving(&mut self) {
+        let endpoint_file = self.data_dir().join("endpoint");
+        let child = &mut self.child;
+        self.endpoint = wait_for(
             "the server's endpoint file",
             Duration::from_secs(30),
             || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("the server exited ({status}) before serving");
+                }
                 std::fs::read_to_string(&endpoint_file)
                     .ok()
                     .filter(|s| !s.is_empty())
             },
         );
-        let server = Self {
-            child,
-            endpoint,
-            dir,
-        };
         wait_for("the server to answer", Duration::from_secs(30), || {
-            http_get(&format!("{}/lambent/health", server.endpoint))
+            http_get(&format!("{}/lambent/health", self.endpoint))
                 .ok()
                 .filter(|(s, _)| *s == 200)
         });
-        server
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn credentials_file(&self) -> PathBuf {
+        self.dir.path().join("keys.toml")
+    }
+
+    /// Ends the server with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for a clean exit (the data directory stays).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let child = &mut self.child;
+        wait_for("the server to exit", Duration::from_secs(20), || {
+            child.try_wait().ok().flatten()
+        })
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -112,14 +153,7 @@ impl Server {
 
     /// Sends SIGTERM and waits for a clean exit.
     pub fn stop(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let child = &mut self.child;
-        wait_for("the server to exit", Duration::from_secs(20), || {
-            child.try_wait().ok().flatten()
-        })
+        self.terminate()
     }
 }
 
@@ -128,6 +162,32 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `lambent serve` on `<dir>/data` with the keys in `<dir>/keys.toml`, its
+/// log appended to `<dir>/server.log`.
+fn spawn_serve(dir: &tempfile::TempDir, extra_args: &[&str]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path().join("server.log"))
+        .expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_lambent"))
+        .arg("serve")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--metrics-listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--credentials-file")
+        .arg(dir.path().join("keys.toml"))
+        .args(extra_args)
+        .env("LAMBENT_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn lambent")
 }
 
 /// A plain HTTP/1.0 GET (for links that need no signature).
