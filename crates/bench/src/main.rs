@@ -16,8 +16,9 @@ mod stats;
 
 use client::BoxError;
 
-/// The profile-based account of what bounds each figure, kept beside the
-/// harness and appended to full runs.
+/// The profile-based account of what bounds each figure, written by hand
+/// (labelled and dated in the file), kept beside the harness and appended
+/// to full runs.
 const BOUNDS: &str = include_str!("../bounds.md");
 
 #[derive(Parser, Debug, Clone)]
@@ -170,6 +171,13 @@ fn main() {
     }
 }
 
+/// Whether the hand-written account follows the tables: full runs of every
+/// scenario only (a smoke run's tiny counts, or a partial run, would sit
+/// beside figures they do not match).
+fn appends_bounds(args: &Args) -> bool {
+    args.only.is_none() && !args.smoke
+}
+
 fn run(args: Args) -> Result<(), BoxError> {
     let lambent = match &args.lambent {
         Some(p) => p.clone(),
@@ -208,7 +216,7 @@ fn run(args: Args) -> Result<(), BoxError> {
     for s in &sections {
         let _ = writeln!(md, "## {}\n\n{}", s.title, s.body);
     }
-    if args.only.is_none() {
+    if appends_bounds(&args) {
         md.push_str(BOUNDS);
     }
     std::fs::write(&args.out, md)?;
@@ -218,4 +226,33 @@ fn run(args: Args) -> Result<(), BoxError> {
         elapsed.as_secs_f64()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hand_written_account_is_labelled_dated_and_only_in_full_runs() {
+        let heading = BOUNDS.lines().next().unwrap_or_default();
+        assert!(
+            heading.starts_with("## What bounds each figure"),
+            "{heading}"
+        );
+        let label = BOUNDS.lines().nth(2).unwrap_or_default();
+        assert!(
+            label.contains("Written by hand") && label.contains("not this run's"),
+            "{label}"
+        );
+        assert!(
+            label.contains("2026-11-27") && label.contains("2026-11-30"),
+            "{label}"
+        );
+        let args = |extra: &[&str]| {
+            Args::parse_from(std::iter::once("lambent-bench").chain(extra.iter().copied()))
+        };
+        assert!(appends_bounds(&args(&[])));
+        assert!(!appends_bounds(&args(&["--smoke"])));
+        assert!(!appends_bounds(&args(&["--only", "cold"])));
+    }
 }

@@ -585,6 +585,7 @@ async fn cold_start(k: &Counts, c: &mut Conn) -> Result<Section, BoxError> {
         let mut splits = (Vec::new(), Vec::new(), Vec::new());
         let mut base = Vec::new();
         for i in 0..n {
+            let before = last_cold_start(c, function).await?;
             c.json(
                 "PUT",
                 &format!("/2015-03-31/functions/{function}/configuration"),
@@ -592,10 +593,22 @@ async fn cold_start(k: &Counts, c: &mut Conn) -> Result<Section, BoxError> {
             )
             .await?;
             samples.push(c.invoke(function, PAYLOAD).await?);
-            if let Some((s, r, f)) = last_cold_start(c, function).await? {
-                splits.0.push(Duration::from_micros(s));
-                splits.1.push(Duration::from_micros(r));
-                splits.2.push(Duration::from_micros(f));
+            // A warm invocation here would pass for a fast cold start: the
+            // platform must report a cold start it had not reported before.
+            match last_cold_start(c, function).await? {
+                Some(after) if Some(after) != before => {
+                    let (s, r, f) = after;
+                    splits.0.push(Duration::from_micros(s));
+                    splits.1.push(Duration::from_micros(r));
+                    splits.2.push(Duration::from_micros(f));
+                }
+                after => {
+                    return Err(format!(
+                        "cold-start sample {i} of {function} was not a cold start \
+                         (last cold start before {before:?}, after {after:?})"
+                    )
+                    .into());
+                }
             }
             base.push(match function {
                 "echo-provided" => bare_provided_cold(&echo_bin)?,
@@ -840,6 +853,7 @@ async fn control_plane(server: &procs::Proc, k: &Counts) -> Result<Section, BoxE
     let mut marker: Option<String> = None;
     let mut pages = 0;
     let mut seen = 0;
+    let mut names = std::collections::BTreeSet::new();
     let mut page_times = Vec::new();
     loop {
         let path = match &marker {
@@ -850,13 +864,35 @@ async fn control_plane(server: &procs::Proc, k: &Counts) -> Result<Section, BoxE
         let v = c.json("GET", &path, serde_json::Value::Null).await?;
         page_times.push(t.elapsed());
         pages += 1;
-        seen += v["Functions"].as_array().map(|a| a.len()).unwrap_or(0);
+        for f in v["Functions"].as_array().into_iter().flatten() {
+            seen += 1;
+            if let Some(name) = f["FunctionName"].as_str() {
+                names.insert(name.to_owned());
+            }
+        }
         match v["NextMarker"].as_str() {
             Some(m) => marker = Some(m.to_owned()),
             None => break,
         }
     }
     let walk = started.elapsed();
+    // The walk must see every function created here, each once.
+    let missing: Vec<String> = (0..n)
+        .map(|i| format!("many-{i:05}"))
+        .chain((0..3).map(|i| format!("big{i}")))
+        .filter(|name| !names.contains(name))
+        .collect();
+    if !missing.is_empty() || seen != names.len() {
+        return Err(format!(
+            "the ListFunctions walk saw {seen} functions ({} distinct) in {pages} pages; \
+             {} of the {} created are missing (first: {:?})",
+            names.len(),
+            missing.len(),
+            n + 3,
+            missing.first()
+        )
+        .into());
+    }
     let pt = summarize(&mut page_times);
     let _ = writeln!(body, "| operation | result |");
     let _ = writeln!(body, "| --- | --- |");

@@ -472,8 +472,9 @@ impl Pool {
 /// How long an environment stays idle before it is frozen.
 pub const FREEZE_AFTER: Duration = Duration::from_millis(250);
 
-/// Stops environments idle for longer than the keep-alive, and freezes those
-/// idle for a moment, so that an idle environment costs no CPU.
+/// Stops environments idle for longer than the keep-alive (provisioned ones
+/// excepted) and idle ones that died, and freezes those idle for a moment,
+/// so that an idle environment costs no CPU.
 pub(crate) fn reap(inner: &Arc<Inner>) {
     let keep = inner.settings.keep_alive;
     let mut expired = Vec::new();
@@ -486,7 +487,10 @@ pub(crate) fn reap(inner: &Arc<Inner>) {
                     .lock()
                     .map(|t| t.elapsed())
                     .unwrap_or_default();
-                if idle_for >= keep && env.provisioned_for().is_none() {
+                // An environment that died while idle (killed from outside)
+                // goes now, so that a provisioned one is replaced at once.
+                if !env.process.is_alive() || (idle_for >= keep && env.provisioned_for().is_none())
+                {
                     expired.push(env.clone());
                     false
                 } else {
