@@ -351,3 +351,56 @@ def test_aws_iam_urls_take_the_owner_and_granted_accounts(server):
     # A public grant does not open an AWS_IAM URL to unsigned callers.
     make_public(server, "iam")
     assert requests.get(url + "dict", timeout=30).status_code == 403
+
+
+def test_the_invoke_api_honours_resource_policies(server):
+    a, b = server.client(), server.client(KEY_B)
+    create_function(a, "shared")
+    a.publish_version(FunctionName="shared")
+    a.create_alias(FunctionName="shared", Name="live", FunctionVersion="1")
+    arn = f"arn:aws:lambda:us-east-1:{ACCOUNT_A}:function:shared"
+    payload = json.dumps({"rawPath": "/dict"}).encode()
+
+    def denied(function_name, **kw):
+        with pytest.raises(b.exceptions.ClientError) as e:
+            b.invoke(FunctionName=function_name, Payload=payload, **kw)
+        err = e.value.response["Error"]
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        assert err["Code"] == "AccessDeniedException", err
+        return err["Message"]
+
+    msg = denied(arn)
+    assert msg == (f"User: arn:aws:iam::{ACCOUNT_B}:root is not authorized to perform: "
+                   f"lambda:InvokeFunction on resource: {arn} because no resource-based policy "
+                   "allows the lambda:InvokeFunction action")
+    # A function that does not exist is refused the same way.
+    assert "because no resource-based policy" in denied(arn.replace("shared", "nothing-here"))
+    # Conditions on the calling resource never hold for a direct call.
+    a.add_permission(FunctionName="shared", StatementId="via-source",
+                     Action="lambda:InvokeFunction", Principal=ACCOUNT_B, SourceAccount=ACCOUNT_B)
+    denied(arn)
+    # A URL grant is not an Invoke API grant.
+    a.add_permission(FunctionName="shared", StatementId="url-only",
+                     Action="lambda:InvokeFunctionUrl", Principal=ACCOUNT_B,
+                     FunctionUrlAuthType="AWS_IAM")
+    denied(arn)
+    a.add_permission(FunctionName="shared", StatementId="b-invokes",
+                     Action="lambda:InvokeFunction", Principal=ACCOUNT_B)
+    r = b.invoke(FunctionName=arn, Payload=payload)
+    assert r["StatusCode"] == 200 and "FunctionError" not in r
+    assert json.loads(r["Payload"].read()) == {"hello": "world", "n": [1, 2]}
+    assert b.invoke(FunctionName=arn, Payload=payload, InvocationType="Event")["StatusCode"] == 202
+    assert b.invoke(FunctionName=arn, Payload=payload, InvocationType="DryRun")["StatusCode"] == 204
+    # The grant is the unqualified function's: the alias has its own policy.
+    denied(arn + ":live")
+    denied(arn, Qualifier="live")
+    a.add_permission(FunctionName="shared", Qualifier="live", StatementId="b-live",
+                     Action="lambda:InvokeFunction", Principal=f"arn:aws:iam::{ACCOUNT_B}:root")
+    assert b.invoke(FunctionName=arn + ":live", Payload=payload)["StatusCode"] == 200
+    # The control plane stays private.
+    with pytest.raises(b.exceptions.ClientError) as e:
+        b.get_function(FunctionName=arn)
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+    # Taking the grant back closes the function again.
+    a.remove_permission(FunctionName="shared", StatementId="b-invokes")
+    denied(arn)
