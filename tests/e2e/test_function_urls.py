@@ -404,3 +404,33 @@ def test_the_invoke_api_honours_resource_policies(server):
     # Taking the grant back closes the function again.
     a.remove_permission(FunctionName="shared", StatementId="b-invokes")
     denied(arn)
+
+
+def test_url_invocations_are_logged_and_counted(server):
+    c = server.client()
+    create_function(c, "counted")
+    url = c.create_function_url_config(FunctionName="counted", AuthType="NONE")["FunctionUrl"]
+    assert requests.get(url + "dict", timeout=30).status_code == 403
+    make_public(server, "counted")
+    ok = requests.get(url + "dict", timeout=60)
+    assert ok.status_code == 200
+    assert requests.get(url + "fail", timeout=60).status_code == 502
+    request_id = ok.headers["x-amzn-RequestId"]
+    logs = server.client(service="logs")
+
+    def lines():
+        try:
+            events = logs.filter_log_events(logGroupName="/aws/lambda/counted",
+                                            filterPattern=f'"{request_id}"')["events"]
+        except logs.exceptions.ResourceNotFoundException:
+            return None
+        found = [e["message"].split(" ")[0] for e in events]
+        return found if "REPORT" in found else None
+
+    assert wait_for("START, END and REPORT of the URL invocation", lines) == [
+        "START", "END", "REPORT"]
+    text = requests.get(server.metrics_endpoint + "/metrics", timeout=10).text
+    labels = f'account="{ACCOUNT_A}",region="us-east-1",function="counted",qualifier=""'
+    assert f"lambent_url_requests_total{{{labels}}} 3" in text, text
+    assert f"lambent_url_4xx_total{{{labels}}} 1" in text
+    assert f"lambent_url_5xx_total{{{labels}}} 1" in text

@@ -8,12 +8,13 @@
 //! event ([`event`]) -> [`respond`], the one place the URL's invoke mode is
 //! chosen -> the function's result as an HTTP response ([`reply`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -46,6 +47,31 @@ pub struct UrlRoute {
 #[derive(Default)]
 pub struct UrlIndex {
     inner: RwLock<Inner>,
+    /// Requests per URL (function and qualifier), as Lambda's
+    /// `UrlRequestCount`, `Url4xxCount` and `Url5xxCount`.
+    counters: std::sync::Mutex<BTreeMap<CounterKey, Arc<UrlCounters>>>,
+}
+
+/// (account, region, function, qualifier key).
+type CounterKey = (String, String, String, String);
+
+/// What one URL answered since the server started.
+#[derive(Debug, Default)]
+pub struct UrlCounters {
+    pub requests: AtomicU64,
+    pub client_errors: AtomicU64,
+    pub server_errors: AtomicU64,
+}
+
+impl UrlCounters {
+    fn count(&self, status: StatusCode) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if status.is_client_error() {
+            self.client_errors.fetch_add(1, Ordering::Relaxed);
+        } else if status.is_server_error() {
+            self.server_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -100,6 +126,25 @@ impl UrlIndex {
         inner.by_function.insert(key, ids);
     }
 
+    fn counters(&self, route: &UrlRoute) -> Option<Arc<UrlCounters>> {
+        let key = (
+            route.scope.account.to_string(),
+            route.scope.region.to_string(),
+            route.name.to_string(),
+            route.key.clone(),
+        );
+        let mut map = self.counters.lock().ok()?;
+        Some(map.entry(key).or_default().clone())
+    }
+
+    /// Every URL's counters: (account, region, function, qualifier key).
+    pub fn counter_rows(&self) -> Vec<(CounterKey, Arc<UrlCounters>)> {
+        self.counters
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
     pub fn get(&self, url_id: &str) -> Option<Arc<UrlRoute>> {
         self.inner
             .read()
@@ -144,6 +189,24 @@ async fn serve(
         .get(url_id)
         .filter(|r| r.scope.region.as_str() == region)
         .ok_or(UrlError::NoSuchUrl)?;
+    let counters = state.urls.counters(&route);
+    let resp = handle(state, req, &route, url_id, request_id)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    if let Some(c) = counters {
+        c.count(resp.status());
+    }
+    Ok(resp)
+}
+
+/// A request to a known URL, from preflight to the function's answer.
+async fn handle(
+    state: &Arc<AppState>,
+    req: Request,
+    route: &UrlRoute,
+    url_id: &str,
+    request_id: String,
+) -> Result<Response, UrlError> {
     let cors = route.config.cors.as_ref();
     let origin = req
         .headers()
@@ -181,7 +244,7 @@ async fn serve(
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(UrlError::TooLarge),
         Err(_) => return Err(UrlError::BadRequest),
     };
-    let identity = authorize(state, &route, &parts, &body)?;
+    let identity = authorize(state, route, &parts, &body)?;
     let target = state
         .invoker
         .resolve(
@@ -204,7 +267,7 @@ async fn serve(
     if ev.len() > model::limits::SYNC_REQUEST_MAX_BYTES {
         return Err(UrlError::TooLarge);
     }
-    let mut resp = respond(state, &route, &target, ev, request_id.clone(), trace_header).await?;
+    let mut resp = respond(state, route, &target, ev, request_id.clone(), trace_header).await?;
     if let Some(c) = cors {
         cors::decorate(c, origin.as_deref(), resp.headers_mut());
     }
