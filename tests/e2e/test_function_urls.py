@@ -335,8 +335,11 @@ def test_aws_iam_urls_take_the_owner_and_granted_accounts(server):
     SigV4Auth(Credentials(*KEY_A), "lambda", "us-east-1").add_auth(req)
     r = requests.post(url + "echo", data=b"tampered", headers=dict(req.headers), timeout=30)
     assert r.status_code == 403
-    # Signed for another region: refused.
+    # Signed for another region, or for another service: refused.
     assert sigv4_request("GET", url + "dict", KEY_A, region="eu-west-1").status_code == 403
+    req = AWSRequest(method="GET", url=url + "dict")
+    SigV4Auth(Credentials(*KEY_A), "logs", "us-east-1").add_auth(req)
+    assert requests.get(url + "dict", headers=dict(req.headers), timeout=30).status_code == 403
     # Another account: only with a grant of lambda:InvokeFunctionUrl.
     r = sigv4_request("GET", url + "dict", KEY_B)
     assert r.status_code == 403 and r.json() == {"Message": FORBIDDEN}

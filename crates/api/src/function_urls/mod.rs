@@ -307,6 +307,11 @@ fn authorize(
                 query: parts.uri.query().unwrap_or(""),
                 headers: &parts.headers,
             };
+            // The keyring also takes CloudWatch Logs signatures: a URL takes
+            // only those for `lambda`.
+            if sigv4::parse(&sreq).map_or(true, |a| a.service != "lambda") {
+                return Err(UrlError::Forbidden);
+            }
             let caller = state
                 .keyring
                 .authenticate(&sreq, body, now)
