@@ -40,6 +40,8 @@ pub struct UrlRoute {
     pub key: String,
     pub config: FunctionUrlConfig,
     pub policy: Option<Policy>,
+    /// The URL's request counters (kept across changes of the function).
+    pub counters: Arc<UrlCounters>,
 }
 
 /// Every function URL on this server by id, kept in step with the control
@@ -119,6 +121,7 @@ impl UrlIndex {
                 key: k.clone(),
                 config: config.clone(),
                 policy: rec.policies.get(k).cloned(),
+                counters: self.counters_for(scope, name, k),
             };
             ids.push(config.url_id.clone());
             inner.routes.insert(config.url_id.clone(), Arc::new(route));
@@ -126,15 +129,17 @@ impl UrlIndex {
         inner.by_function.insert(key, ids);
     }
 
-    fn counters(&self, route: &UrlRoute) -> Option<Arc<UrlCounters>> {
-        let key = (
-            route.scope.account.to_string(),
-            route.scope.region.to_string(),
-            route.name.to_string(),
-            route.key.clone(),
+    fn counters_for(&self, scope: &Scope, name: &FunctionName, key: &str) -> Arc<UrlCounters> {
+        let k = (
+            scope.account.to_string(),
+            scope.region.to_string(),
+            name.to_string(),
+            key.to_owned(),
         );
-        let mut map = self.counters.lock().ok()?;
-        Some(map.entry(key).or_default().clone())
+        match self.counters.lock() {
+            Ok(mut map) => map.entry(k).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
     }
 
     /// Every URL's counters: (account, region, function, qualifier key).
@@ -189,13 +194,10 @@ async fn serve(
         .get(url_id)
         .filter(|r| r.scope.region.as_str() == region)
         .ok_or(UrlError::NoSuchUrl)?;
-    let counters = state.urls.counters(&route);
     let resp = handle(state, req, &route, url_id, request_id)
         .await
         .unwrap_or_else(IntoResponse::into_response);
-    if let Some(c) = counters {
-        c.count(resp.status());
-    }
+    route.counters.count(resp.status());
     Ok(resp)
 }
 
