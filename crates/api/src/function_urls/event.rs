@@ -304,6 +304,78 @@ mod tests {
         assert_eq!(percent_decode("%zz"), "%zz");
     }
 
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut b = axum::http::Request::builder().method("POST").uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn the_event_has_the_members_lambda_sends() {
+        let p = parts(
+            "/a/b?x=1&x=2",
+            &[
+                ("host", "abc.lambda-url.eu-west-1.localhost:9765"),
+                ("cookie", "s=1; t=2"),
+                ("x-multi", "a"),
+                ("x-multi", "b"),
+                ("connection", "keep-alive"),
+                ("user-agent", "ua"),
+                ("content-type", "image/png"),
+            ],
+        );
+        let identity = Identity {
+            access_key: "AKIAX".into(),
+            account: model::AccountId::parse("222222222222").unwrap(),
+        };
+        let ev = build(&Request {
+            parts: &p,
+            body: &[0xff, 0x00],
+            url_id: "abc",
+            request_id: "rid",
+            source_ip: "10.0.0.9".into(),
+            trace_header: "Root=1-00000000-000000000000000000000000",
+            identity: Some(&identity),
+        });
+        let ev: Value = serde_json::from_slice(&ev).unwrap();
+        let keys: Vec<&str> = ev.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "version",
+                "routeKey",
+                "rawPath",
+                "rawQueryString",
+                "cookies",
+                "headers",
+                "queryStringParameters",
+                "requestContext",
+                "body",
+                "isBase64Encoded"
+            ]
+        );
+        assert_eq!(ev["cookies"], json!(["s=1", "t=2"]));
+        assert_eq!(ev["headers"]["x-multi"], "a,b");
+        assert!(ev["headers"].get("connection").is_none());
+        assert!(ev["headers"].get("cookie").is_none());
+        assert_eq!(ev["headers"]["x-forwarded-for"], "10.0.0.9");
+        assert_eq!(ev["headers"]["x-forwarded-port"], "9765");
+        assert_eq!(ev["queryStringParameters"], json!({"x": "1,2"}));
+        assert_eq!(ev["body"], "/wA=");
+        assert_eq!(ev["isBase64Encoded"], true);
+        let ctx = &ev["requestContext"];
+        assert_eq!(ctx["accountId"], "222222222222");
+        assert_eq!(ctx["domainName"], "abc.lambda-url.eu-west-1.localhost");
+        assert_eq!(
+            ctx["authorizer"]["iam"]["userArn"],
+            "arn:aws:iam::222222222222:root"
+        );
+        assert_eq!(ctx["http"]["sourceIp"], "10.0.0.9");
+        assert_eq!(ctx["requestId"], "rid");
+    }
+
     #[test]
     fn text_types() {
         assert!(is_text(Some("application/json; charset=utf-8")));
