@@ -56,7 +56,8 @@ pub async fn invoke(
         client_context: header_str(&headers, "x-amz-client-context").map(str::to_owned),
         trace_header: header_str(&headers, "x-amzn-trace-id").map(str::to_owned),
     };
-    let scope = &req.caller.scope;
+    let owner = owning_scope(&s, &req.caller, &call).await?;
+    let scope = &owner;
     let out = match invocation_type {
         InvocationType::RequestResponse => {
             // Resolved and executed here, not through `Invoker::invoke`, so
@@ -80,6 +81,69 @@ pub async fn invoke(
         InvocationType::Event => s.dispatcher.accept(scope, call).await?,
     };
     Ok(invocation_response(out))
+}
+
+/// The scope the invoked function lives in: the caller's own, or, for an
+/// ARN of another account (in the caller's region), that account's when the
+/// function's resource policy grants the caller `lambda:InvokeFunction`.
+/// Everything else stays private to its account: a function that does not
+/// exist there is refused exactly like one that does not grant access.
+async fn owning_scope(
+    s: &AppState,
+    caller: &crate::Caller,
+    call: &InvokeRequest,
+) -> Result<model::Scope, ApiError> {
+    let own = &caller.scope;
+    let Ok(r) = model::FunctionRef::parse(&call.function) else {
+        return Ok(own.clone());
+    };
+    let (Some(account), region) = (&r.account, &r.region) else {
+        return Ok(own.clone());
+    };
+    if account == &own.account || region.as_ref().is_some_and(|reg| reg != &own.region) {
+        // The caller's own function, or one in another region (refused
+        // with the region's message when resolved).
+        return Ok(own.clone());
+    }
+    let owner = model::Scope::new(account.clone(), own.region.clone());
+    let mut arn = owner.function_arn(&r.name);
+    arn.qualifier = match (&r.qualifier, call.qualifier.as_deref()) {
+        (Some(q), _) => Some(q.clone()),
+        (None, Some(q)) => model::Qualifier::parse(q).ok(),
+        (None, None) => None,
+    };
+    let denied = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            format!(
+                "User: {} is not authorized to perform: lambda:InvokeFunction on resource: {arn} because no resource-based policy allows the lambda:InvokeFunction action",
+                own.account_root()
+            ),
+        )
+    };
+    let target = match s
+        .invoker
+        .resolve(&owner, &call.function, call.qualifier.as_deref())
+        .await
+    {
+        Ok(t) => t,
+        Err(invoke::InvokeError::NotFound(_)) => return Err(denied()),
+        Err(e) => return Err(e.into()),
+    };
+    let request = control::access::AccessRequest {
+        action: control::access::Action::InvokeFunction,
+        caller: Some(&own.account),
+        source_account: None,
+        source_arn: None,
+        url_auth_type: None,
+    };
+    let policy = control::access::policy_for(target.record(), target.qualifier.as_ref());
+    if control::access::allowed(&owner.account, policy, &request) {
+        Ok(owner)
+    } else {
+        Err(denied())
+    }
 }
 
 /// The HTTP answer for each way an invocation ends: the payload with its

@@ -107,6 +107,19 @@ pub async fn all(args: &Args, counts: &Counts, lambent: &Path) -> Result<Vec<Sec
         1769,
     )
     .await?;
+    // The same function behind an AWS_IAM function URL.
+    let url = c
+        .json(
+            "POST",
+            "/2021-10-31/functions/echo-provided/url",
+            serde_json::json!({ "AuthType": "AWS_IAM" }),
+        )
+        .await?;
+    let url_host = url["FunctionUrl"]
+        .as_str()
+        .and_then(|u| u.strip_prefix("http://"))
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .ok_or("CreateFunctionUrlConfig answered without an http FunctionUrl")?;
     let py = zip_of(&[(
         "app.py",
         b"def handler(event, context):\n    return event\n",
@@ -148,7 +161,7 @@ pub async fn all(args: &Args, counts: &Counts, lambent: &Path) -> Result<Vec<Sec
     let want = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
     let mut out = Vec::new();
     if want("warm") {
-        out.push(warm_latency(&server, &echo, counts).await?);
+        out.push(warm_latency(&server, &echo, &url_host, counts).await?);
     }
     if want("throughput") {
         out.push(throughput(&server, &echo, counts).await?);
@@ -190,9 +203,28 @@ async fn sequential(
     Ok(v)
 }
 
+/// `n` sequential requests to a function URL after `warmup`.
+async fn sequential_url(
+    addr: &str,
+    url_host: &str,
+    warmup: usize,
+    n: usize,
+) -> Result<Vec<Duration>, BoxError> {
+    let mut c = Conn::open(addr).await?;
+    for _ in 0..warmup {
+        c.invoke_url(url_host, PAYLOAD).await?;
+    }
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        v.push(c.invoke_url(url_host, PAYLOAD).await?);
+    }
+    Ok(v)
+}
+
 async fn warm_latency(
     server: &procs::Proc,
     echo: &procs::Proc,
+    url_host: &str,
     k: &Counts,
 ) -> Result<Section, BoxError> {
     let mut body = String::new();
@@ -219,6 +251,7 @@ async fn warm_latency(
         us(b.p999)
     );
     let mut verdicts = Vec::new();
+    let mut invoke_p50 = None;
     for (label, f) in [
         ("provided (compiled bootstrap)", "echo-provided"),
         ("python3.11", "noop-python"),
@@ -238,6 +271,7 @@ async fn warm_latency(
             us(o99)
         );
         if f == "echo-provided" {
+            invoke_p50 = Some(m.p50);
             verdicts.push(format!(
                 "Target (provided): p50 overhead ≤ 100 µs — {} ({}); p99 overhead ≤ 500 µs — {} ({}).",
                 verdict(o50 <= Duration::from_micros(100)),
@@ -246,6 +280,26 @@ async fn warm_latency(
                 us(o99)
             ));
         }
+    }
+    let mut u = sequential_url(&server.addr, url_host, k.warmup, k.warm_samples).await?;
+    let m = summarize(&mut u);
+    let _ = writeln!(
+        body,
+        "| provided via function URL (AWS_IAM) | {} | {} | {} | {} | {} | {} |",
+        us(m.p50),
+        us(m.p90),
+        us(m.p99),
+        us(m.p999),
+        us(m.p50.saturating_sub(b.p50)),
+        us(m.p99.saturating_sub(b.p99))
+    );
+    if let Some(invoke) = invoke_p50 {
+        let gap = m.p50.saturating_sub(invoke);
+        verdicts.push(format!(
+            "Target (function URL): p50 within 50 µs of the Invoke API path — {} ({} beyond it).",
+            verdict(gap <= Duration::from_micros(50)),
+            us(gap)
+        ));
     }
     let _ = writeln!(body, "\n{}\n", verdicts.join(" "));
     Ok(Section {
