@@ -29,6 +29,7 @@ mod call;
 mod concurrency;
 pub mod error;
 mod event_config;
+mod eventstream;
 mod functions;
 mod invoke;
 mod layers;
