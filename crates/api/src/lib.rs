@@ -29,6 +29,7 @@ mod call;
 mod concurrency;
 pub mod error;
 mod event_config;
+mod eventstream;
 pub mod function_urls;
 mod functions;
 mod invoke;

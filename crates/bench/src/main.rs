@@ -13,6 +13,7 @@ mod neighbours;
 mod procs;
 mod scenarios;
 mod stats;
+mod streaming;
 
 use client::BoxError;
 
@@ -58,6 +59,9 @@ pub struct Counts {
     /// Noisy neighbours: blocks per condition, invocations per block.
     pub neighbour_blocks: usize,
     pub neighbour_samples: usize,
+    /// Streamed invocations measured, after their warm-up.
+    pub stream_samples: usize,
+    pub stream_warmup: usize,
 }
 
 impl Counts {
@@ -74,6 +78,8 @@ impl Counts {
                 list_functions: 60,
                 neighbour_blocks: 1,
                 neighbour_samples: 50,
+                stream_samples: 20,
+                stream_warmup: 5,
             }
         } else {
             Self {
@@ -87,6 +93,8 @@ impl Counts {
                 list_functions: 10_000,
                 neighbour_blocks: 8,
                 neighbour_samples: 500,
+                stream_samples: 1_000,
+                stream_warmup: 50,
             }
         }
     }

@@ -36,6 +36,14 @@ fn echo_runtime_binary() -> Result<PathBuf, BoxError> {
     Ok(p)
 }
 
+fn stream_runtime_binary() -> Result<PathBuf, BoxError> {
+    let p = std::env::current_exe()?.with_file_name("lambent-stream-runtime");
+    if !p.is_file() {
+        return Err(format!("{} not found (build the bench crate)", p.display()).into());
+    }
+    Ok(p)
+}
+
 /// The first executable `name` on PATH (not a pyenv shim) or in /usr/bin,
 /// resolved, as Lambent's runtime detection finds it.
 fn find_interpreter(name: &str) -> Option<PathBuf> {
@@ -158,6 +166,17 @@ pub async fn all(args: &Args, counts: &Counts, lambent: &Path) -> Result<Vec<Sec
     )
     .await?;
 
+    let stream_bootstrap = std::fs::read(stream_runtime_binary()?)?;
+    create_function(
+        &mut c,
+        "stream-provided",
+        "provided.al2023",
+        "bootstrap",
+        &zip_of(&[("bootstrap", &stream_bootstrap, 0o755)])?,
+        1769,
+    )
+    .await?;
+
     let want = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
     let mut out = Vec::new();
     if want("warm") {
@@ -180,6 +199,9 @@ pub async fn all(args: &Args, counts: &Counts, lambent: &Path) -> Result<Vec<Sec
     }
     if want("neighbours") {
         out.push(crate::neighbours::neighbours(&server, counts, &provided_zip).await?);
+    }
+    if want("streaming") {
+        out.push(crate::streaming::streaming(&server, counts).await?);
     }
     drop(echo);
     drop(server);

@@ -31,9 +31,30 @@ impl Lease {
         self.cold
     }
 
-    /// Runs one invocation in the leased environment.
+    /// Runs one invocation in the leased environment; a streamed answer is
+    /// collected into a whole response.
     pub async fn invoke(&mut self, inv: runtime_api::Invocation, want_tail: bool) -> Completed {
-        let done = self.env.run(inv, self.cold, want_tail).await;
+        self.invoke_with(inv, want_tail, None).await
+    }
+
+    /// Runs one invocation whose answer, if the runtime streams it, goes to
+    /// `sink` as it is written.
+    pub async fn invoke_streaming(
+        &mut self,
+        inv: runtime_api::Invocation,
+        want_tail: bool,
+        sink: &crate::StreamSink,
+    ) -> Completed {
+        self.invoke_with(inv, want_tail, Some(sink)).await
+    }
+
+    async fn invoke_with(
+        &mut self,
+        inv: runtime_api::Invocation,
+        want_tail: bool,
+        sink: Option<&crate::StreamSink>,
+    ) -> Completed {
+        let done = self.env.run(inv, self.cold, want_tail, sink).await;
         self.healthy = done.env_survives();
         if self.cold
             && let Some(init) = done.init_duration
