@@ -364,11 +364,18 @@ impl NamespaceLauncher {
             let p = etc_dir.join(name);
             prep(&p, copy_tree(&host, &p))?;
         }
-        // The default size's template is made now, before the first launch.
-        let tmp_disks = match tmpdisk::TmpDisks::new(&state_dir.join("tmp-disks"))
-            .and_then(|d| d.template(512).map(|_| d))
+        // The default size's template is made now, before the first launch,
+        // and disks of that size are made ready.
+        let tmp_disks = match tmpdisk::TmpDisks::with_reserve(
+            &state_dir.join("tmp-disks"),
+            tmpdisk::ReserveSize::DEFAULT,
+        )
+        .and_then(|d| d.template(512).map(|_| d))
         {
-            Ok(d) => Some(d),
+            Ok(d) => {
+                d.keep_ready(512);
+                Some(d)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "/tmp cannot be a disk here: it is a tmpfs, counted in the function's memory");
                 None
@@ -462,7 +469,7 @@ impl NamespaceLauncher {
     fn root_spec(
         &self,
         spec: &LaunchSpec,
-        tmp_disk: Option<&Path>,
+        tmp_disk: Option<RawFd>,
     ) -> Result<RootSpec, LaunchError> {
         let empty = self.empty.clone();
         let hidden = |host: &Path, inside: &str| -> Result<Entry, LaunchError> {
@@ -526,8 +533,8 @@ impl NamespaceLauncher {
             }),
         }
         match tmp_disk {
-            Some(device) => entries.push(Entry::Disk {
-                device: device.to_owned(),
+            Some(mount) => entries.push(Entry::Disk {
+                mount,
                 inside: "/tmp".into(),
             }),
             None => entries.push(Entry::Tmpfs {
@@ -546,11 +553,11 @@ impl Launcher for NamespaceLauncher {
     fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
         let t0 = std::time::Instant::now();
         let tmp_disk = match &self.tmp_disks {
-            Some(d) => Some(d.attach(spec.tmp_mb, &spec.env_id)?),
+            Some(d) => Some(d.take(spec.tmp_mb, &spec.env_id)?),
             None => None,
         };
         let t_disk = std::time::Instant::now();
-        let root = self.root_spec(spec, tmp_disk.as_ref().map(|d| d.path.as_path()))?;
+        let root = self.root_spec(spec, tmp_disk.as_ref().map(tmpdisk::TmpDisk::mount_fd))?;
         let steps = plan::plan(&root, Path::new("/var/task"))?;
         let allowed = self.allowed_networks(spec)?;
         let lease = self.lease()?;

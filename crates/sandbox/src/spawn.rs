@@ -302,6 +302,11 @@ pub fn spawn(cmd: &Command<'_>, before_start: BeforeStart<'_>) -> Result<Spawned
         spec.as_raw_fd(),
         init,
     ];
+    // Detached mounts the steps move into place.
+    keep.extend(cmd.steps.iter().filter_map(|s| match s {
+        Step::Disk { mount, .. } => Some(*mount),
+        _ => None,
+    }));
     keep.sort_unstable();
     keep.dedup();
     let steps = expand_overlays(cmd.steps, &keep)?;
@@ -831,27 +836,14 @@ unsafe fn run_step(step: &Step) -> libc::c_int {
                 libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
                 options.as_ptr().cast(),
             ),
-            Step::Disk {
-                source,
-                dst,
-                lost_found,
-            } => {
-                // noinit_itable: the template's inode tables are holes that
-                // read as zeros; zeroing them again would only cost writes.
-                if libc::mount(
-                    source.as_ptr(),
-                    dst.as_ptr(),
-                    c"ext4".as_ptr(),
-                    libc::MS_NOSUID | libc::MS_NODEV,
-                    c"noinit_itable".as_ptr().cast(),
-                ) != 0
-                    || libc::chmod(dst.as_ptr(), 0o1777) != 0
-                {
-                    return -1;
-                }
-                libc::rmdir(lost_found.as_ptr());
-                0
-            }
+            Step::Disk { mount, dst } => libc::syscall(
+                libc::SYS_move_mount,
+                *mount,
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                dst.as_ptr(),
+                libc::MOVE_MOUNT_F_EMPTY_PATH,
+            ) as libc::c_int,
             Step::Proc { dst } => libc::mount(
                 c"proc".as_ptr(),
                 dst.as_ptr(),
