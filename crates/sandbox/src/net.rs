@@ -204,22 +204,34 @@ pub fn runtime_api_inside(
     home: &Home,
     inside: &Inside<'_>,
 ) -> Result<(std::net::TcpListener, crate::peer::PeerCheck), NetError> {
+    let t0 = std::time::Instant::now();
     if inside.egress.is_some() {
         link_out(inside.link, pid).map_err(NetError::Setup)?;
     }
+    let t1 = std::time::Instant::now();
     // SAFETY: setns on a pidfd we own, for the network namespace only; this
     // thread returns to `home` below before doing anything else.
     cvt(unsafe { libc::setns(pidfd.as_raw_fd(), libc::CLONE_NEWNET) }).map_err(NetError::Enter)?;
+    let mut t2 = t1;
     let result = loopback_up()
         .map_err(NetError::Setup)
         .and_then(|()| match inside.egress {
             Some(e) => configure_inside(inside.link, inside.allowed, &e.resolvers),
             None => Ok(()),
         })
-        .and_then(|()| listen(RUNTIME_API_ADDR, inside.uid).map_err(NetError::Setup));
+        .and_then(|()| {
+            t2 = std::time::Instant::now();
+            listen(RUNTIME_API_ADDR, inside.uid).map_err(NetError::Setup)
+        });
     // SAFETY: back to the namespace this thread started in.
     cvt(unsafe { libc::setns(home.fd.as_raw_fd(), libc::CLONE_NEWNET) })
         .map_err(NetError::Return)?;
+    tracing::debug!(
+        link_out_us = (t1 - t0).as_micros() as u64,
+        inside_us = (t2 - t1).as_micros() as u64,
+        listen_us = t2.elapsed().as_micros() as u64,
+        "network set up"
+    );
     result
 }
 
