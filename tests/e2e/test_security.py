@@ -468,9 +468,11 @@ def loop_devices_of(data_dir):
 
 
 def test_kill_9_leaves_no_tmp_disk_behind():
-    """Each environment's /tmp is a loop device over an unlinked file: after
-    the platform is killed with SIGKILL, its environments end (at once, or when
-    the next start sweeps the frozen ones), and with them every device and image."""
+    """Each environment's /tmp is a loop device over an unlinked file, and the
+    platform keeps a few such disks ready ahead of demand: after the platform
+    is killed with SIGKILL, its environments end (at once, or when the next
+    start sweeps the frozen ones), and with them and its ready disks every
+    device and image. The restarted server makes ready disks of its own."""
     from conftest import wait_for
     s = Server()
     try:
@@ -480,14 +482,19 @@ def test_kill_9_leaves_no_tmp_disk_behind():
                           Code={"ZipFile": make_zip({"hostile_function.py": (HOSTILE, 0o644)})})
         _, out = invoke(c, "disk-user", {"attempt": "write_tmp", "file": "f", "mb": 8})
         assert out["evidence"].startswith("wrote 8 MB"), out
-        assert loop_devices_of(s.data), "the environment's /tmp is a loop device backed under the data directory"
         work = s.data / "sandbox" / "tmp-disks" / "work"
+        wait_for("disks ready ahead of demand", lambda: len(loop_devices_of(s.data)) >= 2, timeout=60)
+        before = {line.split(": ", 1)[1] for line in loop_devices_of(s.data)}
+        assert all(b.endswith("(deleted)") for b in before), before
         assert list(work.iterdir()) == [], "images are unlinked once attached"
         s.proc.kill()
         s.proc.wait()
         s.restart()
-        wait_for("loop devices to be released", lambda: not loop_devices_of(s.data), timeout=60)
-        assert list(work.iterdir()) == []
+
+        def old_ones():
+            return [d for d in loop_devices_of(s.data) if d.split(": ", 1)[1] in before]
+        wait_for("the killed server's loop devices to be released", lambda: not old_ones(), timeout=60)
+        assert [p for p in work.iterdir() if not p.name.startswith("ready-")] == []
     finally:
         s.stop()
 
