@@ -18,6 +18,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("sandbox", &[]),
     ("disk", &[]),
     ("event-pattern", &[]),
+    ("sns", &["model", "event-pattern"]),
     ("store", &["model"]),
     ("store-sqlite", &["model", "store"]),
     ("blobs", &["model", "disk"]),
