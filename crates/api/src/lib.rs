@@ -35,6 +35,8 @@ mod layers;
 mod logs;
 mod platform;
 mod policies;
+mod query;
+mod sns;
 mod tags;
 mod versions;
 
@@ -51,6 +53,8 @@ pub struct AppState {
     pub dispatcher: Arc<dispatch::Dispatcher>,
     pub logs: ::logs::LogStore,
     pub keyring: Arc<Keyring>,
+    /// SNS topics and subscriptions.
+    pub topics: Arc<::sns::Topics>,
 }
 
 /// The full API router. The Prometheus metrics are not on it: see
@@ -167,7 +171,7 @@ fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
             "/2021-11-15/functions/{name}/response-streaming-invocations",
             axum::routing::post(invoke::invoke_with_response_stream),
         )
-        .route("/", axum::routing::post(logs::dispatch))
+        .route("/", axum::routing::post(post_root))
         .route("/lambent/status", get(platform::status))
         .route(
             "/2017-03-31/tags/{arn}",
@@ -179,6 +183,7 @@ fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
     let mut app = Router::new()
         .merge(lambda)
         .route("/lambent/code/{file}", get(platform::download_code))
+        .route("/", get(sns::unsigned))
         .route("/lambent/health", get(|| async { "ok" }));
     if let Some(access) = metrics {
         app = app.merge(metrics_routes(access, &["/lambent/metrics"]));
@@ -186,6 +191,21 @@ fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
     app.fallback(|| async { ApiError::unknown_operation() })
         .layer(middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// `POST /`: the services that share the root path, told apart by their
+/// protocol: a form body is the Query protocol (SNS); otherwise
+/// `X-Amz-Target` names the JSON service (CloudWatch Logs).
+async fn post_root(
+    State(s): State<Arc<AppState>>,
+    req: Authed,
+    id: RequestId,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if sns::is_query(&headers) {
+        return sns::dispatch(s, req, id).await;
+    }
+    logs::dispatch(State(s), req, headers).await
 }
 
 /// Who may read the Prometheus metrics, which name every account's functions.
@@ -306,6 +326,11 @@ async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Ne
     };
     let caller = match state.keyring.authenticate(&sreq, &body, now) {
         Ok(c) => c,
+        Err(mut e) if sns::is_query(&parts.headers) => {
+            e.code = sns::auth_error_code(e.code);
+            let id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
+            return e.response_for(error::Service::Sns, id.as_deref());
+        }
         Err(e) => return e.into_response(),
     };
     let host = parts

@@ -81,6 +81,7 @@ fn fixture() -> Fixture {
         dispatcher,
         logs,
         keyring: Arc::new(keyring),
+        topics: Arc::new(::sns::Topics::in_memory().unwrap()),
     });
     Fixture {
         dir,

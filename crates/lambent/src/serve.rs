@@ -187,6 +187,8 @@ pub enum ServeError {
     Logs(#[from] logs::LogError),
     #[error(transparent)]
     Queue(#[from] queue::QueueError),
+    #[error("cannot open the SNS topic store: {0}")]
+    Topics(#[from] sns::SnsError),
     #[error(transparent)]
     DataDirInUse(#[from] crate::datadir::LockError),
     #[error("cannot read the metrics token file {path}: {reason}")]
@@ -470,12 +472,14 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         Arc::new(api::DataPlane(invoker.clone())),
         control::CodeUrlSigner::new(server_key(&data_dir)?),
     ));
+    let topics = Arc::new(sns::Topics::open(&data_dir.join("sns.db"))?);
     let state = Arc::new(api::AppState {
         control,
         invoker,
         dispatcher,
         logs: log_store,
         keyring: Arc::new(keyring),
+        topics,
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

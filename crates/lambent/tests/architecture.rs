@@ -47,6 +47,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "invoke",
             "dispatch",
             "logs",
+            "sns",
         ],
     ),
     ("signed-client", &["sigv4"]),
