@@ -24,6 +24,9 @@ pub enum Protocol {
     AwsJson1_0,
     /// AWS JSON 1.1 (CloudWatch Logs): as 1.0, under its own content type.
     AwsJson1_1,
+    /// AWS Query (SNS): `<ErrorResponse><Error><Type>`, `<Code>`,
+    /// `<Message>`... in XML.
+    Query,
 }
 
 impl Protocol {
@@ -32,6 +35,7 @@ impl Protocol {
             Self::RestJson => "application/json",
             Self::AwsJson1_0 => "application/x-amz-json-1.0",
             Self::AwsJson1_1 => "application/x-amz-json-1.1",
+            Self::Query => "text/xml",
         }
     }
 }
@@ -41,6 +45,7 @@ impl Protocol {
 pub enum Service {
     Lambda,
     Logs,
+    Sns,
 }
 
 impl Service {
@@ -48,6 +53,7 @@ impl Service {
         match self {
             Self::Lambda => Protocol::RestJson,
             Self::Logs => Protocol::AwsJson1_1,
+            Self::Sns => Protocol::Query,
         }
     }
 
@@ -60,6 +66,7 @@ impl Service {
                 "ServiceUnavailableException",
                 "The service cannot complete the request.",
             ),
+            Self::Sns => ("InternalError", "Internal Error"),
         }
     }
 
@@ -68,6 +75,7 @@ impl Service {
         match self {
             Self::Lambda => "InvalidRequestContentException",
             Self::Logs => "SerializationException",
+            Self::Sns => "MalformedQueryString",
         }
     }
 }
@@ -172,6 +180,12 @@ impl ApiError {
 
     /// The response as `service` writes it.
     pub fn response(self, service: Service) -> Response {
+        self.response_for(service, None)
+    }
+
+    /// The response as `service` writes it; protocols that carry the
+    /// request id in the body (Query) get `request_id`.
+    pub fn response_for(self, service: Service, request_id: Option<&str>) -> Response {
         let (code, message) = match self.kind {
             Kind::Specific => (self.code, self.message),
             Kind::Internal => {
@@ -202,6 +216,25 @@ impl ApiError {
                 m.insert("__type".into(), Value::String(code.into()));
                 m.insert("message".into(), Value::String(message));
                 Value::Object(m).to_string().into_bytes()
+            }
+            Protocol::Query => {
+                let mut x = crate::query::Xml::default();
+                x.open(r#"ErrorResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/""#)
+                    .open("Error")
+                    .text(
+                        "Type",
+                        if self.status.is_server_error() {
+                            "Receiver"
+                        } else {
+                            "Sender"
+                        },
+                    )
+                    .text("Code", code)
+                    .text("Message", &message)
+                    .close("Error")
+                    .optional("RequestId", request_id)
+                    .close("ErrorResponse");
+                x.finish().into_bytes()
             }
         };
         let mut resp = (self.status, body).into_response();
@@ -250,6 +283,16 @@ impl From<ControlError> for ApiError {
             ControlError::Store(_) | ControlError::Blobs(_) => return Self::internal(&e),
         };
         Self::new(status, code, e.to_string())
+    }
+}
+
+impl From<sns::SnsError> for ApiError {
+    fn from(e: sns::SnsError) -> Self {
+        if let sns::SnsError::Store(_) = &e {
+            return Self::internal(&e);
+        }
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        Self::new(status, e.code(), e.to_string())
     }
 }
 

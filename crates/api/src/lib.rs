@@ -37,6 +37,8 @@ mod layers;
 mod logs;
 mod platform;
 mod policies;
+mod query;
+mod sns;
 mod tags;
 mod url_config;
 mod versions;
@@ -58,6 +60,8 @@ pub struct AppState {
     pub urls: Arc<function_urls::UrlIndex>,
     /// Where function URLs are served (the `FunctionUrl` the API reports).
     pub url_base: model::UrlBase,
+    /// SNS topics and subscriptions.
+    pub topics: Arc<::sns::Topics>,
 }
 
 /// The full API router. The Prometheus metrics are not on it: see
@@ -182,7 +186,7 @@ fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
                 .delete(url_config::delete),
         )
         .route("/2021-10-31/functions/{name}/urls", get(url_config::list))
-        .route("/", axum::routing::post(logs::dispatch))
+        .route("/", axum::routing::post(post_root))
         .route("/lambent/status", get(platform::status))
         .route(
             "/2017-03-31/tags/{arn}",
@@ -194,6 +198,7 @@ fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
     let mut app = Router::new()
         .merge(lambda)
         .route("/lambent/code/{file}", get(platform::download_code))
+        .route("/", get(sns::unsigned))
         .route("/lambent/health", get(|| async { "ok" }));
     if let Some(access) = metrics {
         app = app.merge(metrics_routes(access, &["/lambent/metrics"]));
@@ -205,6 +210,21 @@ fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
         ))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// `POST /`: the services that share the root path, told apart by their
+/// protocol: a form body is the Query protocol (SNS); otherwise
+/// `X-Amz-Target` names the JSON service (CloudWatch Logs).
+async fn post_root(
+    State(s): State<Arc<AppState>>,
+    req: Authed,
+    id: RequestId,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if sns::is_query(&headers) {
+        return sns::dispatch(s, req, id).await;
+    }
+    logs::dispatch(State(s), req, headers).await
 }
 
 /// Who may read the Prometheus metrics, which name every account's functions.
@@ -329,6 +349,11 @@ async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Ne
     };
     let caller = match state.keyring.authenticate(&sreq, &body, now) {
         Ok(c) => c,
+        Err(mut e) if sns::is_query(&parts.headers) => {
+            e.code = sns::auth_error_code(e.code);
+            let id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
+            return e.response_for(error::Service::Sns, id.as_deref());
+        }
         Err(e) => return e.into_response(),
     };
     let host = parts

@@ -217,6 +217,32 @@ pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
             out.sample(name, &labels, v.load(Ordering::Relaxed));
         }
     }
+    let sm = s.topics.metrics();
+    for (name, help, v) in [
+        (
+            "lambent_sns_messages_published_total",
+            "Messages published to SNS topics (NumberOfMessagesPublished).",
+            &sm.messages_published,
+        ),
+        (
+            "lambent_sns_notifications_delivered_total",
+            "Notifications handed to a function or an HTTP endpoint's queue (NumberOfNotificationsDelivered).",
+            &sm.notifications_delivered,
+        ),
+        (
+            "lambent_sns_notifications_failed_total",
+            "Notifications not delivered: no such function, or its policy does not let SNS invoke it (NumberOfNotificationsFailed).",
+            &sm.notifications_failed,
+        ),
+        (
+            "lambent_sns_notifications_filtered_out_total",
+            "Notifications a subscription's filter policy rejected (NumberOfNotificationsFilteredOut).",
+            &sm.notifications_filtered_out,
+        ),
+    ] {
+        out.family(name, "counter", help);
+        out.sample::<&str>(name, &[], v.load(Ordering::Relaxed));
+    }
     let mut resp = out.0.into_response();
     resp.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,

@@ -84,6 +84,7 @@ fn fixture() -> Fixture {
         keyring: Arc::new(keyring),
         urls,
         url_base: model::UrlBase::Local { port: 9000 },
+        topics: Arc::new(::sns::Topics::in_memory().unwrap()),
     });
     Fixture {
         dir,

@@ -212,6 +212,8 @@ pub enum ServeError {
     Logs(#[from] logs::LogError),
     #[error(transparent)]
     Queue(#[from] queue::QueueError),
+    #[error("cannot open the SNS topic store: {0}")]
+    Topics(#[from] sns::SnsError),
     #[error(transparent)]
     DataDirInUse(#[from] crate::datadir::LockError),
     #[error("cannot read the metrics token file {path}: {reason}")]
@@ -503,6 +505,7 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
             detail: other.to_string(),
         }),
     })?;
+    let topics = Arc::new(sns::Topics::open(&data_dir.join("sns.db"))?);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -527,6 +530,7 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         keyring: Arc::new(keyring),
         urls,
         url_base,
+        topics,
     });
     let endpoint = format!("http://{addr}");
     let access = api::MetricsAccess {
