@@ -17,6 +17,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("runtimes", &[]),
     ("sandbox", &[]),
     ("disk", &[]),
+    ("schedule", &[]),
     ("store", &["model"]),
     ("store-sqlite", &["model", "store"]),
     ("blobs", &["model", "disk"]),
