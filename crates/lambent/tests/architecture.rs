@@ -18,6 +18,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("sandbox", &[]),
     ("disk", &[]),
     ("schedule", &[]),
+    ("scheduler", &["model", "schedule"]),
     ("store", &["model"]),
     ("store-sqlite", &["model", "store"]),
     ("blobs", &["model", "disk"]),
