@@ -41,12 +41,13 @@ impl Protocol {
 pub enum Service {
     Lambda,
     Logs,
+    Scheduler,
 }
 
 impl Service {
     pub const fn protocol(self) -> Protocol {
         match self {
-            Self::Lambda => Protocol::RestJson,
+            Self::Lambda | Self::Scheduler => Protocol::RestJson,
             Self::Logs => Protocol::AwsJson1_1,
         }
     }
@@ -60,6 +61,10 @@ impl Service {
                 "ServiceUnavailableException",
                 "The service cannot complete the request.",
             ),
+            Self::Scheduler => (
+                "InternalServerException",
+                "Unexpected error encountered while processing the request.",
+            ),
         }
     }
 
@@ -68,6 +73,7 @@ impl Service {
         match self {
             Self::Lambda => "InvalidRequestContentException",
             Self::Logs => "SerializationException",
+            Self::Scheduler => "ValidationException",
         }
     }
 }
@@ -182,6 +188,12 @@ impl ApiError {
         };
         let protocol = service.protocol();
         let body = match protocol {
+            // The Scheduler's errors carry only `Message` (its model's shape).
+            Protocol::RestJson if service == Service::Scheduler => {
+                serde_json::json!({ "Message": message })
+                    .to_string()
+                    .into_bytes()
+            }
             Protocol::RestJson => api_types::ErrorBody {
                 code,
                 message: &message,
@@ -248,6 +260,19 @@ impl From<ControlError> for ApiError {
                 "ProvisionedConcurrencyConfigNotFoundException",
             ),
             ControlError::Store(_) | ControlError::Blobs(_) => return Self::internal(&e),
+        };
+        Self::new(status, code, e.to_string())
+    }
+}
+
+impl From<scheduler::SchedulerError> for ApiError {
+    fn from(e: scheduler::SchedulerError) -> Self {
+        use scheduler::SchedulerError as E;
+        let (status, code) = match &e {
+            E::Validation(_) => (StatusCode::BAD_REQUEST, "ValidationException"),
+            E::NotFound(_) => (StatusCode::NOT_FOUND, "ResourceNotFoundException"),
+            E::Conflict(_) => (StatusCode::CONFLICT, "ConflictException"),
+            E::Store(_) => return Self::internal(&e),
         };
         Self::new(status, code, e.to_string())
     }

@@ -35,6 +35,7 @@ mod layers;
 mod logs;
 mod platform;
 mod policies;
+pub mod schedules;
 mod tags;
 mod versions;
 
@@ -51,6 +52,7 @@ pub struct AppState {
     pub dispatcher: Arc<dispatch::Dispatcher>,
     pub logs: ::logs::LogStore,
     pub keyring: Arc<Keyring>,
+    pub scheduler: Arc<::scheduler::Scheduler>,
 }
 
 /// The full API router. The Prometheus metrics are not on it: see
@@ -172,6 +174,27 @@ fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
         .route(
             "/2017-03-31/tags/{arn}",
             get(tags::list).post(tags::tag).delete(tags::untag),
+        )
+        .route("/schedules", get(schedules::list_schedules))
+        .route(
+            "/schedules/{name}",
+            get(schedules::get_schedule)
+                .post(schedules::create_schedule)
+                .put(schedules::update_schedule)
+                .delete(schedules::delete_schedule),
+        )
+        .route("/schedule-groups", get(schedules::list_groups))
+        .route(
+            "/schedule-groups/{name}",
+            get(schedules::get_group)
+                .post(schedules::create_group)
+                .delete(schedules::delete_group),
+        )
+        .route(
+            "/tags/{arn}",
+            get(schedules::list_tags)
+                .post(schedules::tag)
+                .delete(schedules::untag),
         )
         .route("/2016-08-19/account-settings", get(account::settings))
         .route("/2016-08-19/account-settings/", get(account::settings))

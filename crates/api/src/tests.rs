@@ -75,12 +75,19 @@ fn fixture() -> Fixture {
         queue,
         dispatch::DispatchSettings::default(),
     );
+    let scheduler = ::scheduler::Scheduler::open(
+        &dir.path().join("scheduler.db"),
+        Arc::new(crate::schedules::QueueDelivery(dispatcher.clone())),
+        ::scheduler::SchedulerSettings::default(),
+    )
+    .unwrap();
     let state = Arc::new(AppState {
         control: Arc::new(control),
         invoker,
         dispatcher,
         logs,
         keyring: Arc::new(keyring),
+        scheduler,
     });
     Fixture {
         dir,

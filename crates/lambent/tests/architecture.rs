@@ -47,6 +47,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "invoke",
             "dispatch",
             "logs",
+            "scheduler",
         ],
     ),
     ("signed-client", &["sigv4"]),
