@@ -19,6 +19,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("disk", &[]),
     ("schedule", &[]),
     ("scheduler", &["model", "schedule"]),
+    ("event-pattern", &[]),
     ("store", &["model"]),
     ("store-sqlite", &["model", "store"]),
     ("blobs", &["model", "disk"]),
