@@ -20,6 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("schedule", &[]),
     ("scheduler", &["model", "schedule"]),
     ("event-pattern", &[]),
+    ("eventbridge", &["model", "event-pattern", "schedule"]),
     ("store", &["model"]),
     ("store-sqlite", &["model", "store"]),
     ("blobs", &["model", "disk"]),
