@@ -29,6 +29,7 @@ mod view;
 
 pub use account::TOTAL_CODE_SIZE_LIMIT;
 pub use code_url::CodeUrlSigner;
+pub use policy::statement_allows_service;
 
 /// Why a control-plane call failed. Each variant is one AWS error code; the
 /// string is AWS's message.
