@@ -38,6 +38,7 @@ mod logs;
 mod platform;
 mod policies;
 mod query;
+pub mod schedules;
 mod sns;
 mod tags;
 mod url_config;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub url_base: model::UrlBase,
     /// SNS topics and subscriptions.
     pub topics: Arc<::sns::Topics>,
+    /// EventBridge Scheduler's schedules and groups.
+    pub scheduler: Arc<::scheduler::Scheduler>,
 }
 
 /// The full API router. The Prometheus metrics are not on it: see
@@ -191,6 +194,27 @@ fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
         .route(
             "/2017-03-31/tags/{arn}",
             get(tags::list).post(tags::tag).delete(tags::untag),
+        )
+        .route("/schedules", get(schedules::list_schedules))
+        .route(
+            "/schedules/{name}",
+            get(schedules::get_schedule)
+                .post(schedules::create_schedule)
+                .put(schedules::update_schedule)
+                .delete(schedules::delete_schedule),
+        )
+        .route("/schedule-groups", get(schedules::list_groups))
+        .route(
+            "/schedule-groups/{name}",
+            get(schedules::get_group)
+                .post(schedules::create_group)
+                .delete(schedules::delete_group),
+        )
+        .route(
+            "/tags/{arn}",
+            get(schedules::list_tags)
+                .post(schedules::tag)
+                .delete(schedules::untag),
         )
         .route("/2016-08-19/account-settings", get(account::settings))
         .route("/2016-08-19/account-settings/", get(account::settings))

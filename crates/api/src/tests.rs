@@ -76,6 +76,12 @@ fn fixture() -> Fixture {
         queue,
         dispatch::DispatchSettings::default(),
     );
+    let scheduler = ::scheduler::Scheduler::open(
+        &dir.path().join("scheduler.db"),
+        Arc::new(crate::schedules::QueueDelivery(dispatcher.clone())),
+        ::scheduler::SchedulerSettings::default(),
+    )
+    .unwrap();
     let state = Arc::new(AppState {
         control: Arc::new(control),
         invoker,
@@ -85,6 +91,7 @@ fn fixture() -> Fixture {
         urls,
         url_base: model::UrlBase::Local { port: 9000 },
         topics: Arc::new(::sns::Topics::in_memory().unwrap()),
+        scheduler,
     });
     Fixture {
         dir,
