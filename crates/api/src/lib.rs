@@ -29,6 +29,7 @@ mod call;
 mod concurrency;
 pub mod error;
 mod event_config;
+mod event_source_mappings;
 mod functions;
 mod invoke;
 mod layers;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub control: Arc<Control>,
     pub invoker: Arc<::invoke::Invoker>,
     pub dispatcher: Arc<dispatch::Dispatcher>,
+    /// Event source mappings and their pollers.
+    pub esm: ::esm::Esm,
     pub logs: ::logs::LogStore,
     pub keyring: Arc<Keyring>,
 }
@@ -166,6 +169,20 @@ fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
         .route(
             "/2021-11-15/functions/{name}/response-streaming-invocations",
             axum::routing::post(invoke::invoke_with_response_stream),
+        )
+        .route(
+            "/2015-03-31/event-source-mappings",
+            get(event_source_mappings::list).post(event_source_mappings::create),
+        )
+        .route(
+            "/2015-03-31/event-source-mappings/",
+            get(event_source_mappings::list).post(event_source_mappings::create),
+        )
+        .route(
+            "/2015-03-31/event-source-mappings/{uuid}",
+            get(event_source_mappings::get)
+                .put(event_source_mappings::update)
+                .delete(event_source_mappings::delete),
         )
         .route("/", axum::routing::post(logs::dispatch))
         .route("/lambent/status", get(platform::status))

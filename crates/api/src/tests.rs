@@ -75,10 +75,12 @@ fn fixture() -> Fixture {
         queue,
         dispatch::DispatchSettings::default(),
     );
+    let esm = ::esm::Esm::open(dir.path(), invoker.clone()).unwrap();
     let state = Arc::new(AppState {
         control: Arc::new(control),
         invoker,
         dispatcher,
+        esm,
         logs,
         keyring: Arc::new(keyring),
     });

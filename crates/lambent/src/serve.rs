@@ -187,6 +187,8 @@ pub enum ServeError {
     Logs(#[from] logs::LogError),
     #[error(transparent)]
     Queue(#[from] queue::QueueError),
+    #[error("cannot open the event source mappings: {0}")]
+    EventSourceMappings(#[from] esm::DbError),
     #[error(transparent)]
     DataDirInUse(#[from] crate::datadir::LockError),
     #[error("cannot read the metrics token file {path}: {reason}")]
@@ -470,10 +472,14 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         Arc::new(api::DataPlane(invoker.clone())),
         control::CodeUrlSigner::new(server_key(&data_dir)?),
     ));
+    let esm = esm::Esm::open(&data_dir, invoker.clone())?;
+    esm.resume().await;
+    let pollers = esm.clone();
     let state = Arc::new(api::AppState {
         control,
         invoker,
         dispatcher,
+        esm,
         logs: log_store,
         keyring: Arc::new(keyring),
     });
@@ -575,6 +581,8 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let served = api::run(listener, router, stop).await;
+    // Pollers finish their in-flight batches before the server goes.
+    pollers.shutdown().await;
     if let Some(task) = metrics_task {
         let _ = task.await;
     }

@@ -35,6 +35,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["model", "store", "blobs", "runtimes", "pool", "runtime-api"],
     ),
     ("dispatch", &["model", "invoke", "queue"]),
+    ("esm", &["model", "invoke"]),
     (
         "api",
         &[
@@ -44,6 +45,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "control",
             "invoke",
             "dispatch",
+            "esm",
             "logs",
         ],
     ),
