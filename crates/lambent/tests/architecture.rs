@@ -17,6 +17,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("runtimes", &[]),
     ("sandbox", &[]),
     ("disk", &[]),
+    ("event-pattern", &[]),
     ("store", &["model"]),
     ("store-sqlite", &["model", "store"]),
     ("blobs", &["model", "disk"]),
