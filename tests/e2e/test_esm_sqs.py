@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -27,7 +28,7 @@ import urllib.request
 import boto3
 import pytest
 
-from conftest import ACCOUNT_A, ROLE, Server, make_zip, wait_for
+from conftest import ROLE, ROOT, Server, make_zip, wait_for
 
 MOTO_ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -380,3 +381,54 @@ def test_crash_in_the_middle_of_batches_loses_nothing(moto, tmp_path):
               f"{len(got)} distinct delivered, {duplicates} duplicates")
     finally:
         s.stop()
+
+
+def test_filter_criteria_drop_and_delete_what_no_filter_matches(server, moto):
+    url, arn = queue(moto, "filtered")
+    create_function(server, "sqs-filtered", "app.record")
+    c = sqs(moto)
+    bodies = [json.dumps({"kind": "keep", "n": 1}), json.dumps({"kind": "drop", "n": 2}),
+              "text-keep", "other text", json.dumps({"kind": "keep", "n": 3, "size": 12})]
+    for b in bodies:
+        c.send_message(QueueUrl=url, MessageBody=b)
+    out = server.cli(
+        "lambda", "create-event-source-mapping", "--function-name", "sqs-filtered",
+        "--event-source-arn", arn, "--filter-criteria",
+        json.dumps({"Filters": [{"Pattern": json.dumps({"body": {"kind": ["keep"]}})},
+                                {"Pattern": json.dumps({"body": [{"prefix": "text-"}]})}]}))
+    mapping = json.loads(out.stdout)
+    assert len(mapping["FilterCriteria"]["Filters"]) == 2
+    wait_for("the queue to empty", lambda: counts(moto, url) == (0, 0), timeout=60)
+    got = sorted(r["body"] for r in records(server, "sqs-filtered"))
+    assert got == sorted([bodies[0], bodies[2], bodies[4]])
+
+    # Lambda's ESM metrics, and `lambent mappings`.
+    uuid = mapping["UUID"]
+
+    def metric(name):
+        with urllib.request.urlopen(server.metrics_endpoint + "/metrics", timeout=10) as r:
+            text = r.read().decode()
+        m = re.search(name + r'\{[^}]*uuid="' + uuid + r'"[^}]*\} (\d+)', text)
+        return int(m.group(1)) if m else None
+
+    assert metric("lambent_esm_polled_events_total") == 5
+    assert metric("lambent_esm_filtered_out_events_total") == 2
+    assert metric("lambent_esm_invoked_events_total") == 3
+    assert metric("lambent_esm_failed_invoke_events_total") == 0
+    wait_for("the backlog gauge at 0", lambda: metric("lambent_esm_backlog") == 0, timeout=30)
+    binary = os.environ.get("LAMBENT_BIN", str(ROOT / "target/debug/lambent"))
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="AKIAPYTESTACCOUNTAAA",
+               AWS_SECRET_ACCESS_KEY="py/secret+a", AWS_DEFAULT_REGION="us-east-1")
+    shown = subprocess.run([binary, "mappings", "--endpoint-url", server.endpoint], env=env,
+                           capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0, shown.stderr
+    [row] = [line.split() for line in shown.stdout.splitlines() if line.startswith(uuid)]
+    assert row[1:6] == ["Enabled", "0", "3", "0", "2"], shown.stdout
+    assert row[6] == "sqs-filtered" and row[7] == arn
+    bad = server.cli("lambda", "create-event-source-mapping", "--function-name", "sqs-filtered",
+                     "--event-source-arn", arn.replace("filtered", "other"), "--filter-criteria",
+                     json.dumps({"Filters": [{"Pattern": json.dumps({"body": {"kind": []}})}]}),
+                     check=False)
+    assert bad.returncode != 0
+    assert "InvalidParameterValueException" in bad.stderr
+    assert "Invalid filter pattern definition." in bad.stderr

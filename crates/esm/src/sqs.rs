@@ -97,6 +97,7 @@ struct Queue {
     visibility: Duration,
     active: AtomicUsize,
     max_workers: usize,
+    filters: Option<event_pattern::lambda::FilterCriteria>,
 }
 
 pub(crate) async fn run(mut ctx: Ctx) {
@@ -145,7 +146,21 @@ pub(crate) async fn run(mut ctx: Ctx) {
         .and_then(|s| s.maximum_concurrency)
         .map(|n| n.max(1) as usize)
         .unwrap_or(DEFAULT_MAX_WORKERS);
+    let filters = match ctx
+        .mapping
+        .filter_criteria
+        .as_ref()
+        .map(crate::validate::compile_filters)
+    {
+        Some(Ok(f)) => Some(f),
+        Some(Err(e)) => {
+            tracing::error!(uuid = %ctx.mapping.uuid, error = %e, "the stored filters do not compile");
+            return;
+        }
+        None => None,
+    };
     let queue = Arc::new(Queue {
+        filters,
         client,
         url,
         arn: arn.clone(),
@@ -334,11 +349,10 @@ fn approx_size(m: &Message) -> usize {
     m.body().map_or(0, str::len) + 1024
 }
 
-/// Lambda's SQS event for a batch.
-pub(crate) fn event(q_arn: &str, region: &str, batch: &[Message]) -> Value {
-    let records: Vec<Value> = batch
-        .iter()
-        .map(|m| {
+/// Lambda's SQS event record for a message.
+pub(crate) fn record(q_arn: &str, region: &str, m: &Message) -> Value {
+    {
+        {
             let mut attributes = Map::new();
             if let Some(a) = m.attributes() {
                 let mut sorted: Vec<(&MessageSystemAttributeName, &String)> = a.iter().collect();
@@ -405,9 +419,8 @@ pub(crate) fn event(q_arn: &str, region: &str, batch: &[Message]) -> Value {
             rec.insert("eventSourceARN".into(), json!(q_arn));
             rec.insert("awsRegion".into(), json!(region));
             Value::Object(rec)
-        })
-        .collect();
-    json!({ "Records": records })
+        }
+    }
 }
 
 /// Which messages of a batch the function took, by its answer.
@@ -455,8 +468,34 @@ pub(crate) fn taken_from_report(payload: &[u8], ids: &HashSet<&str>) -> Taken {
     }
 }
 
-async fn process(ctx: &mut Ctx, q: &Queue, batch: Vec<Message>) {
-    let payload = match serde_json::to_vec(&event(&q.arn, &q.region, &batch)) {
+async fn process(ctx: &mut Ctx, q: &Queue, all: Vec<Message>) {
+    // Records no filter matches are deleted without an invocation, as
+    // Lambda deletes them.
+    let mut batch = Vec::with_capacity(all.len());
+    let mut records = Vec::with_capacity(all.len());
+    let mut filtered = Vec::new();
+    for m in all {
+        let r = record(&q.arn, &q.region, &m);
+        let keep = q
+            .filters
+            .as_ref()
+            .is_none_or(|f| f.matches(&r, Some(event_pattern::lambda::Payload::SQS)));
+        if keep {
+            batch.push(m);
+            records.push(r);
+        } else {
+            filtered.push(m);
+        }
+    }
+    if !filtered.is_empty() {
+        Counters::add(&ctx.counters.filtered_out, filtered.len());
+        let refs: Vec<&Message> = filtered.iter().collect();
+        delete_messages(ctx, q, &refs).await;
+    }
+    if batch.is_empty() {
+        return;
+    }
+    let payload = match serde_json::to_vec(&json!({ "Records": records })) {
         Ok(p) => Bytes::from(p),
         Err(e) => {
             tracing::error!(uuid = %ctx.mapping.uuid, error = %e, "cannot write the SQS event");

@@ -279,6 +279,18 @@ pub fn classify(input: &MappingInput) -> Result<Kind, EsmError> {
     }
 }
 
+/// A mapping's filters, compiled with Lambda's rules.
+pub fn compile_filters(
+    fc: &crate::wire::FilterCriteria,
+) -> Result<event_pattern::lambda::FilterCriteria, EsmError> {
+    let patterns: Option<Vec<&str>> = fc.filters.iter().map(|f| f.pattern.as_deref()).collect();
+    patterns
+        .and_then(|p| event_pattern::lambda::FilterCriteria::parse(p).ok())
+        .ok_or_else(|| {
+            EsmError::InvalidParameter(event_pattern::lambda::INVALID_FILTER_MESSAGE.into())
+        })
+}
+
 fn unsupported(param: &str) -> EsmError {
     EsmError::InvalidParameter(format!(
         "Unsupported {param} parameter for given event source mapping type."
@@ -469,18 +481,7 @@ pub fn check_combined(m: &Mapping) -> Result<(), EsmError> {
         }
     }
     if let Some(fc) = &m.filter_criteria {
-        for f in &fc.filters {
-            let ok = f
-                .pattern
-                .as_deref()
-                .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
-                .is_some_and(|v| v.is_object());
-            if !ok {
-                return Err(EsmError::InvalidParameter(
-                    "Invalid filter pattern definition.".into(),
-                ));
-            }
-        }
+        compile_filters(fc)?;
     }
     Ok(())
 }

@@ -36,7 +36,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["model", "store", "blobs", "runtimes", "pool", "runtime-api"],
     ),
     ("dispatch", &["model", "invoke", "queue"]),
-    ("esm", &["model", "invoke"]),
+    ("esm", &["model", "invoke", "event-pattern"]),
     (
         "api",
         &[
