@@ -356,6 +356,22 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<esm::EsmError> for ApiError {
+    fn from(e: esm::EsmError) -> Self {
+        use esm::EsmError as E;
+        let (status, code) = match &e {
+            E::Validation(_) => (StatusCode::BAD_REQUEST, "ValidationException"),
+            E::InvalidParameter(_) => (StatusCode::BAD_REQUEST, "InvalidParameterValueException"),
+            E::NotFound => (StatusCode::NOT_FOUND, "ResourceNotFoundException"),
+            E::Conflict(_) => (StatusCode::CONFLICT, "ResourceConflictException"),
+            E::InUse(_) => (StatusCode::BAD_REQUEST, "ResourceInUseException"),
+            E::Function(r) => return ControlError::from(r.clone()).into(),
+            E::Store(_) | E::Lookup(_) => return Self::internal(&e),
+        };
+        Self::new(status, code, e.to_string())
+    }
+}
+
 impl From<invoke::InvokeError> for ApiError {
     fn from(e: invoke::InvokeError) -> Self {
         use invoke::InvokeError as E;

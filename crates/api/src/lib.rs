@@ -29,6 +29,7 @@ mod call;
 mod concurrency;
 pub mod error;
 mod event_config;
+mod event_source_mappings;
 mod eventstream;
 pub mod function_urls;
 mod functions;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub control: Arc<Control>,
     pub invoker: Arc<::invoke::Invoker>,
     pub dispatcher: Arc<dispatch::Dispatcher>,
+    /// Event source mappings and their pollers.
+    pub esm: ::esm::Esm,
     pub logs: ::logs::LogStore,
     pub keyring: Arc<Keyring>,
     /// Every function URL by id, for serving them.
@@ -189,6 +192,20 @@ fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
                 .delete(url_config::delete),
         )
         .route("/2021-10-31/functions/{name}/urls", get(url_config::list))
+        .route(
+            "/2015-03-31/event-source-mappings",
+            get(event_source_mappings::list).post(event_source_mappings::create),
+        )
+        .route(
+            "/2015-03-31/event-source-mappings/",
+            get(event_source_mappings::list).post(event_source_mappings::create),
+        )
+        .route(
+            "/2015-03-31/event-source-mappings/{uuid}",
+            get(event_source_mappings::get)
+                .put(event_source_mappings::update)
+                .delete(event_source_mappings::delete),
+        )
         .route("/", axum::routing::post(post_root))
         .route("/lambent/status", get(platform::status))
         .route(

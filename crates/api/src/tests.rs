@@ -82,10 +82,12 @@ fn fixture() -> Fixture {
         ::scheduler::SchedulerSettings::default(),
     )
     .unwrap();
+    let esm = ::esm::Esm::open(dir.path(), invoker.clone()).unwrap();
     let state = Arc::new(AppState {
         control: Arc::new(control),
         invoker,
         dispatcher,
+        esm,
         logs,
         keyring: Arc::new(keyring),
         urls,

@@ -223,6 +223,8 @@ pub enum ServeError {
     Topics(#[from] sns::SnsError),
     #[error("cannot open the schedule store: {0}")]
     Scheduler(#[from] scheduler::SchedulerError),
+    #[error("cannot open the event source mappings: {0}")]
+    EventSourceMappings(#[from] esm::DbError),
     #[error(transparent)]
     DataDirInUse(#[from] crate::datadir::LockError),
     #[error("cannot read the metrics token file {path}: {reason}")]
@@ -523,6 +525,9 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         }),
     })?;
     let topics = Arc::new(sns::Topics::open(&data_dir.join("sns.db"))?);
+    let esm = esm::Esm::open(&data_dir, invoker.clone())?;
+    esm.resume().await;
+    let pollers = esm.clone();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -549,6 +554,7 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         url_base,
         topics,
         scheduler,
+        esm,
     });
     let endpoint = format!("http://{addr}");
     let access = api::MetricsAccess {
@@ -638,6 +644,8 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let served = api::run(listener, router, stop).await;
+    // Pollers finish their in-flight batches before the server goes.
+    pollers.shutdown().await;
     if let Some(task) = metrics_task {
         let _ = task.await;
     }

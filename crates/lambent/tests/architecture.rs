@@ -40,6 +40,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["model", "store", "blobs", "runtimes", "pool", "runtime-api"],
     ),
     ("dispatch", &["model", "invoke", "queue"]),
+    ("esm", &["model", "invoke", "event-pattern"]),
     (
         "api",
         &[
@@ -49,6 +50,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "control",
             "invoke",
             "dispatch",
+            "esm",
             "logs",
             "sns",
             "scheduler",
