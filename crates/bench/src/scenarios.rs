@@ -197,6 +197,9 @@ pub async fn all(args: &Args, counts: &Counts, lambent: &Path) -> Result<Vec<Sec
     if want("control") {
         out.push(control_plane(&server, counts).await?);
     }
+    if want("sns") {
+        out.push(sns_fan_out(counts, &args.work, lambent, &provided_zip).await?);
+    }
     if want("neighbours") {
         out.push(crate::neighbours::neighbours(&server, counts, &provided_zip).await?);
     }
@@ -489,6 +492,184 @@ async fn asynchronous(
     );
     Ok(Section {
         title: "5. Asynchronous invocation: durable enqueue".into(),
+        body,
+    })
+}
+
+/// Functions an SNS message fans out to in the fan-out figure.
+const FAN_OUT: usize = 10;
+
+/// One signed SNS (Query protocol) call; the body of a 200.
+async fn sns_call(c: &mut Conn, form: &str) -> Result<Bytes, BoxError> {
+    let r = c
+        .send(
+            "POST",
+            "/",
+            "sns",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Bytes::from(form.to_owned()),
+        )
+        .await?;
+    if r.status != 200 {
+        return Err(format!(
+            "SNS answered {}: {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        )
+        .into());
+    }
+    Ok(r.body)
+}
+
+/// SNS `Publish` to a topic with ten Lambda subscribers, beside the same
+/// ten `Event` invocations sent one by one, on a server with dispatch
+/// paused (the durable hand-off alone), then on one that runs the events.
+async fn sns_fan_out(
+    k: &Counts,
+    work: &Path,
+    lambent: &Path,
+    provided_zip: &[u8],
+) -> Result<Section, BoxError> {
+    const CONNS: usize = 16;
+    let enc = signed_client::encode_segment;
+    let mut rows = Vec::new();
+    for (label, extra) in [
+        ("dispatch paused", &["--async-concurrency", "0"][..]),
+        ("running the events", &["--async-delay-scale", "1"][..]),
+    ] {
+        let mut args = vec!["--network", "isolated", "--account-concurrency", "5000"];
+        args.extend_from_slice(extra);
+        let server = procs::start_lambent(lambent, work, "lambent-sns", &args)?;
+        let mut c = Conn::open(&server.addr).await?;
+        let body = sns_call(&mut c, "Action=CreateTopic&Version=2010-03-31&Name=fanout").await?;
+        let topic = format!("arn:aws:sns:us-east-1:{}:fanout", crate::client::ACCOUNT);
+        if !String::from_utf8_lossy(&body).contains(&topic) {
+            return Err(format!("CreateTopic answered {}", String::from_utf8_lossy(&body)).into());
+        }
+        for i in 0..FAN_OUT {
+            let name = format!("fan-{i}");
+            create_function(
+                &mut c,
+                &name,
+                "provided.al2023",
+                "bootstrap",
+                provided_zip,
+                128,
+            )
+            .await?;
+            c.json(
+                "POST",
+                &format!("/2015-03-31/functions/{name}/policy"),
+                json!({"StatementId": "sns", "Action": "lambda:InvokeFunction",
+                       "Principal": "sns.amazonaws.com", "SourceArn": topic}),
+            )
+            .await?;
+            let arn = format!(
+                "arn:aws:lambda:us-east-1:{}:function:{name}",
+                crate::client::ACCOUNT
+            );
+            sns_call(
+                &mut c,
+                &format!(
+                    "Action=Subscribe&Version=2010-03-31&TopicArn={}&Protocol=lambda&Endpoint={}",
+                    enc(&topic),
+                    enc(&arn)
+                ),
+            )
+            .await?;
+        }
+        let form = format!(
+            "Action=Publish&Version=2010-03-31&TopicArn={}&Message={}",
+            enc(&topic),
+            enc(std::str::from_utf8(PAYLOAD)?)
+        );
+        let deadline = Instant::now() + Duration::from_secs_f64(k.throughput_secs);
+        let mut handles = Vec::new();
+        for _ in 0..CONNS {
+            let (addr, form) = (server.addr.clone(), form.clone());
+            handles.push(tokio::spawn(async move {
+                let mut c = Conn::open(&addr).await?;
+                let mut lat = Vec::new();
+                while Instant::now() < deadline {
+                    let started = Instant::now();
+                    sns_call(&mut c, &form).await?;
+                    lat.push(started.elapsed());
+                }
+                Ok::<_, BoxError>(lat)
+            }));
+        }
+        let started = Instant::now();
+        let mut publishes = Vec::new();
+        for h in handles {
+            publishes.extend(h.await??);
+        }
+        let publish_rate =
+            publishes.len() as f64 / started.elapsed().as_secs_f64().max(k.throughput_secs);
+        let publish = summarize(&mut publishes);
+        // The baseline: the client sends the ten Event invocations itself.
+        let deadline = Instant::now() + Duration::from_secs_f64(k.throughput_secs);
+        let mut handles = Vec::new();
+        for _ in 0..CONNS {
+            let addr = server.addr.clone();
+            handles.push(tokio::spawn(async move {
+                let mut c = Conn::open(&addr).await?;
+                let mut lat = Vec::new();
+                while Instant::now() < deadline {
+                    let started = Instant::now();
+                    for i in 0..FAN_OUT {
+                        c.invoke_event(&format!("fan-{i}"), PAYLOAD).await?;
+                    }
+                    lat.push(started.elapsed());
+                }
+                Ok::<_, BoxError>(lat)
+            }));
+        }
+        let started = Instant::now();
+        let mut rounds = Vec::new();
+        for h in handles {
+            rounds.extend(h.await??);
+        }
+        let round_rate =
+            rounds.len() as f64 / started.elapsed().as_secs_f64().max(k.throughput_secs);
+        let round = summarize(&mut rounds);
+        rows.push((label, publish_rate, publish, round_rate, round));
+        drop(server);
+    }
+    let mut body = String::new();
+    let _ = writeln!(
+        body,
+        "A topic with {FAN_OUT} Lambda subscribers (each allowed by its resource policy to be invoked by \
+         `sns.amazonaws.com` for the topic). {CONNS} connections publish in a closed loop for {:.1} s; each \
+         `Publish` answers once its {FAN_OUT} asynchronous invocations are fsynced in the queue. Baseline, in the \
+         same run on the same server: the client sends the same {FAN_OUT} `Event` invocations itself, one after \
+         another, per message.\n",
+        k.throughput_secs
+    );
+    let _ = writeln!(
+        body,
+        "| server | publishes/s | deliveries/s | Publish p50 | Publish p99 | 10 Event invokes/s (messages) | their p50 | their p99 |"
+    );
+    let _ = writeln!(body, "| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (label, rate, p, round_rate, r) in &rows {
+        let _ = writeln!(
+            body,
+            "| {label} | {rate:.0} | {:.0} | {} | {} | {round_rate:.0} | {} | {} |",
+            rate * FAN_OUT as f64,
+            ms(p.p50),
+            ms(p.p99),
+            ms(r.p50),
+            ms(r.p99)
+        );
+    }
+    if let Some((_, rate, _, round_rate, _)) = rows.first() {
+        let _ = writeln!(
+            body,
+            "\nWith dispatch paused, a published message reaches its {FAN_OUT} subscribers' queues at {:.2}x the rate of the client fanning out itself.\n",
+            rate / round_rate.max(1.0)
+        );
+    }
+    Ok(Section {
+        title: "SNS: publish fan-out to 10 functions".into(),
         body,
     })
 }
