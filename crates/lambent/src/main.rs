@@ -37,6 +37,8 @@ enum Command {
     Logs(commands::LogsArgs),
     /// Show asynchronous events waiting per function (depth, oldest age).
     Queue(commands::QueueArgs),
+    /// Event source mappings: each one's state, lag and counts.
+    Mappings(commands::QueueArgs),
     /// Deploy a SAM template: build, upload and update only what changed.
     Deploy(stack::DeployArgs),
     /// Remove a stack's functions.
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Invoke(args) => commands::invoke(args).map_err(Into::into),
         Command::Logs(args) => commands::logs(args).map_err(Into::into),
         Command::Queue(args) => commands::queue(args).map_err(Into::into),
+        Command::Mappings(args) => commands::mappings(args).map_err(Into::into),
         Command::Deploy(args) => stack::deploy(args).map_err(Into::into),
         Command::Delete(args) => stack::delete(args).map_err(Into::into),
         Command::Functions(args) => stack::functions(args).map_err(Into::into),
