@@ -22,6 +22,7 @@ use crate::lambda::{Lambda, LambdaError};
 use crate::package::{self, Package, PackageError};
 use crate::resources::{self, Code, FunctionSpec, LayerSpec};
 use crate::template::{Attributes, Env, Pseudo, Template, TemplateError, references};
+use crate::triggers;
 
 pub const TAG_STACK: &str = "lambent:stack";
 pub const TAG_LOGICAL_ID: &str = "lambent:logical-id";
@@ -210,7 +211,7 @@ pub async fn destroy(
     check_stack_name(stack)?;
     let mut summary = Summary::default();
     for (id, d) in stack_functions(lambda, stack).await? {
-        lambda.delete_function(&d.name).await?;
+        delete_function(lambda, &d).await?;
         progress.line(&format!("  {id:<32} {:<28} deleted", d.name));
         summary.resources.push(ResourceResult {
             logical_id: id,
@@ -220,6 +221,25 @@ pub async fn destroy(
         });
     }
     Ok(summary)
+}
+
+/// Removes a stack function and the triggers it records.
+async fn delete_function(lambda: &mut Lambda, d: &Deployed) -> Result<(), DeployError> {
+    let alias = d.tags.get(TAG_ALIAS).and_then(Value::as_str);
+    let target = match alias {
+        Some(a) => format!("{}:{a}", d.arn),
+        None => d.arn.clone(),
+    };
+    for (k, v) in &d.tags {
+        if k != triggers::TAG_URL && !k.starts_with(triggers::TAG_PREFIX) {
+            continue;
+        }
+        if let Some((_, kind, id)) = v.as_str().and_then(triggers::parse_record) {
+            triggers::delete(lambda, &d.arn, &target, k, kind, id).await?;
+        }
+    }
+    lambda.delete_function(&d.name).await?;
+    Ok(())
 }
 
 /// The template's order of deployment: what a resource refers to first.
@@ -378,7 +398,7 @@ pub async fn deploy(
         ));
         summary.resources.push(result);
         deployed.insert(r.logical_id.clone(), attrs);
-        if let Some((id, a)) = extra {
+        for (id, a) in extra {
             deployed.insert(id, a);
         }
     }
@@ -387,7 +407,7 @@ pub async fn deploy(
         if in_template.contains(id.as_str()) {
             continue;
         }
-        run.lambda.delete_function(&d.name).await?;
+        delete_function(run.lambda, d).await?;
         progress.line(&format!("  {id:<32} {:<28} deleted", "function"));
         summary.resources.push(ResourceResult {
             logical_id: id.clone(),
@@ -418,7 +438,7 @@ pub async fn deploy(
     Ok(summary)
 }
 
-type Deployment = (ResourceResult, Attributes, Option<(String, Attributes)>);
+type Deployment = (ResourceResult, Attributes, Vec<(String, Attributes)>);
 
 impl Run<'_> {
     /// Builds (when needed) and zips a function's or layer's code.
@@ -548,8 +568,10 @@ impl Run<'_> {
         if let Some(p) = prior_tags.get(TAG_SETTINGS) {
             want.insert(TAG_SETTINGS.into(), p.clone());
         }
-        if let Some(p) = prior_tags.get(TAG_ALIAS) {
-            want.insert(TAG_ALIAS.into(), p.clone());
+        for (k, v) in &prior_tags {
+            if k == TAG_ALIAS || k == triggers::TAG_URL || k.starts_with(triggers::TAG_PREFIX) {
+                want.insert(k.clone(), v.clone());
+            }
         }
         if !prior_tags.is_empty() && prior_tags != want {
             let gone: Vec<String> = prior_tags
@@ -654,6 +676,110 @@ impl Run<'_> {
                 changed.push("settings");
             }
         }
+        // Triggers: created, replaced when their definition changed, removed
+        // when they left the template.
+        let role = spec
+            .config
+            .get("Role")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let target = match &spec.alias {
+            Some(a) => format!("{arn}:{a}"),
+            None => arn.clone(),
+        };
+        let wants = triggers::wanted(
+            &self.stack,
+            &spec.logical_id,
+            &spec.events,
+            spec.url.as_ref(),
+            &target,
+            role,
+            digest,
+        )?;
+        let mut trigger_changed = false;
+        for w in &wants {
+            let prior = prior_tags
+                .get(&w.tag)
+                .and_then(Value::as_str)
+                .and_then(triggers::parse_record);
+            let mut id = None;
+            if let Some((d, kind, old)) = prior {
+                if d == w.digest {
+                    continue;
+                }
+                // A mapping of the same source changes in place.
+                if kind == "esm" && w.kind == "esm" {
+                    match triggers::update_esm(self.lambda, old, &w.body).await {
+                        Ok(true) => id = Some(old.to_owned()),
+                        Ok(false) => {}
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                if id.is_none() {
+                    triggers::delete(self.lambda, &arn, &target, &w.tag, kind, old).await?;
+                }
+            }
+            let id = match id {
+                Some(id) => id,
+                None => triggers::create(self.lambda, w).await?.0,
+            };
+            self.lambda
+                .tag(
+                    &arn,
+                    &json!({ w.tag.clone(): format!("{}|{}|{id}", w.digest, w.kind) }),
+                )
+                .await?;
+            trigger_changed = true;
+        }
+        for (k, v) in &prior_tags {
+            let is_trigger = k == triggers::TAG_URL || k.starts_with(triggers::TAG_PREFIX);
+            if !is_trigger || wants.iter().any(|w| &w.tag == k) {
+                continue;
+            }
+            if let Some((_, kind, id)) = v.as_str().and_then(triggers::parse_record) {
+                triggers::delete(self.lambda, &arn, &target, k, kind, id).await?;
+            }
+            self.lambda.untag(&arn, std::slice::from_ref(k)).await?;
+            trigger_changed = true;
+        }
+        if trigger_changed && !changed.contains(&"created") {
+            changed.push("triggers");
+        }
+        let mut extra = Vec::new();
+        if spec.url.is_some() {
+            let (function, qualifier) = (&spec.name, spec.alias.as_deref());
+            let mut path = format!(
+                "/2021-10-31/functions/{}/url",
+                signed_client::encode_segment(function)
+            );
+            if let Some(q) = qualifier {
+                path.push_str(&format!("?Qualifier={}", signed_client::encode_segment(q)));
+            }
+            let v = self
+                .lambda
+                .json_call(
+                    "lambda",
+                    "GetFunctionUrlConfig",
+                    function,
+                    "GET",
+                    &path,
+                    None,
+                )
+                .await?;
+            let url = v["FunctionUrl"].as_str().unwrap_or_default().to_owned();
+            attrs.attrs.insert("FunctionUrl".into(), url.clone());
+            extra.push((
+                format!("{}Url", spec.logical_id),
+                Attributes {
+                    reference: url.clone(),
+                    attrs: BTreeMap::from([
+                        ("FunctionUrl".to_owned(), url),
+                        ("FunctionArn".to_owned(), target.clone()),
+                    ]),
+                },
+            ));
+        }
         let action = if changed.contains(&"created") {
             Action::Created
         } else if changed.is_empty() {
@@ -661,20 +787,15 @@ impl Run<'_> {
         } else {
             Action::Updated(changed)
         };
-        let role = spec
-            .config
-            .get("Role")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let extra = spec.implicit_role.then(|| {
-            (
+        if spec.implicit_role {
+            extra.push((
                 format!("{}Role", spec.logical_id),
                 Attributes {
                     reference: role.rsplit('/').next().unwrap_or_default().to_owned(),
                     attrs: BTreeMap::from([("Arn".to_owned(), role.to_owned())]),
                 },
-            )
-        });
+            ));
+        }
         Ok((
             ResourceResult {
                 logical_id: spec.logical_id.clone(),
@@ -731,7 +852,7 @@ impl Run<'_> {
                 reference: arn.clone(),
                 attrs: BTreeMap::from([("LayerVersionArn".to_owned(), arn)]),
             },
-            None,
+            Vec::new(),
         ))
     }
 }

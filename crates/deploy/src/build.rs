@@ -172,7 +172,9 @@ pub fn build(
             ])
             .arg(src.join("requirements.txt"))
             .arg("-t")
-            .arg(out);
+            .arg(out)
+            // Paths in requirements.txt are relative to the function's folder.
+            .current_dir(src);
             run(resource, c)?;
         }
         Method::Npm => {

@@ -48,17 +48,18 @@ impl Lambda {
         &self.creds.region
     }
 
-    async fn call(
+    /// One signed request to any of the server's services; the status and
+    /// the body.
+    pub async fn request(
         &mut self,
-        operation: &'static str,
-        target: &str,
+        service: &str,
         method: &str,
         path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, LambdaError> {
-        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<signed_client::Reply, LambdaError> {
         let mut tries = 0;
-        let reply = loop {
+        loop {
             if self.conn.is_none() {
                 self.conn = Some(Conn::open(&self.host, self.creds.clone()).await?);
             }
@@ -66,32 +67,53 @@ impl Lambda {
                 continue;
             };
             match conn
-                .send(
-                    method,
-                    path,
-                    "lambda",
-                    &[("content-type", "application/json")],
-                    bytes.clone().into(),
-                )
+                .send(method, path, service, headers, body.clone().into())
                 .await
             {
-                Ok(r) => break r,
+                Ok(r) => return Ok(r),
                 // A kept-alive connection the server closed: open another once.
-                Err(e) if tries == 0 => {
-                    let _ = e;
+                Err(_) if tries == 0 => {
                     tries += 1;
                     self.conn = None;
                 }
                 Err(e) => return Err(e.into()),
             }
-        };
+        }
+    }
+
+    /// A REST-JSON call (Lambda, Scheduler); errors with AWS's code.
+    pub async fn json_call(
+        &mut self,
+        service: &str,
+        operation: &'static str,
+        target: &str,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, LambdaError> {
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let reply = self
+            .request(
+                service,
+                method,
+                path,
+                &[("content-type", "application/json")],
+                bytes,
+            )
+            .await?;
         let parsed: Value = if reply.body.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&reply.body).map_err(|_| LambdaError::Answer {
-                operation,
-                target: target.to_owned(),
-            })?
+            match serde_json::from_slice(&reply.body) {
+                Ok(v) => v,
+                Err(_) if reply.status >= 300 => Value::Null,
+                Err(_) => {
+                    return Err(LambdaError::Answer {
+                        operation,
+                        target: target.to_owned(),
+                    });
+                }
+            }
         };
         if reply.status >= 300 {
             let code = reply
@@ -121,6 +143,18 @@ impl Lambda {
             });
         }
         Ok(parsed)
+    }
+
+    async fn call(
+        &mut self,
+        operation: &'static str,
+        target: &str,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, LambdaError> {
+        self.json_call("lambda", operation, target, method, path, body)
+            .await
     }
 
     fn fpath(name: &str) -> String {

@@ -14,6 +14,7 @@ pub mod lambda;
 pub mod package;
 pub mod resources;
 pub mod template;
+pub mod triggers;
 pub mod yaml;
 
 pub use apply::{Action, DeployError, Options, Progress, Summary, Terminal, deploy, destroy};

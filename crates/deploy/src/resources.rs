@@ -59,6 +59,7 @@ const SERVERLESS_FUNCTION_PROPERTIES: &[&str] = &[
     "EventInvokeConfig",
     "DeploymentPreference",
     "Events",
+    "FunctionUrlConfig",
 ];
 
 const LAMBDA_FUNCTION_PROPERTIES: &[&str] = &[
@@ -103,29 +104,6 @@ const LAMBDA_LAYER_PROPERTIES: &[&str] = &[
     "LicenseInfo",
 ];
 
-/// The event types SAM defines, and why each is not deployed yet.
-const EVENT_TYPES: &[&str] = &[
-    "Api",
-    "HttpApi",
-    "Schedule",
-    "ScheduleV2",
-    "SQS",
-    "Kinesis",
-    "DynamoDB",
-    "EventBridgeRule",
-    "CloudWatchEvent",
-    "SNS",
-    "S3",
-    "CloudWatchLogs",
-    "IoTRule",
-    "AlexaSkill",
-    "Cognito",
-    "MSK",
-    "MQ",
-    "SelfManagedKafka",
-    "DocumentDB",
-];
-
 fn unsupported(r: &str, property: &str, hint: &str) -> TemplateError {
     TemplateError::UnsupportedProperty {
         resource: r.to_owned(),
@@ -160,7 +138,6 @@ pub fn check(t: &Template) -> Result<(), TemplateError> {
                 continue;
             }
             let hint = match k.as_str() {
-                "FunctionUrlConfig" => "function URLs are not available on this server yet",
                 "ImageUri" | "ImageConfig" => {
                     "container image functions are not supported (PackageType Zip only)"
                 }
@@ -195,18 +172,19 @@ pub fn check(t: &Template) -> Result<(), TemplateError> {
                     "resource {id}: Events must be a mapping"
                 )));
             };
-            if let Some((name, e)) = events.iter().next() {
-                let kind = e.get("Type").and_then(Value::as_str).unwrap_or("");
-                let why = if EVENT_TYPES.contains(&kind) {
-                    "the trigger API this event needs is not available on this server yet; remove the event to deploy the function without it"
-                } else {
-                    "not an event type SAM defines"
-                };
-                return Err(unsupported(
-                    id,
-                    &format!("Events.{name} (Type {kind})"),
-                    why,
-                ));
+            for (name, e) in events {
+                crate::triggers::check_event(id, name, e)?;
+            }
+        }
+        if let Some(Value::Object(u)) = r.properties.get("FunctionUrlConfig") {
+            for k in u.keys() {
+                if !crate::triggers::URL_PROPERTIES.contains(&k.as_str()) {
+                    return Err(unsupported(
+                        id,
+                        &format!("FunctionUrlConfig.{k}"),
+                        "FunctionUrlConfig takes AuthType, Cors, InvokeMode",
+                    ));
+                }
             }
         }
         if r.kind == SERVERLESS_FUNCTION
@@ -249,6 +227,9 @@ pub struct FunctionSpec {
     /// The template gave no Role (SAM would create one).
     pub implicit_role: bool,
     pub metadata: Map<String, Value>,
+    /// SAM's Events (evaluated), by name.
+    pub events: Map<String, Value>,
+    pub url: Option<Value>,
 }
 
 fn int(id: &str, k: &str, v: &Value) -> Result<i64, TemplateError> {
@@ -331,6 +312,8 @@ pub fn function(
         event_invoke: None,
         implicit_role: false,
         metadata: r.metadata.clone(),
+        events: Map::new(),
+        url: None,
     };
     let mut code = None;
     for (k, v) in props {
@@ -416,6 +399,8 @@ pub fn function(
                 _ => {}
             },
             "AutoPublishAlias" => spec.alias = Some(text(v)),
+            "Events" => spec.events = v.as_object().cloned().unwrap_or_default(),
+            "FunctionUrlConfig" => spec.url = Some(v.clone()),
             "VersionDescription" => spec.version_description = Some(text(v)),
             "ReservedConcurrentExecutions" => spec.reserved = Some(int(id, k, v)?),
             "ProvisionedConcurrencyConfig" => {
@@ -545,8 +530,12 @@ mod tests {
                 "resource F: property Frobnicate is not supported by lambent deploy",
             ),
             (
-                "  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: x\n      Events:\n        Q:\n          Type: SQS\n          Properties: {Queue: arn:aws:sqs:us-east-1:123456789012:q}\n",
-                "resource F: property Events.Q (Type SQS) is not supported by lambent deploy: the trigger API this event needs is not available on this server yet; remove the event to deploy the function without it",
+                "  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: x\n      Events:\n        Api:\n          Type: Api\n          Properties: {Path: /, Method: get}\n",
+                "resource F: property Events.Api (Type Api) is not supported by lambent deploy: the local API Gateway is not available yet; use FunctionUrlConfig for HTTP",
+            ),
+            (
+                "  F:\n    Type: AWS::Serverless::Function\n    Properties: {CodeUri: x, FunctionUrlConfig: {AuthType: NONE, Qualifier: x}}\n",
+                "resource F: property FunctionUrlConfig.Qualifier is not supported by lambent deploy: FunctionUrlConfig takes AuthType, Cors, InvokeMode",
             ),
             (
                 "  F:\n    Type: AWS::Serverless::Function\n    Properties: {CodeUri: x, AutoPublishAlias: live, DeploymentPreference: {Type: Canary10Percent5Minutes}}\n",

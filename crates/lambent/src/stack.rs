@@ -90,7 +90,16 @@ fn find_template() -> Result<PathBuf, StackError> {
 
 fn overrides(raw: &[String]) -> Result<BTreeMap<String, String>, StackError> {
     let mut out = BTreeMap::new();
-    for item in raw.iter().flat_map(|s| s.split_whitespace()) {
+    // "A=1 B=2" is two pairs; "Greeting=good morning" is one.
+    let items = raw.iter().flat_map(|s| {
+        let tokens: Vec<&str> = s.split_whitespace().collect();
+        if tokens.iter().all(|t| t.contains('=')) {
+            tokens
+        } else {
+            vec![s.as_str()]
+        }
+    });
+    for item in items {
         // `ParameterKey=K,ParameterValue=V` as `sam deploy` also takes it.
         if let Some(rest) = item.strip_prefix("ParameterKey=")
             && let Some((k, v)) = rest.split_once(",ParameterValue=")
@@ -250,6 +259,7 @@ mod tests {
         let o = overrides(&[
             "Stage=prod Size=3".into(),
             "ParameterKey=Name,ParameterValue=a=b".into(),
+            "Greeting=good morning".into(),
         ])
         .unwrap();
         assert_eq!(
@@ -257,7 +267,8 @@ mod tests {
             BTreeMap::from([
                 ("Stage".into(), "prod".into()),
                 ("Size".into(), "3".into()),
-                ("Name".into(), "a=b".into())
+                ("Name".into(), "a=b".into()),
+                ("Greeting".into(), "good morning".into())
             ])
         );
         assert_eq!(

@@ -1,0 +1,363 @@
+"""`lambent deploy` end to end: sample SAM applications (in tests/e2e/sam/,
+written as SAM's documentation writes them and each checked with AWS's own
+SAM transform, aws-sam-translator) deployed with one command, called,
+redeployed unchanged (nothing changes: same CodeSha256, same versions),
+changed, and removed; unsupported parts refused by name with nothing
+changed."""
+
+import io
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.request
+import zipfile
+
+import boto3
+import pytest
+from samtranslator.translator.transform import transform as sam_transform
+from samtranslator.yaml_helper import yaml_parse
+
+from conftest import ACCOUNT_A, KEY_A, ROOT, Server, wait_for
+
+SAM = pathlib.Path(__file__).parent / "sam"
+BINARY = os.environ.get("LAMBENT_BIN", str(ROOT / "target/debug/lambent"))
+REGION = "us-east-1"
+
+_getaddrinfo = socket.getaddrinfo
+
+
+def _resolve_localhost(host, *args, **kwargs):
+    # curl resolves *.localhost to the loopback address by itself.
+    if isinstance(host, str) and host.endswith(".localhost"):
+        host = "127.0.0.1"
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+socket.getaddrinfo = _resolve_localhost
+
+
+class _Managed:
+    """Enough of IAM's managed-policy lookup for the transform (offline)."""
+
+    def load(self):
+        return {"AWSLambdaBasicExecutionRole":
+                "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"}
+
+
+def sam_translate(template_path, parameters=None):
+    """AWS's SAM transform of the template: raises if it is not valid SAM."""
+    template = yaml_parse(pathlib.Path(template_path).read_text())
+    # As `sam validate` does: local code paths stand for the S3 objects
+    # `sam package` would upload them to.
+    for r in template.get("Resources", {}).values():
+        props = r.get("Properties") or {}
+        for k in ("CodeUri", "ContentUri"):
+            if isinstance(props.get(k), str) and not props[k].startswith("s3://"):
+                props[k] = "s3://bucket/" + props[k].strip("/")
+    # The transform fills in pseudo parameters from the default session's region.
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+    return sam_transform(template, parameters or {}, _Managed())
+
+
+def app(name, tmp_path):
+    """A copy of a sample app to build in (builds write .aws-sam/ beside it)."""
+    dst = tmp_path / name
+    shutil.copytree(SAM / name, dst)
+    return dst
+
+
+def python_wheel(dst, greeting_prefix="dep says"):
+    """A local wheel (no index needed) the Python apps require."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("greet/__init__.py", f"def greet(s):\n    return '{greeting_prefix}: ' + s\n")
+        z.writestr("greet-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: greet\nVersion: 1.0\n")
+        z.writestr("greet-1.0.dist-info/WHEEL",
+                   "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr("greet-1.0.dist-info/RECORD",
+                   "greet/__init__.py,,\ngreet-1.0.dist-info/METADATA,,\n"
+                   "greet-1.0.dist-info/WHEEL,,\ngreet-1.0.dist-info/RECORD,,\n")
+    (dst / "greet-1.0-py3-none-any.whl").write_bytes(buf.getvalue())
+
+
+def npm_tarball(path, name, source):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as t:
+        for fname, text in (("package.json", json.dumps({"name": name, "version": "1.0.0",
+                                                          "main": "index.js"})),
+                            ("index.js", source)):
+            data = text.encode()
+            info = tarfile.TarInfo(f"package/{fname}")
+            info.size = len(data)
+            info.mtime = 0
+            t.addfile(info, io.BytesIO(data))
+
+
+def lambent(server, *args, check=True, cwd=None):
+    env = dict(os.environ)
+    env.update(AWS_ACCESS_KEY_ID=KEY_A[0], AWS_SECRET_ACCESS_KEY=KEY_A[1],
+               AWS_REGION=REGION, LAMBENT_ENDPOINT=server.endpoint)
+    env.pop("AWS_PROFILE", None)
+    proc = subprocess.run([BINARY, *args], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=cwd)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"lambent {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def deploy(server, template, stack, *extra, check=True):
+    p = lambent(server, "deploy", "--template", str(template), "--stack-name", stack,
+                "--output", "json", *extra, check=check)
+    return (json.loads(p.stdout) if p.returncode == 0 else None), p
+
+
+def actions(summary):
+    return {r["LogicalResourceId"]: r["Action"] for r in summary["Resources"]}
+
+
+def outputs(summary):
+    return {o["OutputKey"]: o["OutputValue"] for o in summary["Outputs"]}
+
+
+def get(url, timeout=30):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, json.loads(r.read())
+
+
+def snapshot(c, name):
+    """What a redeploy must leave alone: code, configuration and versions."""
+    f = c.get_function(FunctionName=name)["Configuration"]
+    versions = [(v["Version"], v["CodeSha256"])
+                for v in c.list_versions_by_function(FunctionName=name)["Versions"]]
+    aliases = [(a["Name"], a["FunctionVersion"], a["RevisionId"])
+               for a in c.list_aliases(FunctionName=name)["Aliases"]]
+    return f["CodeSha256"], f["RevisionId"], versions, aliases
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def moto():
+    port = free_port()
+    exe = pathlib.Path(sys.executable).parent / "moto_server"
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def answers():
+        try:
+            with urllib.request.urlopen(url + "/moto-api/", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    wait_for("the moto server", answers, timeout=60)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def server(moto):
+    env = dict(os.environ)
+    env.update(AWS_ENDPOINT_URL_SQS=moto, AWS_ACCESS_KEY_ID="testing",
+               AWS_SECRET_ACCESS_KEY="testing", AWS_REGION=REGION)
+    env.pop("AWS_PROFILE", None)
+    s = Server(env=env)
+    yield s
+    s.stop()
+
+
+def test_python_app_deploys_runs_redeploys_unchanged_changes_and_goes(server, tmp_path):
+    d = app("python-hello", tmp_path)
+    python_wheel(d / "hello_world")
+    sam_translate(d / "template.yaml")
+    c = server.client()
+    name = "hello-HelloWorldFunction"
+
+    summary, p = deploy(server, d / "template.yaml", "hello")
+    assert actions(summary) == {"HelloWorldFunction": "created"}
+    assert "building (pip install -r requirements.txt)" in p.stderr
+    out = outputs(summary)
+    assert out["HelloWorldFunction"] == f"arn:aws:lambda:{REGION}:{ACCOUNT_A}:function:{name}"
+    assert out["HelloWorldFunctionIamRole"] == f"arn:aws:iam::{ACCOUNT_A}:role/hello-HelloWorldFunctionRole"
+    url = out["HelloWorldUrl"]
+    assert get(url) == (200, {"message": "dep says: hello world"})
+    conf = c.get_function(FunctionName=name)["Configuration"]
+    assert (conf["Runtime"], conf["Handler"], conf["Timeout"], conf["MemorySize"]) == \
+        ("python3.11", "app.lambda_handler", 3, 128)
+    assert c.get_alias(FunctionName=name, Name="live")["FunctionVersion"] == "1"
+    before = snapshot(c, name)
+
+    # Unchanged: nothing is written (same code, revision, versions, alias).
+    summary, p = deploy(server, d / "template.yaml", "hello")
+    assert actions(summary) == {"HelloWorldFunction": "unchanged"}
+    assert snapshot(c, name) == before
+    assert outputs(summary)["HelloWorldUrl"] == url
+
+    # A parameter and the code change: one update, a new version behind the alias.
+    (d / "hello_world" / "app.py").write_text(
+        (d / "hello_world" / "app.py").read_text().replace('"message"', '"said"'))
+    summary, _ = deploy(server, d / "template.yaml", "hello",
+                        "--parameter-overrides", "Greeting=good morning")
+    assert actions(summary) == {"HelloWorldFunction": "updated (code, configuration, alias)"}
+    assert c.get_alias(FunctionName=name, Name="live")["FunctionVersion"] == "2"
+    assert get(url) == (200, {"said": "dep says: good morning"})
+    assert c.get_function(FunctionName=name)["Configuration"]["Environment"]["Variables"] == \
+        {"GREETING": "good morning"}
+
+    # Listed, in a table and as JSON.
+    table = lambent(server, "functions").stdout
+    assert name in table and "hello" in table.splitlines()[1]
+    listed = json.loads(lambent(server, "functions", "--output", "json").stdout)["Functions"]
+    assert [(f["FunctionName"], f["Stack"]) for f in listed] == [(name, "hello")]
+
+    # Removed from the template: removed from the server, URL with it.
+    (d / "template.yaml").write_text(
+        "AWSTemplateFormatVersion: '2010-09-09'\nTransform: AWS::Serverless-2016-10-31\n"
+        "Resources:\n  Other:\n    Type: AWS::Serverless::Function\n    Properties:\n"
+        "      InlineCode: \"def h(e, c):\\n    return 1\\n\"\n      Handler: index.h\n"
+        "      Runtime: python3.11\n")
+    sam_translate(d / "template.yaml")
+    summary, _ = deploy(server, d / "template.yaml", "hello")
+    assert actions(summary) == {"Other": "created", "HelloWorldFunction": "deleted"}
+    with pytest.raises(c.exceptions.ResourceNotFoundException):
+        c.get_function(FunctionName=name)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        get(url)
+    assert e.value.code == 403  # as AWS answers a URL that is gone
+    assert json.loads(c.invoke(FunctionName="hello-Other")["Payload"].read()) == 1
+
+    lambent(server, "delete", "--stack-name", "hello")
+    assert c.list_functions()["Functions"] == []
+
+
+def test_unsupported_parts_are_refused_by_name_and_nothing_changes(server, tmp_path):
+    d = app("python-httpapi", tmp_path)
+    python_wheel(d / "hello_world")
+    sam_translate(d / "template.yaml")
+    c = server.client()
+    before = c.list_functions()["Functions"]
+    _, p = deploy(server, d / "template.yaml", "httpapi", check=False)
+    assert p.returncode == 1
+    assert p.stderr.strip() == (
+        "lambent: resource HelloWorldFunction: property Events.HelloWorld (Type HttpApi) is not "
+        "supported by lambent deploy: the local API Gateway is not available yet; use "
+        "FunctionUrlConfig for HTTP")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("Transform: AWS::Serverless-2016-10-31\nResources:\n  T:\n"
+                   "    Type: AWS::DynamoDB::Table\n")
+    _, p = deploy(server, bad, "bad", check=False)
+    assert "resource T: type AWS::DynamoDB::Table is not supported by lambent deploy" in p.stderr
+    _, p = deploy(server, SAM / "sqs-worker" / "template.yaml", "sqs", check=False)
+    assert p.stderr.strip() == ("lambent: parameter QueueArn: has no Default: pass it with "
+                                "--parameter-overrides QueueArn=VALUE")
+    assert c.list_functions()["Functions"] == before
+
+
+def test_node_app_installs_dependencies_without_dev_dependencies(server, tmp_path):
+    d = app("node-url", tmp_path)
+    npm_tarball(d / "app/vendor/greet-1.0.0.tgz", "greet", "module.exports = (w) => `hello ${w}`;\n")
+    npm_tarball(d / "app/vendor/devtool-1.0.0.tgz", "devtool", "module.exports = 1;\n")
+    sam_translate(d / "template.yaml")
+    summary, p = deploy(server, d / "template.yaml", "node")
+    assert actions(summary) == {"NodeFunction": "created"}
+    url = outputs(summary)["NodeUrl"]
+    assert get(url + "world") == (200, {"message": "hello /world", "path": "/world"})
+    c = server.client()
+    code = c.get_function(FunctionName="node-NodeFunction")["Code"]["Location"]
+    with urllib.request.urlopen(code, timeout=30) as r:
+        names = zipfile.ZipFile(io.BytesIO(r.read())).namelist()
+    assert "node_modules/greet/index.js" in names
+    assert not any(n.startswith("node_modules/devtool") for n in names)
+    sha = c.get_function(FunctionName="node-NodeFunction")["Configuration"]["CodeSha256"]
+    summary, _ = deploy(server, d / "template.yaml", "node")
+    assert actions(summary) == {"NodeFunction": "unchanged"}
+    assert c.get_function(FunctionName="node-NodeFunction")["Configuration"]["CodeSha256"] == sha
+    lambent(server, "delete", "--stack-name", "node")
+
+
+def test_sqs_worker_gets_its_queue_and_loses_it(server, moto, tmp_path):
+    sqs = boto3.client("sqs", endpoint_url=moto, region_name=REGION,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    q = sqs.create_queue(QueueName="jobs")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    d = app("sqs-worker", tmp_path)
+    sam_translate(d / "template.yaml", {"QueueArn": arn})
+    summary, _ = deploy(server, d / "template.yaml", "worker",
+                        "--parameter-overrides", f"QueueArn={arn}", "BatchSize=5")
+    assert actions(summary) == {"WorkerFunction": "created"}
+    name = outputs(summary)["WorkerFunctionName"]
+    assert name == "worker-WorkerFunction"
+    c = server.client()
+    [m] = c.list_event_source_mappings(FunctionName=name)["EventSourceMappings"]
+    assert (m["EventSourceArn"], m["BatchSize"]) == (arn, 5)
+    sqs.send_message(QueueUrl=q, MessageBody="job-1")
+    logs = server.client(service="logs")
+
+    def worked():
+        try:
+            ev = logs.filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"]
+        except logs.exceptions.ResourceNotFoundException:
+            return False
+        return any('{"worked": "job-1"}' in e["message"] for e in ev)
+
+    wait_for("the worker to take the message", worked, timeout=60)
+
+    summary, _ = deploy(server, d / "template.yaml", "worker",
+                        "--parameter-overrides", f"QueueArn={arn}", "BatchSize=5")
+    assert actions(summary) == {"WorkerFunction": "unchanged"}
+    assert [x["UUID"] for x in c.list_event_source_mappings(FunctionName=name)["EventSourceMappings"]] \
+        == [m["UUID"]]
+
+    summary, _ = deploy(server, d / "template.yaml", "worker",
+                        "--parameter-overrides", f"QueueArn={arn}", "BatchSize=2")
+    assert actions(summary) == {"WorkerFunction": "updated (triggers)"}
+    [m2] = c.list_event_source_mappings(FunctionName=name)["EventSourceMappings"]
+    assert m2["BatchSize"] == 2
+
+    lambent(server, "delete", "--stack-name", "worker")
+    assert [x for x in c.list_event_source_mappings()["EventSourceMappings"]
+            if x["State"] not in ("Deleting",)] == []
+
+
+def test_scheduled_function_gets_a_schedule(server, tmp_path):
+    d = app("scheduled", tmp_path)
+    sam_translate(d / "template.yaml")
+    summary, _ = deploy(server, d / "template.yaml", "cron")
+    assert actions(summary) == {"TickFunction": "created"}
+    sched = server.client(service="scheduler")
+    s = sched.get_schedule(Name="cron-TickFunction-EveryMinute")
+    assert s["ScheduleExpression"] == "rate(1 minute)"
+    assert s["Target"]["Arn"] == f"arn:aws:lambda:{REGION}:{ACCOUNT_A}:function:cron-TickFunction"
+    assert s["Target"]["Input"] == '{"job": "cleanup"}'
+    summary, _ = deploy(server, d / "template.yaml", "cron")
+    assert actions(summary) == {"TickFunction": "unchanged"}
+    # The event leaves the template: the schedule goes, the function stays.
+    t = (d / "template.yaml").read_text()
+    (d / "template.yaml").write_text(t[: t.index("      Events:")])
+    sam_translate(d / "template.yaml")
+    summary, _ = deploy(server, d / "template.yaml", "cron")
+    assert actions(summary) == {"TickFunction": "updated (triggers)"}
+    with pytest.raises(sched.exceptions.ResourceNotFoundException):
+        sched.get_schedule(Name="cron-TickFunction-EveryMinute")
+    lambent(server, "delete", "--stack-name", "cron")
+
+
+def test_completions_print_a_script():
+    p = subprocess.run([BINARY, "completions", "bash"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0
+    assert "deploy" in p.stdout and "--stack-name" in p.stdout
