@@ -361,3 +361,81 @@ def test_completions_print_a_script():
     p = subprocess.run([BINARY, "completions", "bash"], capture_output=True, text=True, timeout=30)
     assert p.returncode == 0
     assert "deploy" in p.stdout and "--stack-name" in p.stdout
+
+
+def log_has(server, name, text):
+    logs = server.client(service="logs")
+    try:
+        ev = logs.filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"]
+    except logs.exceptions.ResourceNotFoundException:
+        return False
+    return any(text in e["message"] for e in ev)
+
+
+def test_sns_subscriber_with_a_layer(server, tmp_path):
+    sns = server.client(service="sns")
+    topic = sns.create_topic(Name="orders")["TopicArn"]
+    d = app("sns-layer", tmp_path)
+    sam_translate(d / "template.yaml", {"TopicArn": topic})
+    summary, _ = deploy(server, d / "template.yaml", "subs", "--parameter-overrides", f"TopicArn={topic}")
+    assert actions(summary) == {"SharedLayer": "created", "SubscriberFunction": "created"}
+    layer = outputs(summary)["LayerArn"]
+    assert layer == f"arn:aws:lambda:{REGION}:{ACCOUNT_A}:layer:shared:1"
+    c = server.client()
+    name = "subs-SubscriberFunction"
+    assert [l["Arn"] for l in c.get_function(FunctionName=name)["Configuration"]["Layers"]] == [layer]
+    [sub] = sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+    assert (sub["Protocol"], sub["Endpoint"]) == ("lambda", c.get_function(FunctionName=name)["Configuration"]["FunctionArn"])
+    sns.publish(TopicArn=topic, Message="small one",
+                MessageAttributes={"kind": {"DataType": "String", "StringValue": "small"}})
+    sns.publish(TopicArn=topic, Message="big one",
+                MessageAttributes={"kind": {"DataType": "String", "StringValue": "big"}})
+    wait_for("the subscriber to log the big order",
+             lambda: log_has(server, name, '{"got": "order big one"}'), timeout=60)
+    assert not log_has(server, name, "small one")
+
+    # Unchanged: the same layer version, no new subscription.
+    summary, _ = deploy(server, d / "template.yaml", "subs", "--parameter-overrides", f"TopicArn={topic}")
+    assert actions(summary) == {"SharedLayer": "unchanged", "SubscriberFunction": "unchanged"}
+    assert len(c.list_layer_versions(LayerName="shared")["LayerVersions"]) == 1
+    assert sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"] == [sub]
+
+    # New layer code: a new version, and the function moves to it.
+    (d / "layer/python/shared.py").write_text("def describe(m):\n    return 'ORDER ' + m\n")
+    summary, _ = deploy(server, d / "template.yaml", "subs", "--parameter-overrides", f"TopicArn={topic}")
+    assert actions(summary) == {"SharedLayer": "created", "SubscriberFunction": "updated (configuration)"}
+    assert [l["Arn"] for l in c.get_function(FunctionName=name)["Configuration"]["Layers"]] == \
+        [layer[:-1] + "2"]
+
+    lambent(server, "delete", "--stack-name", "subs")
+    assert sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"] == []
+
+
+def test_a_deploy_that_fails_midway_is_completed_by_the_next(server, tmp_path):
+    d = tmp_path / "resume"
+    (d / "a").mkdir(parents=True)
+    (d / "a" / "app.py").write_text("def handler(e, c):\n    return 'a'\n")
+    (d / "b").mkdir()
+    (d / "b" / "app.py").write_text("def handler(e, c):\n    return 'b'\n")
+    template = ("AWSTemplateFormatVersion: '2010-09-09'\nTransform: AWS::Serverless-2016-10-31\n"
+                "Resources:\n"
+                "  A:\n    Type: AWS::Serverless::Function\n    Properties:\n"
+                "      CodeUri: a/\n      Handler: app.handler\n      Runtime: python3.11\n"
+                "  B:\n    Type: AWS::Serverless::Function\n    DependsOn: A\n    Properties:\n"
+                "      CodeUri: b/\n      Handler: app.handler\n      Runtime: python3.11\n"
+                "      MemorySize: {memory}\n")
+    # B's memory is out of Lambda's range: A is created, B is refused.
+    (d / "template.yaml").write_text(template.format(memory=64))
+    sam_translate(d / "template.yaml")
+    _, p = deploy(server, d / "template.yaml", "resume", check=False)
+    assert p.returncode == 1
+    assert "lambent: CreateFunction resume-B: " in p.stderr and "memorySize" in p.stderr
+    c = server.client()
+    assert c.get_function(FunctionName="resume-A")["Configuration"]["Handler"] == "app.handler"
+    sha = c.get_function(FunctionName="resume-A")["Configuration"]["CodeSha256"]
+    (d / "template.yaml").write_text(template.format(memory=256))
+    summary, _ = deploy(server, d / "template.yaml", "resume")
+    assert actions(summary) == {"A": "unchanged", "B": "created"}
+    assert c.get_function(FunctionName="resume-A")["Configuration"]["CodeSha256"] == sha
+    assert json.loads(c.invoke(FunctionName="resume-B")["Payload"].read()) == "b"
+    lambent(server, "delete", "--stack-name", "resume")
