@@ -113,9 +113,10 @@ def lambent(server, *args, check=True, cwd=None):
     return proc
 
 
-def deploy(server, template, stack, *extra, check=True):
-    p = lambent(server, "deploy", "--template", str(template), "--stack-name", stack,
-                "--output", "json", *extra, check=check)
+def deploy(server, template, stack, *extra, check=True, cwd=None):
+    where = ("--template", str(template)) if template else ()
+    p = lambent(server, "deploy", *where, "--stack-name", stack,
+                "--output", "json", *extra, check=check, cwd=cwd)
     return (json.loads(p.stdout) if p.returncode == 0 else None), p
 
 
@@ -188,7 +189,9 @@ def test_python_app_deploys_runs_redeploys_unchanged_changes_and_goes(server, tm
     c = server.client()
     name = "hello-HelloWorldFunction"
 
-    summary, p = deploy(server, d / "template.yaml", "hello")
+    # From the app's folder, as `sam deploy` runs: template.yaml found there,
+    # CodeUri relative to it.
+    summary, p = deploy(server, None, "hello", cwd=d)
     assert actions(summary) == {"HelloWorldFunction": "created"}
     assert "building (pip install -r requirements.txt)" in p.stderr
     out = outputs(summary)

@@ -334,6 +334,11 @@ pub async fn deploy(
     } else {
         base
     };
+    // Builds run in other directories: every path starts from an absolute one.
+    let base = std::path::absolute(&base).map_err(|source| DeployError::Read {
+        path: base.clone(),
+        source,
+    })?;
     let account = lambda.account().await?;
     let pseudo = Pseudo {
         stack_name: opts.stack_name.clone(),
