@@ -442,3 +442,46 @@ def test_a_deploy_that_fails_midway_is_completed_by_the_next(server, tmp_path):
     assert c.get_function(FunctionName="resume-A")["Configuration"]["CodeSha256"] == sha
     assert json.loads(c.invoke(FunctionName="resume-B")["Payload"].read()) == "b"
     lambent(server, "delete", "--stack-name", "resume")
+
+
+def test_watch_updates_the_function_on_save_and_survives_build_errors(server, tmp_path):
+    d = app("python-hello", tmp_path)
+    python_wheel(d / "hello_world")
+    env = dict(os.environ)
+    env.update(AWS_ACCESS_KEY_ID=KEY_A[0], AWS_SECRET_ACCESS_KEY=KEY_A[1],
+               AWS_REGION=REGION, LAMBENT_ENDPOINT=server.endpoint)
+    log_path = tmp_path / "watch.log"
+    proc = subprocess.Popen([BINARY, "deploy", "--watch", "--stack-name", "live"], cwd=d, env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(log_path, "w"))
+    try:
+        text = lambda: log_path.read_text()
+        wait_for("the first deploy", lambda: "Watching" in text(), timeout=120)
+        url = next(l.split(" = ")[1] for l in text().splitlines() if "HelloWorldUrl = " in l)
+        assert get(url) == (200, {"message": "dep says: hello world"})
+        app_py = d / "hello_world" / "app.py"
+
+        def edit_and_time(old, new):
+            app_py.write_text(app_py.read_text().replace(old, new))
+            started = time.monotonic()
+            wait_for("the new code to answer",
+                     lambda: get(url)[1].get(new.strip('"')) is not None, timeout=30)
+            return time.monotonic() - started
+
+        took = edit_and_time('"message"', '"edited"')
+        print(f"edit to new answer: {took:.2f} s")
+        # A second is what the watch promises; a loaded machine gets its scale.
+        assert took < 1.0 * max(1.0, float(os.environ.get("LAMBENT_TEST_TIMEOUT_SCALE") or 1))
+
+        # A build that fails is shown; the watch goes on and the old code serves.
+        req = d / "hello_world" / "requirements.txt"
+        req.write_text("./missing-1.0-py3-none-any.whl\n")
+        wait_for("the build error", lambda: "Still watching" in text(), timeout=60)
+        assert "HelloWorldFunction: `" in text() and "failed" in text()
+        assert proc.poll() is None
+        assert get(url)[1] == {"edited": "dep says: hello world"}
+        req.write_text("./greet-1.0-py3-none-any.whl\n")
+        edit_and_time('"edited"', '"fixed"')
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    lambent(server, "delete", "--stack-name", "live")

@@ -443,6 +443,83 @@ pub async fn deploy(
     Ok(summary)
 }
 
+/// What `--watch` compares: every file's path, size and modification time
+/// under `dir` (builds, dependencies and version control left out).
+fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    const SKIP: &[&str] = &[".aws-sam", "node_modules", "target", ".git", "__pycache__"];
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let Ok(m) = std::fs::metadata(&p) else {
+                continue;
+            };
+            if m.is_dir() {
+                if !SKIP.iter().any(|s| e.file_name() == *s) {
+                    stack.push(p);
+                }
+            } else {
+                out.push((p, m.len(), m.modified().unwrap_or(std::time::UNIX_EPOCH)));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `lambent deploy --watch`: deploys, then deploys again whenever a file
+/// under the template's folder changes (only what changed is updated, so a
+/// code edit updates that one function). A failed build or deploy is shown
+/// and the watch goes on.
+pub async fn watch(
+    lambda: &mut Lambda,
+    opts: &Options,
+    progress: &dyn Progress,
+) -> Result<(), DeployError> {
+    let dir = opts
+        .template
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let dir = std::path::absolute(&dir).map_err(|source| DeployError::Read {
+        path: dir.clone(),
+        source,
+    })?;
+    let mut last = snapshot(&dir);
+    if let Err(e) = deploy(lambda, opts, progress).await {
+        progress.line(&format!("error: {e}"));
+    }
+    progress.line(&format!(
+        "Watching {} for changes (Ctrl-C stops)",
+        dir.display()
+    ));
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let now = snapshot(&dir);
+        if now == last {
+            continue;
+        }
+        // Let an editor's burst of writes land before building.
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        last = snapshot(&dir);
+        let started = std::time::Instant::now();
+        match deploy(lambda, opts, progress).await {
+            Ok(_) => progress.line(&format!(
+                "Redeployed in {} ms; watching",
+                started.elapsed().as_millis()
+            )),
+            Err(e) => progress.line(&format!(
+                "error: {e}\nStill watching; fix it and save again"
+            )),
+        }
+    }
+}
+
 type Deployment = (ResourceResult, Attributes, Vec<(String, Attributes)>);
 
 impl Run<'_> {

@@ -117,6 +117,60 @@ fn fingerprint(dir: &Path, method: &Method) -> Result<String, BuildError> {
     Ok(hex(&h.finalize()))
 }
 
+/// Whether a file is source code (what changes between builds without
+/// changing the dependencies).
+fn is_source(rel: &str) -> bool {
+    [".py", ".js", ".mjs", ".cjs", ".ts", ".json", ".md", ".txt"]
+        .iter()
+        .any(|e| rel.ends_with(e))
+        && !matches!(
+            rel,
+            "requirements.txt" | "package.json" | "package-lock.json"
+        )
+}
+
+/// The dependencies of a Python or Node.js build, installed by `install`
+/// into a folder of their own and reused while their inputs (requirements,
+/// package manifests, the local archives they name) are unchanged, so a
+/// change to the code alone rebuilds in the time a copy takes.
+fn dependencies(
+    resource: &str,
+    src: &Path,
+    out: &Path,
+    method: &Method,
+    log: &mut dyn FnMut(&str),
+    install: impl FnOnce(&Path) -> Result<(), BuildError>,
+) -> Result<PathBuf, BuildError> {
+    let deps = out.with_extension("deps");
+    let stamp = out.with_extension("deps-inputs");
+    let mut h = sha2::Sha256::new();
+    h.update(format!("{method:?}\n").as_bytes());
+    for (rel, p) in package::files(src)? {
+        if is_source(&rel)
+            || rel.starts_with("node_modules/")
+            || rel.starts_with(".aws-sam/")
+            || rel.contains("__pycache__/")
+        {
+            continue;
+        }
+        h.update(format!("{rel}\0").as_bytes());
+        h.update(std::fs::read(&p).map_err(io(p.display().to_string()))?);
+    }
+    let print = hex(&h.finalize());
+    if deps.is_dir() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(print.as_str()) {
+        return Ok(deps);
+    }
+    log(&format!("{resource}: installing dependencies"));
+    let _ = std::fs::remove_file(&stamp);
+    if deps.exists() {
+        std::fs::remove_dir_all(&deps).map_err(io(deps.display().to_string()))?;
+    }
+    std::fs::create_dir_all(&deps).map_err(io(deps.display().to_string()))?;
+    install(&deps)?;
+    std::fs::write(&stamp, print).map_err(io(stamp.display().to_string()))?;
+    Ok(deps)
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -148,7 +202,6 @@ pub fn build(
     match method {
         Method::AsIs => {}
         Method::Pip { python } => {
-            copy_tree(src, out, &["__pycache__", ".aws-sam"])?;
             // python3.12 -> the `python3.12` interpreter on PATH.
             let interpreter = python.clone();
             if !on_path(&interpreter) {
@@ -160,25 +213,28 @@ pub fn build(
                     ),
                 });
             }
-            let mut c = Command::new(&interpreter);
-            c.args([
-                "-m",
-                "pip",
-                "install",
-                "--no-compile",
-                "--disable-pip-version-check",
-                "-q",
-                "-r",
-            ])
-            .arg(src.join("requirements.txt"))
-            .arg("-t")
-            .arg(out)
-            // Paths in requirements.txt are relative to the function's folder.
-            .current_dir(src);
-            run(resource, c)?;
+            let deps = dependencies(resource, src, out, method, log, |deps| {
+                let mut c = Command::new(&interpreter);
+                c.args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--no-compile",
+                    "--disable-pip-version-check",
+                    "-q",
+                    "-r",
+                ])
+                .arg(src.join("requirements.txt"))
+                .arg("-t")
+                .arg(deps)
+                // Paths in requirements.txt are relative to the function's folder.
+                .current_dir(src);
+                run(resource, c).map(|_| ())
+            })?;
+            copy_tree(&deps, out, &[])?;
+            copy_tree(src, out, &["__pycache__", ".aws-sam"])?;
         }
         Method::Npm => {
-            copy_tree(src, out, &["node_modules", ".aws-sam"])?;
             if !on_path("npm") {
                 return Err(BuildError::ToolMissing {
                     resource: resource.into(),
@@ -186,21 +242,43 @@ pub fn build(
                     hint: "install Node.js with npm".into(),
                 });
             }
-            let mut c = Command::new("npm");
-            let sub = if src.join("package-lock.json").is_file() {
-                "ci"
-            } else {
-                "install"
-            };
-            c.args([
-                sub,
-                "--omit=dev",
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-            ])
-            .current_dir(out);
-            run(resource, c)?;
+            let deps = dependencies(resource, src, out, method, log, |deps| {
+                // package.json, its lock and what they point at (local
+                // tarballs), without the sources.
+                for (rel, p) in package::files(src)? {
+                    if is_source(&rel) && !rel.ends_with(".json") {
+                        continue;
+                    }
+                    if rel.starts_with("node_modules/") || rel.starts_with(".aws-sam/") {
+                        continue;
+                    }
+                    let to = deps.join(&rel);
+                    if let Some(parent) = to.parent() {
+                        std::fs::create_dir_all(parent)
+                            .map_err(io(parent.display().to_string()))?;
+                    }
+                    std::fs::copy(&p, &to).map_err(io(p.display().to_string()))?;
+                }
+                let mut c = Command::new("npm");
+                let sub = if src.join("package-lock.json").is_file() {
+                    "ci"
+                } else {
+                    "install"
+                };
+                c.args([
+                    sub,
+                    "--omit=dev",
+                    "--no-audit",
+                    "--no-fund",
+                    "--loglevel=error",
+                ])
+                .current_dir(deps);
+                run(resource, c).map(|_| ())
+            })?;
+            copy_tree(src, out, &["node_modules", ".aws-sam"])?;
+            if deps.join("node_modules").is_dir() {
+                copy_tree(&deps.join("node_modules"), &out.join("node_modules"), &[])?;
+            }
         }
         Method::Cargo { binary } => {
             if !on_path("cargo") {

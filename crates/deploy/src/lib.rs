@@ -17,5 +17,7 @@ pub mod template;
 pub mod triggers;
 pub mod yaml;
 
-pub use apply::{Action, DeployError, Options, Progress, Summary, Terminal, deploy, destroy};
+pub use apply::{
+    Action, DeployError, Options, Progress, Summary, Terminal, deploy, destroy, watch,
+};
 pub use lambda::Lambda;

@@ -45,6 +45,10 @@ pub struct DeployArgs {
     /// `table` for people, `json` (the resources and outputs) for scripts.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// Keep running: a change under the template's folder rebuilds and
+    /// updates what it touched; errors are shown and the watch goes on.
+    #[arg(long)]
+    pub watch: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -141,6 +145,10 @@ pub fn deploy(args: DeployArgs) -> Result<(), StackError> {
         overrides: overrides(&args.parameter_overrides)?,
     };
     let mut lambda = lambda(&args.server)?;
+    if args.watch {
+        runtime()?.block_on(deploy::watch(&mut lambda, &opts, &deploy::Terminal))?;
+        return Ok(());
+    }
     let summary = runtime()?.block_on(deploy::deploy(&mut lambda, &opts, &deploy::Terminal))?;
     if args.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&summary_json(&summary))?);
