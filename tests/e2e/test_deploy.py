@@ -485,3 +485,28 @@ def test_watch_updates_the_function_on_save_and_survives_build_errors(server, tm
         proc.terminate()
         proc.wait(timeout=20)
     lambent(server, "delete", "--stack-name", "live")
+
+
+def test_rust_and_makefile_builds(server, tmp_path):
+    d = app("rust-make", tmp_path)
+    sam_translate(d / "template.yaml")
+    summary, p = deploy(server, d / "template.yaml", "built")
+    assert actions(summary) == {"RustFunction": "created", "MakeFunction": "created"}
+    assert "RustFunction: building (cargo build --release)" in p.stderr
+    assert "MakeFunction: building (make)" in p.stderr
+    c = server.client()
+    r = c.invoke(FunctionName="built-RustFunction", Payload=b'{"n": 1}')
+    assert json.loads(r["Payload"].read()) == {"from": "rust", "event": {"n": 1}}
+    r = c.invoke(FunctionName="built-MakeFunction", Payload=b"{}")
+    assert json.loads(r["Payload"].read()) == {"from": "make", "stamp": "made by make"}
+    code = c.get_function(FunctionName="built-RustFunction")["Code"]["Location"]
+    with urllib.request.urlopen(code, timeout=30) as z:
+        info = zipfile.ZipFile(io.BytesIO(z.read())).getinfo("bootstrap")
+    assert (info.external_attr >> 16) & 0o111
+    shas = {n: c.get_function(FunctionName=n)["Configuration"]["CodeSha256"]
+            for n in ("built-RustFunction", "built-MakeFunction")}
+    summary, p = deploy(server, d / "template.yaml", "built")
+    assert actions(summary) == {"RustFunction": "unchanged", "MakeFunction": "unchanged"}
+    assert "RustFunction: build is up to date" in p.stderr
+    assert {n: c.get_function(FunctionName=n)["Configuration"]["CodeSha256"] for n in shas} == shas
+    lambent(server, "delete", "--stack-name", "built")

@@ -199,6 +199,7 @@ pub fn build(
     }
     std::fs::create_dir_all(out).map_err(io(out.display().to_string()))?;
     log(&format!("{resource}: building ({})", describe(method)));
+    let had_lock = src.join("Cargo.lock").exists();
     match method {
         Method::AsIs => {}
         Method::Pip { python } => {
@@ -354,6 +355,13 @@ pub fn build(
             run(resource, c)?;
         }
     }
+    // cargo writes Cargo.lock into the sources on a first build: the next
+    // build compares with the sources as that one left them.
+    let print = if matches!(method, Method::Cargo { .. }) && !had_lock {
+        fingerprint(src, method)?
+    } else {
+        print
+    };
     std::fs::write(&stamp, print).map_err(io(stamp.display().to_string()))?;
     Ok(out.to_owned())
 }
