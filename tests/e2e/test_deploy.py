@@ -510,3 +510,38 @@ def test_rust_and_makefile_builds(server, tmp_path):
     assert "RustFunction: build is up to date" in p.stderr
     assert {n: c.get_function(FunctionName=n)["Configuration"]["CodeSha256"] for n in shas} == shas
     lambent(server, "delete", "--stack-name", "built")
+
+
+def test_a_canary_deployment_preference_shifts_the_alias_by_weights(server, tmp_path):
+    d = tmp_path / "canary"
+    d.mkdir()
+    template = ("AWSTemplateFormatVersion: '2010-09-09'\nTransform: AWS::Serverless-2016-10-31\n"
+                "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n"
+                "      InlineCode: \"def h(e, c):\\n    return {answer}\\n\"\n"
+                "      Handler: index.h\n      Runtime: python3.11\n      AutoPublishAlias: live\n"
+                "      DeploymentPreference:\n        Type: Canary10Percent5Minutes\n")
+    (d / "template.yaml").write_text(template.format(answer=1))
+    sam_translate(d / "template.yaml")
+    deploy(server, d / "template.yaml", "canary")
+    c = server.client()
+    assert c.get_alias(FunctionName="canary-Fn", Name="live")["FunctionVersion"] == "1"
+    (d / "template.yaml").write_text(template.format(answer=2))
+    env = dict(os.environ)
+    env.update(AWS_ACCESS_KEY_ID=KEY_A[0], AWS_SECRET_ACCESS_KEY=KEY_A[1],
+               AWS_REGION=REGION, LAMBENT_ENDPOINT=server.endpoint)
+    # Five minutes at 0.01: three seconds of 10% on the new version.
+    proc = subprocess.Popen([BINARY, "deploy", "--template", str(d / "template.yaml"),
+                             "--stack-name", "canary", "--shift-time-scale", "0.01"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def weights():
+        a = c.get_alias(FunctionName="canary-Fn", Name="live")
+        return a["FunctionVersion"], a.get("RoutingConfig", {}).get("AdditionalVersionWeights", {})
+
+    wait_for("the canary step", lambda: weights() == ("1", {"2": 0.1}), timeout=60)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "Fn: alias live: 10% to version 2, 90% on 1; next step in 5 min" in err
+    assert weights() == ("2", {})
+    assert json.loads(c.invoke(FunctionName="canary-Fn", Qualifier="live")["Payload"].read()) == 2
+    lambent(server, "delete", "--stack-name", "canary")

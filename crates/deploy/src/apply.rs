@@ -146,6 +146,9 @@ pub struct Options {
     pub template: PathBuf,
     pub stack_name: String,
     pub overrides: BTreeMap<String, String>,
+    /// Multiplies DeploymentPreference's minutes (1 = as written; tests
+    /// shorten them).
+    pub shift_time_scale: f64,
 }
 
 pub fn check_stack_name(s: &str) -> Result<(), DeployError> {
@@ -311,6 +314,7 @@ struct Run<'a> {
     base: PathBuf,
     build_root: PathBuf,
     prebuilt: bool,
+    shift_time_scale: f64,
 }
 
 /// Deploys `opts.template` as stack `opts.stack_name`.
@@ -358,6 +362,7 @@ pub async fn deploy(
         build_root: base.join(".aws-sam").join("lambent"),
         base,
         prebuilt,
+        shift_time_scale: opts.shift_time_scale,
     };
     let existing = stack_functions(run.lambda, &run.stack).await?;
     progress.line(&format!(
@@ -695,6 +700,32 @@ impl Run<'_> {
                         .as_object()
                         .is_some_and(|w| !w.is_empty())
                 });
+                // DeploymentPreference: the new version takes its share of the
+                // alias's traffic step by step (an interrupted shift is
+                // completed at once by the next deploy).
+                if let (Some(shift), Some(old)) = (spec.shift, points.as_deref())
+                    && old != version
+                    && !weighted
+                {
+                    for w in shift.steps() {
+                        self.lambda
+                            .put_alias(
+                                &spec.name,
+                                alias,
+                                &json!({"FunctionVersion": old,
+                                        "RoutingConfig": {"AdditionalVersionWeights": {version.clone(): f64::from(w) / 100.0}}}),
+                            )
+                            .await?;
+                        self.progress.line(&format!(
+                            "  {}: alias {alias}: {w}% to version {version}, {}% on {old}; next step in {} min",
+                            spec.logical_id,
+                            100 - w,
+                            shift.minutes
+                        ));
+                        let secs = f64::from(shift.minutes) * 60.0 * self.shift_time_scale;
+                        tokio::time::sleep(std::time::Duration::from_secs_f64(secs.max(0.0))).await;
+                    }
+                }
                 if points.as_deref() != Some(version.as_str()) || weighted {
                     self.lambda
                         .put_alias(

@@ -156,14 +156,34 @@ pub fn check(t: &Template) -> Result<(), TemplateError> {
             ));
         }
         if let Some(dp) = r.properties.get("DeploymentPreference") {
-            let kind = dp.get("Type").and_then(Value::as_str).unwrap_or("");
-            let enabled = dp.get("Enabled").and_then(Value::as_bool).unwrap_or(true);
-            if enabled && kind != "AllAtOnce" {
+            if let Value::Object(m) = dp {
+                for k in m.keys() {
+                    let hint = match k.as_str() {
+                        "Type" | "Enabled" | "Role" | "PassthroughCondition" => continue,
+                        "Hooks" => {
+                            "CodeDeploy hook functions are not run; test the new version before deploying"
+                        }
+                        "Alarms" | "TriggerConfigurations" => {
+                            "there are no CloudWatch alarms or CodeDeploy triggers here"
+                        }
+                        _ => "",
+                    };
+                    return Err(unsupported(id, &format!("DeploymentPreference.{k}"), hint));
+                }
+            }
+            if let Some(Value::String(kind)) = dp.get("Type")
+                && Shift::parse(kind).is_none()
+            {
                 return Err(unsupported(
                     id,
                     &format!("DeploymentPreference.Type ({kind})"),
-                    "gradual traffic shifting is not supported yet; use Type: AllAtOnce",
+                    "the types are AllAtOnce, CanaryXPercentYMinutes and LinearXPercentEveryYMinute(s)",
                 ));
+            }
+            if !r.properties.contains_key("AutoPublishAlias") {
+                return Err(TemplateError::Invalid(format!(
+                    "resource {id}: DeploymentPreference needs AutoPublishAlias (traffic shifts between the alias's versions)"
+                )));
             }
         }
         if let Some(events) = r.properties.get("Events") {
@@ -199,6 +219,56 @@ pub fn check(t: &Template) -> Result<(), TemplateError> {
     Ok(())
 }
 
+/// How an alias moves to a new version (SAM's DeploymentPreference).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shift {
+    /// Canary: one step of `percent`, then all. Linear: steps of `percent`.
+    pub linear: bool,
+    pub percent: u32,
+    pub minutes: u32,
+}
+
+impl Shift {
+    /// `Canary10Percent5Minutes`, `Linear10PercentEvery1Minute`, ...;
+    /// `AllAtOnce` is `Some(None)`.
+    pub fn parse(kind: &str) -> Option<Option<Shift>> {
+        if kind == "AllAtOnce" {
+            return Some(None);
+        }
+        let (linear, rest) = match (kind.strip_prefix("Canary"), kind.strip_prefix("Linear")) {
+            (Some(r), _) => (false, r),
+            (_, Some(r)) => (true, r),
+            _ => return None,
+        };
+        let (percent, rest) = rest.split_once("Percent")?;
+        let rest = if linear {
+            rest.strip_prefix("Every")?
+        } else {
+            rest
+        };
+        let minutes = rest
+            .strip_suffix("Minutes")
+            .or_else(|| rest.strip_suffix("Minute"))?;
+        let (percent, minutes) = (percent.parse().ok()?, minutes.parse().ok()?);
+        (1..100).contains(&percent).then_some(Some(Shift {
+            linear,
+            percent,
+            minutes,
+        }))
+    }
+
+    /// The weights the new version gets, each held for `minutes`.
+    pub fn steps(&self) -> Vec<u32> {
+        if !self.linear {
+            return vec![self.percent];
+        }
+        (1..)
+            .map(|k| k * self.percent)
+            .take_while(|w| *w < 100)
+            .collect()
+    }
+}
+
 /// Where a function's or layer's code comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Code {
@@ -230,6 +300,8 @@ pub struct FunctionSpec {
     /// SAM's Events (evaluated), by name.
     pub events: Map<String, Value>,
     pub url: Option<Value>,
+    /// DeploymentPreference, when enabled and gradual.
+    pub shift: Option<Shift>,
 }
 
 fn int(id: &str, k: &str, v: &Value) -> Result<i64, TemplateError> {
@@ -314,6 +386,7 @@ pub fn function(
         metadata: r.metadata.clone(),
         events: Map::new(),
         url: None,
+        shift: None,
     };
     let mut code = None;
     for (k, v) in props {
@@ -401,6 +474,16 @@ pub fn function(
             "AutoPublishAlias" => spec.alias = Some(text(v)),
             "Events" => spec.events = v.as_object().cloned().unwrap_or_default(),
             "FunctionUrlConfig" => spec.url = Some(v.clone()),
+            "DeploymentPreference" => {
+                let enabled = !matches!(v.get("Enabled"), Some(Value::Bool(false)))
+                    && v.get("Enabled").and_then(Value::as_str) != Some("false");
+                spec.shift = v
+                    .get("Type")
+                    .and_then(Value::as_str)
+                    .and_then(Shift::parse)
+                    .flatten()
+                    .filter(|_| enabled);
+            }
             "VersionDescription" => spec.version_description = Some(text(v)),
             "ReservedConcurrentExecutions" => spec.reserved = Some(int(id, k, v)?),
             "ProvisionedConcurrencyConfig" => {
@@ -538,8 +621,16 @@ mod tests {
                 "resource F: property FunctionUrlConfig.Qualifier is not supported by lambent deploy: FunctionUrlConfig takes AuthType, Cors, InvokeMode",
             ),
             (
-                "  F:\n    Type: AWS::Serverless::Function\n    Properties: {CodeUri: x, AutoPublishAlias: live, DeploymentPreference: {Type: Canary10Percent5Minutes}}\n",
-                "resource F: property DeploymentPreference.Type (Canary10Percent5Minutes) is not supported by lambent deploy: gradual traffic shifting is not supported yet; use Type: AllAtOnce",
+                "  F:\n    Type: AWS::Serverless::Function\n    Properties: {CodeUri: x, AutoPublishAlias: live, DeploymentPreference: {Type: Canary10Percent5Minutes, Hooks: {PreTraffic: !Ref H}}}\n",
+                "resource F: property DeploymentPreference.Hooks is not supported by lambent deploy: CodeDeploy hook functions are not run; test the new version before deploying",
+            ),
+            (
+                "  F:\n    Type: AWS::Serverless::Function\n    Properties: {CodeUri: x, AutoPublishAlias: live, DeploymentPreference: {Type: Sometimes}}\n",
+                "resource F: property DeploymentPreference.Type (Sometimes) is not supported by lambent deploy: the types are AllAtOnce, CanaryXPercentYMinutes and LinearXPercentEveryYMinute(s)",
+            ),
+            (
+                "  F:\n    Type: AWS::Serverless::Function\n    Properties: {CodeUri: x, DeploymentPreference: {Type: AllAtOnce}}\n",
+                "resource F: DeploymentPreference needs AutoPublishAlias (traffic shifts between the alias's versions)",
             ),
             (
                 "  F:\n    Type: AWS::Serverless::Function\n    Properties: {CodeUri: x, PackageType: Image}\n",
@@ -593,6 +684,38 @@ mod tests {
                         "DestinationConfig": {"OnFailure": {"Destination": "arn:aws:sqs:us-east-1:123456789012:f"}}}))
         );
         assert_eq!(Value::Object(f.tags), json!({"team": "a"}));
+    }
+
+    #[test]
+    fn deployment_preferences_become_weight_steps() {
+        let cases: &[(&str, Option<Option<Vec<u32>>>)] = &[
+            ("AllAtOnce", Some(None)),
+            ("Canary10Percent5Minutes", Some(Some(vec![10]))),
+            ("Canary10Percent30Minutes", Some(Some(vec![10]))),
+            (
+                "Linear10PercentEvery1Minute",
+                Some(Some((1..10).map(|k| k * 10).collect())),
+            ),
+            (
+                "Linear25PercentEvery10Minutes",
+                Some(Some(vec![25, 50, 75])),
+            ),
+            ("Linear10Percent1Minute", None),
+            ("Canary100Percent5Minutes", None),
+            ("Sometimes", None),
+        ];
+        for (kind, want) in cases {
+            let got = Shift::parse(kind).map(|s| s.map(|s| s.steps()));
+            assert_eq!(&got, want, "{kind}");
+        }
+        assert_eq!(
+            Shift::parse("Canary10Percent15Minutes"),
+            Some(Some(Shift {
+                linear: false,
+                percent: 10,
+                minutes: 15
+            }))
+        );
     }
 
     #[test]

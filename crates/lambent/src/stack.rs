@@ -49,6 +49,10 @@ pub struct DeployArgs {
     /// updates what it touched; errors are shown and the watch goes on.
     #[arg(long)]
     pub watch: bool,
+    /// Multiplies DeploymentPreference's minutes: 0.01 makes a
+    /// Canary10Percent5Minutes shift take 3 seconds (for tests).
+    #[arg(long, default_value_t = 1.0)]
+    pub shift_time_scale: f64,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -143,6 +147,7 @@ pub fn deploy(args: DeployArgs) -> Result<(), StackError> {
         template,
         stack_name: args.stack_name,
         overrides: overrides(&args.parameter_overrides)?,
+        shift_time_scale: args.shift_time_scale,
     };
     let mut lambda = lambda(&args.server)?;
     if args.watch {
