@@ -545,3 +545,28 @@ def test_a_canary_deployment_preference_shifts_the_alias_by_weights(server, tmp_
     assert weights() == ("2", {})
     assert json.loads(c.invoke(FunctionName="canary-Fn", Qualifier="live")["Payload"].read()) == 2
     lambent(server, "delete", "--stack-name", "canary")
+
+
+def test_a_template_with_its_own_role_deploys(server, tmp_path):
+    d = tmp_path / "role"
+    d.mkdir()
+    (d / "template.yaml").write_text(
+        "AWSTemplateFormatVersion: '2010-09-09'\nTransform: AWS::Serverless-2016-10-31\n"
+        "Resources:\n"
+        "  FnRole:\n    Type: AWS::IAM::Role\n    Properties:\n"
+        "      AssumeRolePolicyDocument:\n        Version: '2012-10-17'\n        Statement:\n"
+        "          - Effect: Allow\n            Principal: {Service: lambda.amazonaws.com}\n"
+        "            Action: sts:AssumeRole\n"
+        "      ManagedPolicyArns: [arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]\n"
+        "  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n"
+        "      InlineCode: \"def h(e, c):\\n    return 'ok'\\n\"\n"
+        "      Handler: index.h\n      Runtime: python3.11\n      Role: !GetAtt FnRole.Arn\n"
+        "Outputs:\n  Role:\n    Value: !Ref FnRole\n")
+    sam_translate(d / "template.yaml")
+    summary, p = deploy(server, d / "template.yaml", "own")
+    assert actions(summary) == {"FnRole": "accepted without effect (no IAM here)", "Fn": "created"}
+    assert outputs(summary) == {"Role": "own-FnRole"}
+    c = server.client()
+    assert c.get_function(FunctionName="own-Fn")["Configuration"]["Role"] == \
+        f"arn:aws:iam::{ACCOUNT_A}:role/own-FnRole"
+    lambent(server, "delete", "--stack-name", "own")

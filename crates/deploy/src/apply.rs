@@ -69,6 +69,8 @@ pub enum Action {
     Updated(Vec<&'static str>),
     Unchanged,
     Deleted,
+    /// Accepted without effect (IAM, which Lambent does not model).
+    NoEffect,
 }
 
 impl std::fmt::Display for Action {
@@ -78,6 +80,7 @@ impl std::fmt::Display for Action {
             Action::Updated(what) => write!(f, "updated ({})", what.join(", ")),
             Action::Unchanged => f.write_str("unchanged"),
             Action::Deleted => f.write_str("deleted"),
+            Action::NoEffect => f.write_str("accepted without effect (no IAM here)"),
         }
     }
 }
@@ -397,10 +400,11 @@ pub async fn deploy(
                 let prior = existing.get(&r.logical_id);
                 run.function(&spec, prior).await?
             }
-            _ => {
+            resources::SERVERLESS_LAYER | resources::LAMBDA_LAYER => {
                 let spec = resources::layer(r, &props, &run.base)?;
                 run.layer(&spec).await?
             }
+            _ => run.iam(r, &props),
         };
         progress.line(&format!(
             "  {:<32} {:<28} {}",
@@ -919,6 +923,45 @@ impl Run<'_> {
             attrs,
             extra,
         ))
+    }
+
+    /// IAM resources change nothing here; a role gets the ARN it would have.
+    fn iam(&self, r: &crate::template::Resource, props: &Map<String, Value>) -> Deployment {
+        let name = props
+            .get("RoleName")
+            .or_else(|| props.get("PolicyName"))
+            .or_else(|| props.get("ManagedPolicyName"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{}-{}", self.stack, r.logical_id));
+        let kind = if r.kind == resources::IAM_ROLE {
+            "role"
+        } else {
+            "policy"
+        };
+        let arn = format!(
+            "arn:{}:iam::{}:{kind}/{name}",
+            self.pseudo.partition(),
+            self.pseudo.account
+        );
+        let reference = if r.kind == "AWS::IAM::ManagedPolicy" {
+            arn.clone()
+        } else {
+            name.clone()
+        };
+        (
+            ResourceResult {
+                logical_id: r.logical_id.clone(),
+                kind: "iam".into(),
+                physical_id: name,
+                action: Action::NoEffect,
+            },
+            Attributes {
+                reference,
+                attrs: BTreeMap::from([("Arn".to_owned(), arn)]),
+            },
+            Vec::new(),
+        )
     }
 
     async fn layer(&mut self, spec: &LayerSpec) -> Result<Deployment, DeployError> {

@@ -6,8 +6,15 @@ use signed_client::{Conn, Credentials, encode_segment};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LambdaError {
+    #[error(
+        "cannot reach the server at {endpoint} ({source}): is `lambent serve` running? Point at it with --endpoint-url or LAMBENT_ENDPOINT"
+    )]
+    Unreachable {
+        endpoint: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
-    Client(#[from] signed_client::ClientError),
+    Client(signed_client::ClientError),
     #[error("{operation} {target}: {code}: {message}")]
     Api {
         operation: &'static str,
@@ -21,6 +28,17 @@ pub enum LambdaError {
         operation: &'static str,
         target: String,
     },
+}
+
+impl From<signed_client::ClientError> for LambdaError {
+    fn from(e: signed_client::ClientError) -> Self {
+        match e {
+            signed_client::ClientError::Connect { endpoint, source } => {
+                LambdaError::Unreachable { endpoint, source }
+            }
+            other => LambdaError::Client(other),
+        }
+    }
 }
 
 impl LambdaError {

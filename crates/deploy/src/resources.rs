@@ -13,11 +13,20 @@ pub const SERVERLESS_LAYER: &str = "AWS::Serverless::LayerVersion";
 pub const LAMBDA_FUNCTION: &str = "AWS::Lambda::Function";
 pub const LAMBDA_LAYER: &str = "AWS::Lambda::LayerVersion";
 
+pub const IAM_ROLE: &str = "AWS::IAM::Role";
+/// IAM resources: accepted without effect (Lambent has no IAM), so that
+/// templates with their own roles deploy; a role answers `Ref` with its
+/// name and `Fn::GetAtt Role.Arn` with its ARN.
+pub const IAM_RESOURCES: &[&str] = &[IAM_ROLE, "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"];
+
 const SUPPORTED: &[&str] = &[
     SERVERLESS_FUNCTION,
     SERVERLESS_LAYER,
     LAMBDA_FUNCTION,
     LAMBDA_LAYER,
+    IAM_ROLE,
+    "AWS::IAM::Policy",
+    "AWS::IAM::ManagedPolicy",
 ];
 
 /// Properties that configure IAM, which Lambent does not model: accepted
@@ -125,6 +134,7 @@ pub fn check(t: &Template) -> Result<(), TemplateError> {
             LAMBDA_FUNCTION => LAMBDA_FUNCTION_PROPERTIES,
             SERVERLESS_LAYER => SERVERLESS_LAYER_PROPERTIES,
             LAMBDA_LAYER => LAMBDA_LAYER_PROPERTIES,
+            k if IAM_RESOURCES.contains(&k) => continue,
             other => {
                 return Err(TemplateError::UnsupportedResource {
                     resource: id.to_owned(),
@@ -602,7 +612,7 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             (
                 "  T:\n    Type: AWS::DynamoDB::Table\n",
-                "resource T: type AWS::DynamoDB::Table is not supported by lambent deploy (supported: AWS::Serverless::Function, AWS::Serverless::LayerVersion, AWS::Lambda::Function, AWS::Lambda::LayerVersion)",
+                "resource T: type AWS::DynamoDB::Table is not supported by lambent deploy (supported: AWS::Serverless::Function, AWS::Serverless::LayerVersion, AWS::Lambda::Function, AWS::Lambda::LayerVersion, AWS::IAM::Role, AWS::IAM::Policy, AWS::IAM::ManagedPolicy)",
             ),
             (
                 "  F:\n    Type: AWS::Serverless::Function\n    Properties: {CodeUri: x, Handler: a.b, Runtime: python3.12, SnapStart: {ApplyOn: None}}\n",
