@@ -319,6 +319,10 @@ def test_sqs_worker_gets_its_queue_and_loses_it(server, moto, tmp_path):
         return any('{"worked": "job-1"}' in e["message"] for e in ev)
 
     wait_for("the worker to take the message", worked, timeout=60)
+    shown = json.loads(lambent(server, "mappings", "--output", "json").stdout)
+    assert [(x["UUID"], x["State"]) for x in shown["EventSourceMappings"]] == [(m["UUID"], "Enabled")]
+    queued = json.loads(lambent(server, "queue", "--output", "json").stdout)
+    assert set(queued) == {"AsyncQueue", "PendingDeliveries"}
 
     summary, _ = deploy(server, d / "template.yaml", "worker",
                         "--parameter-overrides", f"QueueArn={arn}", "BatchSize=5")
