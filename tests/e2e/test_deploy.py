@@ -574,3 +574,26 @@ def test_a_template_with_its_own_role_deploys(server, tmp_path):
     assert c.get_function(FunctionName="own-Fn")["Configuration"]["Role"] == \
         f"arn:aws:iam::{ACCOUNT_A}:role/own-FnRole"
     lambent(server, "delete", "--stack-name", "own")
+
+
+def test_a_layer_built_with_pip_lands_under_python(server, tmp_path):
+    d = tmp_path / "deps-layer"
+    (d / "deps").mkdir(parents=True)
+    python_wheel(d / "deps", greeting_prefix="from the layer")
+    (d / "deps" / "requirements.txt").write_text("./greet-1.0-py3-none-any.whl\n")
+    (d / "template.yaml").write_text(
+        "AWSTemplateFormatVersion: '2010-09-09'\nTransform: AWS::Serverless-2016-10-31\n"
+        "Resources:\n"
+        "  DepsLayer:\n    Type: AWS::Serverless::LayerVersion\n    Metadata:\n"
+        "      BuildMethod: python3.11\n    Properties:\n      LayerName: deps\n"
+        "      ContentUri: deps/\n      CompatibleRuntimes: [python3.11]\n"
+        "  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n"
+        "      InlineCode: \"import greet\\ndef h(e, c):\\n    return greet.greet('x')\\n\"\n"
+        "      Handler: index.h\n      Runtime: python3.11\n      Layers: [!Ref DepsLayer]\n")
+    sam_translate(d / "template.yaml")
+    summary, p = deploy(server, d / "template.yaml", "deps")
+    assert actions(summary) == {"DepsLayer": "created", "Fn": "created"}
+    assert "DepsLayer: building (pip install -r requirements.txt)" in p.stderr
+    c = server.client()
+    assert json.loads(c.invoke(FunctionName="deps-Fn")["Payload"].read()) == "from the layer: x"
+    lambent(server, "delete", "--stack-name", "deps")

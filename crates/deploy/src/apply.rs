@@ -539,12 +539,14 @@ impl Run<'_> {
         code: &Code,
         runtime: Option<&str>,
         metadata: &Map<String, Value>,
+        layer: bool,
     ) -> Result<Package, DeployError> {
         let dir = match code {
             Code::Inline { file, text } => return Ok(package::inline(file, text)?),
             Code::Path(p) => p.clone(),
         };
-        let method = if self.prebuilt {
+        // SAM builds a layer only when its Metadata names a BuildMethod.
+        let method = if self.prebuilt || (layer && !metadata.contains_key("BuildMethod")) {
             build::Method::AsIs
         } else {
             build::method(&dir, runtime, metadata)
@@ -555,7 +557,13 @@ impl Run<'_> {
             progress.line(&format!("  {l}"))
         })?;
         let bar = self.progress.upload(logical_id);
-        let pkg = package::from_path(&built, &|done, total| bar.set(done, total))?;
+        // A layer's built dependencies go where the runtime looks in /opt.
+        let prefix = match (layer, &method) {
+            (true, build::Method::Pip { .. }) => "python/",
+            (true, build::Method::Npm) => "nodejs/",
+            _ => "",
+        };
+        let pkg = package::from_path_under(&built, prefix, &|done, total| bar.set(done, total))?;
         bar.finish(&format!("{} KiB zipped", pkg.zip.len().div_ceil(1024)));
         Ok(pkg)
     }
@@ -566,7 +574,7 @@ impl Run<'_> {
         prior: Option<&Deployed>,
     ) -> Result<Deployment, DeployError> {
         let runtime = spec.config.get("Runtime").and_then(Value::as_str);
-        let pkg = self.package(&spec.logical_id, &spec.code, runtime, &spec.metadata)?;
+        let pkg = self.package(&spec.logical_id, &spec.code, runtime, &spec.metadata, false)?;
         let config_digest = digest(&Value::Object(spec.config.clone()));
         let settings = json!({
             "alias": spec.alias, "reserved": spec.reserved,
@@ -970,7 +978,7 @@ impl Run<'_> {
             .get("CompatibleRuntimes")
             .and_then(|r| r.get(0))
             .and_then(Value::as_str);
-        let pkg = self.package(&spec.logical_id, &spec.code, runtime, &spec.metadata)?;
+        let pkg = self.package(&spec.logical_id, &spec.code, runtime, &spec.metadata, true)?;
         let latest = self.lambda.latest_layer_version(&spec.name).await?;
         let same = latest.as_ref().is_some_and(|l| {
             l["Content"]["CodeSha256"].as_str() == Some(pkg.sha256_b64.as_str())

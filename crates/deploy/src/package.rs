@@ -45,9 +45,19 @@ impl Package {
 
 /// A folder is zipped; a `.zip` file is taken as it is.
 pub fn from_path(path: &Path, progress: &dyn Fn(u64, u64)) -> Result<Package, PackageError> {
+    from_path_under(path, "", progress)
+}
+
+/// As [`from_path`], a folder's entries under `prefix` (`python/` for a
+/// Python layer's installed dependencies).
+pub fn from_path_under(
+    path: &Path,
+    prefix: &str,
+    progress: &dyn Fn(u64, u64),
+) -> Result<Package, PackageError> {
     let meta = std::fs::metadata(path).map_err(io(path))?;
     if meta.is_dir() {
-        return zip_dir(path, progress);
+        return zip_dir_under(path, prefix, progress);
     }
     if meta.is_file() {
         let bytes = std::fs::read(path).map_err(io(path))?;
@@ -81,6 +91,14 @@ pub fn files(dir: &Path) -> Result<Vec<(String, PathBuf)>, PackageError> {
 
 /// Zips `dir` with deterministic entries. `progress(done, total)` in bytes.
 pub fn zip_dir(dir: &Path, progress: &dyn Fn(u64, u64)) -> Result<Package, PackageError> {
+    zip_dir_under(dir, "", progress)
+}
+
+fn zip_dir_under(
+    dir: &Path,
+    prefix: &str,
+    progress: &dyn Fn(u64, u64),
+) -> Result<Package, PackageError> {
     use std::os::unix::fs::PermissionsExt as _;
     let files = files(dir)?;
     let mut total = 0u64;
@@ -102,7 +120,7 @@ pub fn zip_dir(dir: &Path, progress: &dyn Fn(u64, u64)) -> Result<Package, Packa
             .compression_method(zip::CompressionMethod::Deflated)
             .last_modified_time(zip::DateTime::default())
             .unix_permissions(if exec { 0o755 } else { 0o644 });
-        w.start_file(rel.as_str(), opts).map_err(zerr)?;
+        w.start_file(format!("{prefix}{rel}"), opts).map_err(zerr)?;
         let data = std::fs::read(p).map_err(io(p))?;
         w.write_all(&data).map_err(io(p))?;
         done += data.len() as u64;
