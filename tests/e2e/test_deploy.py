@@ -597,3 +597,27 @@ def test_a_layer_built_with_pip_lands_under_python(server, tmp_path):
     c = server.client()
     assert json.loads(c.invoke(FunctionName="deps-Fn")["Payload"].read()) == "from the layer: x"
     lambent(server, "delete", "--stack-name", "deps")
+
+
+def test_a_sam_build_output_deploys_as_it_is(server, tmp_path):
+    # What `sam build` leaves: .aws-sam/build/template.yaml and built folders
+    # (requirements.txt beside dependencies already installed).
+    d = tmp_path / "built-app"
+    built = d / ".aws-sam" / "build"
+    (built / "HelloFunction" / "greet").mkdir(parents=True)
+    (built / "HelloFunction" / "greet" / "__init__.py").write_text(
+        "def greet(s):\n    return 'prebuilt ' + s\n")
+    (built / "HelloFunction" / "app.py").write_text(
+        "import greet\ndef handler(e, c):\n    return greet.greet('ok')\n")
+    (built / "HelloFunction" / "requirements.txt").write_text("not-a-package-anywhere==9.9\n")
+    (built / "template.yaml").write_text(
+        "AWSTemplateFormatVersion: '2010-09-09'\nTransform: AWS::Serverless-2016-10-31\n"
+        "Resources:\n  HelloFunction:\n    Type: AWS::Serverless::Function\n    Properties:\n"
+        "      CodeUri: HelloFunction\n      Handler: app.handler\n      Runtime: python3.11\n")
+    sam_translate(built / "template.yaml")
+    summary, p = deploy(server, None, "prebuilt", cwd=d)
+    assert actions(summary) == {"HelloFunction": "created"}
+    assert "building" not in p.stderr
+    c = server.client()
+    assert json.loads(c.invoke(FunctionName="prebuilt-HelloFunction")["Payload"].read()) == "prebuilt ok"
+    lambent(server, "delete", "--stack-name", "prebuilt")
