@@ -621,3 +621,39 @@ def test_a_sam_build_output_deploys_as_it_is(server, tmp_path):
     c = server.client()
     assert json.loads(c.invoke(FunctionName="prebuilt-HelloFunction")["Payload"].read()) == "prebuilt ok"
     lambent(server, "delete", "--stack-name", "prebuilt")
+
+
+def test_concurrency_and_event_invoke_settings_follow_the_template(server, tmp_path):
+    d = tmp_path / "settings"
+    d.mkdir()
+    head = ("AWSTemplateFormatVersion: '2010-09-09'\nTransform: AWS::Serverless-2016-10-31\n"
+            "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n    Properties:\n"
+            "      InlineCode: \"def h(e, c):\\n    return 1\\n\"\n"
+            "      Handler: index.h\n      Runtime: python3.11\n      AutoPublishAlias: live\n")
+    (d / "template.yaml").write_text(
+        head + "      ReservedConcurrentExecutions: 5\n"
+        "      ProvisionedConcurrencyConfig: {ProvisionedConcurrentExecutions: 1}\n"
+        "      EventInvokeConfig:\n        MaximumRetryAttempts: 1\n"
+        "        MaximumEventAgeInSeconds: 120\n")
+    sam_translate(d / "template.yaml")
+    deploy(server, d / "template.yaml", "settings")
+    c = server.client()
+    name = "settings-Fn"
+    assert c.get_function_concurrency(FunctionName=name)["ReservedConcurrentExecutions"] == 5
+    pc = c.get_provisioned_concurrency_config(FunctionName=name, Qualifier="live")
+    assert pc["RequestedProvisionedConcurrentExecutions"] == 1
+    eic = c.get_function_event_invoke_config(FunctionName=name, Qualifier="live")
+    assert (eic["MaximumRetryAttempts"], eic["MaximumEventAgeInSeconds"]) == (1, 120)
+    summary, _ = deploy(server, d / "template.yaml", "settings")
+    assert actions(summary) == {"Fn": "unchanged"}
+
+    # Settings that leave the template are removed.
+    (d / "template.yaml").write_text(head)
+    summary, _ = deploy(server, d / "template.yaml", "settings")
+    assert actions(summary) == {"Fn": "updated (settings)"}
+    assert "ReservedConcurrentExecutions" not in c.get_function_concurrency(FunctionName=name)
+    with pytest.raises(c.exceptions.ProvisionedConcurrencyConfigNotFoundException):
+        c.get_provisioned_concurrency_config(FunctionName=name, Qualifier="live")
+    with pytest.raises(c.exceptions.ResourceNotFoundException):
+        c.get_function_event_invoke_config(FunctionName=name, Qualifier="live")
+    lambent(server, "delete", "--stack-name", "settings")
