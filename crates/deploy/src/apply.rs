@@ -627,11 +627,21 @@ impl Run<'_> {
                             .unwrap_or_default(),
                     });
                 }
-                if cur["Configuration"]["CodeSha256"].as_str() != Some(pkg.sha256_b64.as_str()) {
+                // The architecture changes with the code (UpdateFunctionCode).
+                let arch = spec
+                    .config
+                    .get("Architectures")
+                    .cloned()
+                    .unwrap_or_else(|| json!(["x86_64"]));
+                let arch_changed = cur["Configuration"]["Architectures"] != arch;
+                if cur["Configuration"]["CodeSha256"].as_str() != Some(pkg.sha256_b64.as_str())
+                    || arch_changed
+                {
                     self.lambda
                         .update_code(
                             &spec.name,
                             base64::engine::general_purpose::STANDARD.encode(&pkg.zip),
+                            &arch,
                         )
                         .await?;
                     changed.push("code");

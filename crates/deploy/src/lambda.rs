@@ -228,8 +228,14 @@ impl Lambda {
         .await
     }
 
-    pub async fn update_code(&mut self, name: &str, zip_b64: String) -> Result<Value, LambdaError> {
-        let body = json!({"ZipFile": zip_b64});
+    /// UpdateFunctionCode (where a function's architecture changes too).
+    pub async fn update_code(
+        &mut self,
+        name: &str,
+        zip_b64: String,
+        architectures: &Value,
+    ) -> Result<Value, LambdaError> {
+        let body = json!({"ZipFile": zip_b64, "Architectures": architectures});
         self.call(
             "UpdateFunctionCode",
             name,
