@@ -1,4 +1,4 @@
-//! `Invoke` (and `InvokeWithResponseStream`, not available yet).
+//! `Invoke` and `InvokeWithResponseStream`.
 
 use std::sync::Arc;
 
@@ -208,10 +208,81 @@ pub async fn invoke_async(
     Ok(invocation_response(out))
 }
 
-pub async fn invoke_with_response_stream() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "NotImplementedException",
-        "InvokeWithResponseStream is not available on this Lambent server yet; use Invoke.",
-    )
+/// `InvokeWithResponseStream`: the function's response as AWS event-stream
+/// messages, each chunk sent as the function writes it. Refusals (unknown
+/// function, throttles) are ordinary errors; once the function runs, the
+/// answer is 200 and how it ended comes in the final `InvokeComplete`.
+pub async fn invoke_with_response_stream(
+    State(s): State<Arc<AppState>>,
+    RequestId(request_id): RequestId,
+    req: Authed,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    let dry_run = match header_str(&headers, "x-amz-invocation-type") {
+        None | Some("RequestResponse") => false,
+        Some("DryRun") => true,
+        Some(t) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "ValidationException",
+                format!(
+                    "1 validation error detected: Value '{t}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [RequestResponse, DryRun]"
+                ),
+            ));
+        }
+    };
+    let tail = match header_str(&headers, "x-amz-log-type") {
+        None | Some("None") => false,
+        Some("Tail") => true,
+        Some(t) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "ValidationException",
+                format!(
+                    "1 validation error detected: Value '{t}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [Tail, None]"
+                ),
+            ));
+        }
+    };
+    let scope = &req.caller.scope;
+    let target = s
+        .invoker
+        .resolve(scope, &name, q.get("Qualifier").map(String::as_str))
+        .await?;
+    invoke::check_payload(InvocationType::RequestResponse, &req.body)?;
+    if dry_run {
+        return Ok(empty(StatusCode::NO_CONTENT, &request_id));
+    }
+    let run = invoke::Call {
+        request_id,
+        payload: req.body.clone(),
+        client_context: header_str(&headers, "x-amz-client-context").map(str::to_owned),
+        trace_header: header_str(&headers, "x-amzn-trace-id").map(str::to_owned),
+        tail,
+    };
+    let mut streaming = s.invoker.execute_stream(&target, run).await?;
+    // The headers go out when the response begins: they carry its content
+    // type.
+    let (content_type, pending) = match streaming.frames.recv().await {
+        Some(invoke::StreamFrame::Began { content_type }) => (content_type, None),
+        Some(invoke::StreamFrame::Chunk(c)) => (None, Some(c)),
+        None => (None, None),
+    };
+    let body =
+        crate::eventstream::EventStreamBody::new(pending, streaming.frames, streaming.completion);
+    let mut resp = Response::new(axum::body::Body::new(body));
+    let h = resp.headers_mut();
+    let content_type = content_type
+        .and_then(|c| HeaderValue::from_str(&c).ok())
+        .unwrap_or_else(|| HeaderValue::from_static("application/octet-stream"));
+    h.insert(header::CONTENT_TYPE, content_type);
+    if let Ok(v) = HeaderValue::from_str(&streaming.executed_version) {
+        h.insert("x-amz-executed-version", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&streaming.request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    Ok(resp)
 }

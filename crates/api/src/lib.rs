@@ -29,6 +29,8 @@ mod call;
 mod concurrency;
 pub mod error;
 mod event_config;
+mod event_source_mappings;
+mod eventstream;
 pub mod function_urls;
 mod functions;
 mod invoke;
@@ -36,6 +38,9 @@ mod layers;
 mod logs;
 mod platform;
 mod policies;
+mod query;
+pub mod schedules;
+mod sns;
 mod tags;
 mod url_config;
 mod versions;
@@ -51,12 +56,18 @@ pub struct AppState {
     pub control: Arc<Control>,
     pub invoker: Arc<::invoke::Invoker>,
     pub dispatcher: Arc<dispatch::Dispatcher>,
+    /// Event source mappings and their pollers.
+    pub esm: ::esm::Esm,
     pub logs: ::logs::LogStore,
     pub keyring: Arc<Keyring>,
     /// Every function URL by id, for serving them.
     pub urls: Arc<function_urls::UrlIndex>,
     /// Where function URLs are served (the `FunctionUrl` the API reports).
     pub url_base: model::UrlBase,
+    /// SNS topics and subscriptions.
+    pub topics: Arc<::sns::Topics>,
+    /// EventBridge Scheduler's schedules and groups.
+    pub scheduler: Arc<::scheduler::Scheduler>,
 }
 
 /// The full API router. The Prometheus metrics are not on it: see
@@ -181,11 +192,46 @@ fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
                 .delete(url_config::delete),
         )
         .route("/2021-10-31/functions/{name}/urls", get(url_config::list))
-        .route("/", axum::routing::post(logs::dispatch))
+        .route(
+            "/2015-03-31/event-source-mappings",
+            get(event_source_mappings::list).post(event_source_mappings::create),
+        )
+        .route(
+            "/2015-03-31/event-source-mappings/",
+            get(event_source_mappings::list).post(event_source_mappings::create),
+        )
+        .route(
+            "/2015-03-31/event-source-mappings/{uuid}",
+            get(event_source_mappings::get)
+                .put(event_source_mappings::update)
+                .delete(event_source_mappings::delete),
+        )
+        .route("/", axum::routing::post(post_root))
         .route("/lambent/status", get(platform::status))
         .route(
             "/2017-03-31/tags/{arn}",
             get(tags::list).post(tags::tag).delete(tags::untag),
+        )
+        .route("/schedules", get(schedules::list_schedules))
+        .route(
+            "/schedules/{name}",
+            get(schedules::get_schedule)
+                .post(schedules::create_schedule)
+                .put(schedules::update_schedule)
+                .delete(schedules::delete_schedule),
+        )
+        .route("/schedule-groups", get(schedules::list_groups))
+        .route(
+            "/schedule-groups/{name}",
+            get(schedules::get_group)
+                .post(schedules::create_group)
+                .delete(schedules::delete_group),
+        )
+        .route(
+            "/tags/{arn}",
+            get(schedules::list_tags)
+                .post(schedules::tag)
+                .delete(schedules::untag),
         )
         .route("/2016-08-19/account-settings", get(account::settings))
         .route("/2016-08-19/account-settings/", get(account::settings))
@@ -193,6 +239,7 @@ fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
     let mut app = Router::new()
         .merge(lambda)
         .route("/lambent/code/{file}", get(platform::download_code))
+        .route("/", get(sns::unsigned))
         .route("/lambent/health", get(|| async { "ok" }));
     if let Some(access) = metrics {
         app = app.merge(metrics_routes(access, &["/lambent/metrics"]));
@@ -204,6 +251,21 @@ fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
         ))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// `POST /`: the services that share the root path, told apart by their
+/// protocol: a form body is the Query protocol (SNS); otherwise
+/// `X-Amz-Target` names the JSON service (CloudWatch Logs).
+async fn post_root(
+    State(s): State<Arc<AppState>>,
+    req: Authed,
+    id: RequestId,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if sns::is_query(&headers) {
+        return sns::dispatch(s, req, id).await;
+    }
+    logs::dispatch(State(s), req, headers).await
 }
 
 /// Who may read the Prometheus metrics, which name every account's functions.
@@ -328,6 +390,11 @@ async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Ne
     };
     let caller = match state.keyring.authenticate(&sreq, &body, now) {
         Ok(c) => c,
+        Err(mut e) if sns::is_query(&parts.headers) => {
+            e.code = sns::auth_error_code(e.code);
+            let id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
+            return e.response_for(error::Service::Sns, id.as_deref());
+        }
         Err(e) => return e.into_response(),
     };
     let host = parts

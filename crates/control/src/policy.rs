@@ -417,6 +417,124 @@ impl Control {
     }
 }
 
+/// Whether `pattern` (an IAM `ArnLike` value: `*` any run, `?` one
+/// character) matches `value`.
+fn arn_like(pattern: &str, value: &str) -> bool {
+    let (p, v): (Vec<char>, Vec<char>) = (pattern.chars().collect(), value.chars().collect());
+    let (mut pi, mut vi) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while vi < v.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == v[vi]) {
+            pi += 1;
+            vi += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, vi));
+            pi += 1;
+        } else if let Some((sp, sv)) = star {
+            pi = sp + 1;
+            vi = sv + 1;
+            star = Some((sp, sv + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+fn one_or_many(v: &Value) -> Vec<&str> {
+    match v {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether one statement of a function policy lets the AWS service
+/// `principal` invoke the function on behalf of `source_arn`, owned by
+/// `source_account`. A condition this server cannot evaluate denies.
+pub fn statement_allows_service(
+    statement: &Value,
+    principal: &str,
+    source_arn: &str,
+    source_account: &str,
+) -> bool {
+    if statement.get("Effect").and_then(Value::as_str) != Some("Allow") {
+        return false;
+    }
+    let principal_ok = match statement.get("Principal") {
+        Some(Value::String(s)) => s == "*",
+        Some(Value::Object(m)) => m
+            .get("Service")
+            .is_some_and(|s| one_or_many(s).contains(&principal)),
+        _ => false,
+    };
+    let action_ok = statement.get("Action").is_some_and(|a| {
+        one_or_many(a)
+            .iter()
+            .any(|a| matches!(*a, "lambda:InvokeFunction" | "lambda:*" | "*"))
+    });
+    if !principal_ok || !action_ok {
+        return false;
+    }
+    let Some(condition) = statement.get("Condition") else {
+        return true;
+    };
+    let Some(operators) = condition.as_object() else {
+        return false;
+    };
+    operators.iter().all(|(op, keys)| {
+        let Some(keys) = keys.as_object() else {
+            return false;
+        };
+        keys.iter().all(|(key, wanted)| {
+            let actual = match key.to_ascii_lowercase().as_str() {
+                "aws:sourcearn" => source_arn,
+                "aws:sourceaccount" => source_account,
+                _ => return false,
+            };
+            let wanted = one_or_many(wanted);
+            match op.as_str() {
+                "ArnLike" | "StringLike" => wanted.iter().any(|w| arn_like(w, actual)),
+                "ArnEquals" | "StringEquals" => wanted.contains(&actual),
+                _ => false,
+            }
+        })
+    })
+}
+
+impl Control {
+    /// Whether the resource policy of the function `function_arn` names
+    /// (the policy of its qualifier when it has one) lets the AWS service
+    /// `principal` (`sns.amazonaws.com`, `events.amazonaws.com`) invoke it
+    /// for `source_arn`, as AWS requires of triggers. A function that does
+    /// not exist is `FunctionNotFound`.
+    pub async fn service_may_invoke(
+        &self,
+        function_arn: &str,
+        principal: &str,
+        source_arn: &str,
+        source_account: &str,
+    ) -> Result<bool, ControlError> {
+        let model::arn::ResourceArn::Function(arn) = model::arn::ResourceArn::parse(function_arn)
+            .map_err(|_| {
+            ControlError::InvalidParameter(format!("{function_arn} is not a function ARN"))
+        })?;
+        let rec = self
+            .store
+            .get_function(&arn.scope, &arn.name)
+            .await?
+            .ok_or_else(|| function_not_found(&arn.scope, &arn.name, arn.qualifier.as_ref()))?
+            .value;
+        let Some(policy) = rec.policies.get(&key(arn.qualifier.as_ref())) else {
+            return Ok(false);
+        };
+        Ok(policy.statements.iter().any(|st| {
+            serde_json::from_str::<Value>(&st.json)
+                .is_ok_and(|v| statement_allows_service(&v, principal, source_arn, source_account))
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -492,5 +610,73 @@ mod tests {
                 .principal,
             json!({"AWS": "arn:aws-cn:iam::123456789012:root"})
         );
+    }
+
+    #[test]
+    fn service_statements_allow_only_their_principal_and_source() {
+        let topic = "arn:aws:sns:us-east-1:111111111111:orders";
+        let mut r = req("sns.amazonaws.com");
+        r.source_arn = Some(topic.into());
+        let input = function_statement_input(&r, "aws").unwrap();
+        let mut p = Policy::default();
+        let text = add(
+            &mut p,
+            &input,
+            "arn:aws:lambda:us-east-1:111111111111:function:f",
+            None,
+            "GetPolicy",
+            None,
+        )
+        .unwrap();
+        let st: Value = serde_json::from_str(&text).unwrap();
+        assert!(statement_allows_service(
+            &st,
+            "sns.amazonaws.com",
+            topic,
+            "111111111111"
+        ));
+        assert!(!statement_allows_service(
+            &st,
+            "events.amazonaws.com",
+            topic,
+            "111111111111"
+        ));
+        assert!(!statement_allows_service(
+            &st,
+            "sns.amazonaws.com",
+            "arn:aws:sns:us-east-1:111111111111:other",
+            "111111111111"
+        ));
+        let wildcard = json!({"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
+            "Action": "lambda:InvokeFunction", "Condition": {"ArnLike": {"AWS:SourceArn": "arn:aws:sns:us-east-1:111111111111:ord?rs*"}}});
+        assert!(statement_allows_service(
+            &wildcard,
+            "sns.amazonaws.com",
+            topic,
+            "111111111111"
+        ));
+        let no_condition = json!({"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "lambda:InvokeFunction"});
+        assert!(statement_allows_service(
+            &no_condition,
+            "sns.amazonaws.com",
+            topic,
+            "111111111111"
+        ));
+        let other_action = json!({"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "lambda:GetFunction"});
+        assert!(!statement_allows_service(
+            &other_action,
+            "sns.amazonaws.com",
+            topic,
+            "111111111111"
+        ));
+        let account = json!({"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "lambda:InvokeFunction",
+            "Condition": {"StringEquals": {"AWS:SourceAccount": "222222222222"}}});
+        assert!(!statement_allows_service(
+            &account,
+            "sns.amazonaws.com",
+            topic,
+            "111111111111"
+        ));
+        assert!(arn_like("a*b*c", "aXXbYc") && !arn_like("a*b", "ac") && arn_like("*", ""));
     }
 }
