@@ -32,8 +32,12 @@ impl Action {
 #[derive(Debug, Clone, Copy)]
 pub struct AccessRequest<'a> {
     pub action: Action,
-    /// The signing account; `None` for an unsigned (anonymous) request.
+    /// The signing account; `None` for an unsigned (anonymous) request or
+    /// one an AWS service makes.
     pub caller: Option<&'a AccountId>,
+    /// The AWS service principal acting (`sns.amazonaws.com`), for
+    /// triggers the platform runs on a service's behalf.
+    pub service: Option<&'a str>,
     /// `AWS:SourceAccount`, when a service acts on behalf of a resource.
     pub source_account: Option<&'a str>,
     /// `AWS:SourceArn`, when a service acts on behalf of a resource.
@@ -71,10 +75,11 @@ pub fn policy_allows(policy: &Policy, req: &AccessRequest<'_>) -> bool {
         .any(|s| statement_allows(&s, req))
 }
 
-fn statement_allows(s: &Value, req: &AccessRequest<'_>) -> bool {
+/// Whether one policy statement (a JSON object) allows `req`.
+pub fn statement_allows(s: &Value, req: &AccessRequest<'_>) -> bool {
     s.get("Effect").and_then(Value::as_str) == Some("Allow")
         && action_matches(s.get("Action"), req.action)
-        && principal_matches(s.get("Principal"), req.caller)
+        && principal_matches(s.get("Principal"), req)
         && conditions_match(s.get("Condition"), req)
 }
 
@@ -95,19 +100,24 @@ fn action_matches(v: Option<&Value>, action: Action) -> bool {
 /// `*` is everyone, signed or not; an account (its root ARN or its id) is
 /// any caller signing with that account's keys. Service principals act
 /// only through the services themselves, never through a caller's keys.
-fn principal_matches(v: Option<&Value>, caller: Option<&AccountId>) -> bool {
+fn principal_matches(v: Option<&Value>, req: &AccessRequest<'_>) -> bool {
+    let caller = req.caller;
     match v {
         Some(Value::String(s)) => s == "*",
-        Some(Value::Object(m)) => strings(m.get("AWS")).iter().any(|p| {
-            *p == "*"
-                || caller.is_some_and(|c| {
-                    *p == c.as_str()
-                        || p.strip_prefix("arn:")
-                            .and_then(|rest| rest.split(':').nth(3))
-                            .is_some_and(|acct| acct == c.as_str())
-                            && p.ends_with(":root")
+        Some(Value::Object(m)) => {
+            req.service
+                .is_some_and(|svc| strings(m.get("Service")).contains(&svc))
+                || strings(m.get("AWS")).iter().any(|p| {
+                    *p == "*"
+                        || caller.is_some_and(|c| {
+                            *p == c.as_str()
+                                || p.strip_prefix("arn:")
+                                    .and_then(|rest| rest.split(':').nth(3))
+                                    .is_some_and(|acct| acct == c.as_str())
+                                    && p.ends_with(":root")
+                        })
                 })
-        }),
+        }
         _ => false,
     }
 }
@@ -147,7 +157,7 @@ fn conditions_match(v: Option<&Value>, req: &AccessRequest<'_>) -> bool {
 }
 
 /// IAM's `*` (any run) and `?` (any one character) wildcards.
-fn glob(pattern: &str, s: &str) -> bool {
+pub(crate) fn glob(pattern: &str, s: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = s.chars().collect();
     let (mut pi, mut ti) = (0, 0);
@@ -201,6 +211,7 @@ mod tests {
         AccessRequest {
             action,
             caller,
+            service: None,
             source_account: None,
             source_arn: None,
             url_auth_type: None,
@@ -287,6 +298,25 @@ mod tests {
         r.source_arn = Some("arn:aws:sns:us-east-1:222222222222:topic-a");
         assert!(allowed(&owner, Some(&p), &r));
         r.source_arn = Some("arn:aws:sns:us-east-1:222222222222:other");
+        assert!(!allowed(&owner, Some(&p), &r));
+    }
+
+    #[test]
+    fn service_principals_act_only_as_themselves() {
+        let owner = acct("111111111111");
+        let p = policy(&[
+            r#"{"Sid":"sns","Effect":"Allow","Principal":{"Service":"sns.amazonaws.com"},"Action":"lambda:InvokeFunction","Resource":"r","Condition":{"ArnLike":{"AWS:SourceArn":"arn:aws:sns:us-east-1:111111111111:orders"}}}"#,
+        ]);
+        let mut r = req(Action::InvokeFunction, None);
+        r.service = Some("sns.amazonaws.com");
+        r.source_arn = Some("arn:aws:sns:us-east-1:111111111111:orders");
+        assert!(allowed(&owner, Some(&p), &r));
+        r.service = Some("events.amazonaws.com");
+        assert!(!allowed(&owner, Some(&p), &r));
+        // An account's key is never the service.
+        let other = acct("222222222222");
+        let mut r = req(Action::InvokeFunction, Some(&other));
+        r.source_arn = Some("arn:aws:sns:us-east-1:111111111111:orders");
         assert!(!allowed(&owner, Some(&p), &r));
     }
 
