@@ -56,7 +56,7 @@ pub async fn invoke(
         client_context: header_str(&headers, "x-amz-client-context").map(str::to_owned),
         trace_header: header_str(&headers, "x-amzn-trace-id").map(str::to_owned),
     };
-    let owner = owning_scope(&s, &req.caller, &call).await?;
+    let owner = owning_scope(&s, &req.caller, &call.function, call.qualifier.as_deref()).await?;
     let scope = &owner;
     let out = match invocation_type {
         InvocationType::RequestResponse => {
@@ -91,10 +91,11 @@ pub async fn invoke(
 async fn owning_scope(
     s: &AppState,
     caller: &crate::Caller,
-    call: &InvokeRequest,
+    function: &str,
+    qualifier: Option<&str>,
 ) -> Result<model::Scope, ApiError> {
     let own = &caller.scope;
-    let Ok(r) = model::FunctionRef::parse(&call.function) else {
+    let Ok(r) = model::FunctionRef::parse(function) else {
         return Ok(own.clone());
     };
     let (Some(account), region) = (&r.account, &r.region) else {
@@ -107,7 +108,7 @@ async fn owning_scope(
     }
     let owner = model::Scope::new(account.clone(), own.region.clone());
     let mut arn = owner.function_arn(&r.name);
-    arn.qualifier = match (&r.qualifier, call.qualifier.as_deref()) {
+    arn.qualifier = match (&r.qualifier, qualifier) {
         (Some(q), _) => Some(q.clone()),
         (None, Some(q)) => model::Qualifier::parse(q).ok(),
         (None, None) => None,
@@ -122,11 +123,7 @@ async fn owning_scope(
             ),
         )
     };
-    let target = match s
-        .invoker
-        .resolve(&owner, &call.function, call.qualifier.as_deref())
-        .await
-    {
+    let target = match s.invoker.resolve(&owner, function, qualifier).await {
         Ok(t) => t,
         Err(invoke::InvokeError::NotFound(_)) => return Err(denied()),
         Err(e) => return Err(e.into()),
@@ -247,11 +244,9 @@ pub async fn invoke_with_response_stream(
             ));
         }
     };
-    let scope = &req.caller.scope;
-    let target = s
-        .invoker
-        .resolve(scope, &name, q.get("Qualifier").map(String::as_str))
-        .await?;
+    let qualifier = q.get("Qualifier").map(String::as_str);
+    let owner = owning_scope(&s, &req.caller, &name, qualifier).await?;
+    let target = s.invoker.resolve(&owner, &name, qualifier).await?;
     invoke::check_payload(InvocationType::RequestResponse, &req.body)?;
     if dry_run {
         return Ok(empty(StatusCode::NO_CONTENT, &request_id));

@@ -5,9 +5,7 @@
 //! The owning account may always invoke its own functions. Anyone else is
 //! allowed only by an `Allow` statement whose action, principal and every
 //! condition match the request, as IAM evaluates them: a condition on a key
-//! the request does not carry does not match. A trigger of this server (an
-//! SNS topic, an EventBridge rule) asks as its service principal, with the
-//! source it acts for.
+//! the request does not carry does not match.
 
 use model::{AccountId, FunctionRecord, Policy, Qualifier};
 use serde_json::Value;
@@ -34,10 +32,11 @@ impl Action {
 #[derive(Debug, Clone, Copy)]
 pub struct AccessRequest<'a> {
     pub action: Action,
-    /// The signing account; `None` for an unsigned (anonymous) request.
+    /// The signing account; `None` for an unsigned (anonymous) request or
+    /// one an AWS service makes.
     pub caller: Option<&'a AccountId>,
-    /// The AWS service acting (`sns.amazonaws.com`), when a trigger of this
-    /// server invokes; it never comes from a caller's keys.
+    /// The AWS service principal acting (`sns.amazonaws.com`), for
+    /// triggers the platform runs on a service's behalf.
     pub service: Option<&'a str>,
     /// `AWS:SourceAccount`, when a service acts on behalf of a resource.
     pub source_account: Option<&'a str>,
@@ -76,7 +75,7 @@ pub fn policy_allows(policy: &Policy, req: &AccessRequest<'_>) -> bool {
         .any(|s| statement_allows(&s, req))
 }
 
-/// Whether one policy statement (its JSON document) allows `req`.
+/// Whether one policy statement (a JSON object) allows `req`.
 pub fn statement_allows(s: &Value, req: &AccessRequest<'_>) -> bool {
     s.get("Effect").and_then(Value::as_str) == Some("Allow")
         && action_matches(s.get("Action"), req.action)
@@ -158,7 +157,7 @@ fn conditions_match(v: Option<&Value>, req: &AccessRequest<'_>) -> bool {
 }
 
 /// IAM's `*` (any run) and `?` (any one character) wildcards.
-fn glob(pattern: &str, s: &str) -> bool {
+pub(crate) fn glob(pattern: &str, s: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = s.chars().collect();
     let (mut pi, mut ti) = (0, 0);
@@ -299,6 +298,25 @@ mod tests {
         r.source_arn = Some("arn:aws:sns:us-east-1:222222222222:topic-a");
         assert!(allowed(&owner, Some(&p), &r));
         r.source_arn = Some("arn:aws:sns:us-east-1:222222222222:other");
+        assert!(!allowed(&owner, Some(&p), &r));
+    }
+
+    #[test]
+    fn service_principals_act_only_as_themselves() {
+        let owner = acct("111111111111");
+        let p = policy(&[
+            r#"{"Sid":"sns","Effect":"Allow","Principal":{"Service":"sns.amazonaws.com"},"Action":"lambda:InvokeFunction","Resource":"r","Condition":{"ArnLike":{"AWS:SourceArn":"arn:aws:sns:us-east-1:111111111111:orders"}}}"#,
+        ]);
+        let mut r = req(Action::InvokeFunction, None);
+        r.service = Some("sns.amazonaws.com");
+        r.source_arn = Some("arn:aws:sns:us-east-1:111111111111:orders");
+        assert!(allowed(&owner, Some(&p), &r));
+        r.service = Some("events.amazonaws.com");
+        assert!(!allowed(&owner, Some(&p), &r));
+        // An account's key is never the service.
+        let other = acct("222222222222");
+        let mut r = req(Action::InvokeFunction, Some(&other));
+        r.source_arn = Some("arn:aws:sns:us-east-1:111111111111:orders");
         assert!(!allowed(&owner, Some(&p), &r));
     }
 

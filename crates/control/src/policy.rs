@@ -1,7 +1,8 @@
 //! Resource-based policies: function permissions (`AddPermission`,
 //! `GetPolicy`, `RemovePermission`) and the statement logic layer version
 //! permissions share. Policies are stored and returned in AWS's document
-//! format; this server does not enforce them yet.
+//! format, and evaluated by [`crate::access`] (function URLs, the Invoke API
+//! for other accounts, and the triggers services run).
 
 use api_types as wire;
 use model::names::ValidationErrors;
@@ -417,6 +418,28 @@ impl Control {
     }
 }
 
+/// Whether one statement of a function policy lets the AWS service
+/// `principal` invoke the function on behalf of `source_arn`, owned by
+/// `source_account`. A condition this server cannot evaluate denies.
+pub fn statement_allows_service(
+    statement: &Value,
+    principal: &str,
+    source_arn: &str,
+    source_account: &str,
+) -> bool {
+    crate::access::statement_allows(
+        statement,
+        &crate::access::AccessRequest {
+            action: crate::access::Action::InvokeFunction,
+            caller: None,
+            service: Some(principal),
+            source_account: Some(source_account),
+            source_arn: Some(source_arn),
+            url_auth_type: None,
+        },
+    )
+}
+
 impl Control {
     /// Whether the resource policy of the function `function_arn` names
     /// (the policy of its qualifier when it has one) lets the AWS service
@@ -443,41 +466,16 @@ impl Control {
         let Some(policy) = rec.policies.get(&key(arn.qualifier.as_ref())) else {
             return Ok(false);
         };
-        Ok(crate::access::policy_allows(
-            policy,
-            &service_request(principal, source_arn, source_account),
-        ))
-    }
-}
-
-/// What a trigger of this server asks when it invokes a function.
-fn service_request<'a>(
-    principal: &'a str,
-    source_arn: &'a str,
-    source_account: &'a str,
-) -> crate::access::AccessRequest<'a> {
-    crate::access::AccessRequest {
-        action: crate::access::Action::InvokeFunction,
-        caller: None,
-        service: Some(principal),
-        source_account: Some(source_account),
-        source_arn: Some(source_arn),
-        url_auth_type: None,
+        Ok(policy.statements.iter().any(|st| {
+            serde_json::from_str::<Value>(&st.json)
+                .is_ok_and(|v| statement_allows_service(&v, principal, source_arn, source_account))
+        }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn statement_allows_service(
-        st: &Value,
-        principal: &str,
-        source_arn: &str,
-        source_account: &str,
-    ) -> bool {
-        crate::access::statement_allows(st, &service_request(principal, source_arn, source_account))
-    }
 
     fn req(principal: &str) -> wire::AddPermissionRequest {
         wire::AddPermissionRequest {
@@ -617,5 +615,10 @@ mod tests {
             topic,
             "111111111111"
         ));
+        assert!(
+            crate::access::glob("a*b*c", "aXXbYc")
+                && !crate::access::glob("a*b", "ac")
+                && crate::access::glob("*", "")
+        );
     }
 }
