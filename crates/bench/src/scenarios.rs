@@ -92,12 +92,18 @@ pub async fn all(args: &Args, counts: &Counts, lambent: &Path) -> Result<Vec<Sec
             "--keep-alive",
             "900",
             // 1,000 environments of 128 MB are promised more memory than
-            // this host has (idle, they use far less): the environment
-            // figures measure creation, not the capacity model.
+            // this host has (idle, they use far less), and 1,000 starting
+            // at once have 32,000 processes set aside (32 each until they
+            // run; running, they hold two): the environment figures
+            // measure creation, not the capacity model.
             "--memory-budget-mb",
             "400000",
             "--account-memory-mb",
             "400000",
+            "--process-budget",
+            "64000",
+            "--account-processes",
+            "64000",
         ],
     )?;
     let echo = procs::start_echo(&args.work)?;
