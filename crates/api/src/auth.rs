@@ -164,7 +164,10 @@ impl Keyring {
             max_skew_s: sigv4::DEFAULT_SKEW_S,
         };
         // The Lambda API, and the services served beside it.
-        if !matches!(auth.service.as_str(), "lambda" | "logs" | "scheduler") {
+        if !matches!(
+            auth.service.as_str(),
+            "lambda" | "logs" | "scheduler" | "events"
+        ) {
             return Err(sigv4::SigError::BadScope(format!(
                 "Credential should be scoped to correct service: '{}'. ",
                 expect.service

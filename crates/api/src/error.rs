@@ -42,13 +42,14 @@ pub enum Service {
     Lambda,
     Logs,
     Scheduler,
+    Events,
 }
 
 impl Service {
     pub const fn protocol(self) -> Protocol {
         match self {
             Self::Lambda | Self::Scheduler => Protocol::RestJson,
-            Self::Logs => Protocol::AwsJson1_1,
+            Self::Logs | Self::Events => Protocol::AwsJson1_1,
         }
     }
 
@@ -61,6 +62,7 @@ impl Service {
                 "ServiceUnavailableException",
                 "The service cannot complete the request.",
             ),
+            Self::Events => ("InternalException", "An internal error occurred."),
             Self::Scheduler => (
                 "InternalServerException",
                 "Unexpected error encountered while processing the request.",
@@ -72,7 +74,7 @@ impl Service {
     const fn unreadable_body_code(self) -> &'static str {
         match self {
             Self::Lambda => "InvalidRequestContentException",
-            Self::Logs => "SerializationException",
+            Self::Logs | Self::Events => "SerializationException",
             Self::Scheduler => "ValidationException",
         }
     }
@@ -275,6 +277,20 @@ impl From<scheduler::SchedulerError> for ApiError {
             E::Store(_) => return Self::internal(&e),
         };
         Self::new(status, code, e.to_string())
+    }
+}
+
+impl From<eventbridge::EventsError> for ApiError {
+    fn from(e: eventbridge::EventsError) -> Self {
+        use eventbridge::EventsError as E;
+        let code = match &e {
+            E::Validation(_) => "ValidationException",
+            E::NotFound(_) => "ResourceNotFoundException",
+            E::AlreadyExists(_) => "ResourceAlreadyExistsException",
+            E::InvalidPattern(_) => "InvalidEventPatternException",
+            E::Store(_) => return Self::internal(&e),
+        };
+        Self::new(StatusCode::BAD_REQUEST, code, e.to_string())
     }
 }
 

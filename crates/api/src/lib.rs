@@ -29,6 +29,7 @@ mod call;
 mod concurrency;
 pub mod error;
 mod event_config;
+pub mod events;
 mod functions;
 mod invoke;
 mod layers;
@@ -53,6 +54,7 @@ pub struct AppState {
     pub logs: ::logs::LogStore,
     pub keyring: Arc<Keyring>,
     pub scheduler: Arc<::scheduler::Scheduler>,
+    pub events: Arc<::eventbridge::EventBridge>,
 }
 
 /// The full API router. The Prometheus metrics are not on it: see
@@ -169,7 +171,7 @@ fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
             "/2021-11-15/functions/{name}/response-streaming-invocations",
             axum::routing::post(invoke::invoke_with_response_stream),
         )
-        .route("/", axum::routing::post(logs::dispatch))
+        .route("/", axum::routing::post(json_rpc))
         .route("/lambent/status", get(platform::status))
         .route(
             "/2017-03-31/tags/{arn}",
@@ -282,6 +284,24 @@ pub async fn run(
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// `POST /` for the JSON-protocol services, by `X-Amz-Target`: EventBridge
+/// (`AWSEvents.*`), else CloudWatch Logs.
+async fn json_rpc(
+    State(s): State<Arc<AppState>>,
+    req: Authed,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if target.starts_with(events::TARGET_PREFIX) {
+        events::dispatch(s, req, headers).await
+    } else {
+        logs::dispatch(State(s), req, headers).await
+    }
 }
 
 /// A request's body, read once, with the caller who signed it.

@@ -81,13 +81,23 @@ fn fixture() -> Fixture {
         ::scheduler::SchedulerSettings::default(),
     )
     .unwrap();
+    let control = Arc::new(control);
+    let events = ::eventbridge::EventBridge::open(
+        &dir.path().join("events.db"),
+        Arc::new(crate::events::RuleDelivery {
+            dispatcher: dispatcher.clone(),
+            control: control.clone(),
+        }),
+    )
+    .unwrap();
     let state = Arc::new(AppState {
-        control: Arc::new(control),
+        control,
         invoker,
         dispatcher,
         logs,
         keyring: Arc::new(keyring),
         scheduler,
+        events,
     });
     Fixture {
         dir,

@@ -206,13 +206,18 @@ impl EventBridge {
                 .map_err(db_err)?;
             let rows = st
                 .query_map([], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
                 })
                 .map_err(db_err)?;
             for r in rows {
                 let (a, rg, n, doc) = r.map_err(db_err)?;
-                let bus: Bus = serde_json::from_str(&doc)
-                    .map_err(|e| EventsError::Store(e.to_string()))?;
+                let bus: Bus =
+                    serde_json::from_str(&doc).map_err(|e| EventsError::Store(e.to_string()))?;
                 state.buses.insert((a, rg, n), bus);
             }
             let mut st = conn
@@ -220,13 +225,19 @@ impl EventBridge {
                 .map_err(db_err)?;
             let rows = st
                 .query_map([], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
                 })
                 .map_err(db_err)?;
             for r in rows {
                 let (a, rg, b, n, doc) = r.map_err(db_err)?;
-                let rule: Rule = serde_json::from_str(&doc)
-                    .map_err(|e| EventsError::Store(e.to_string()))?;
+                let rule: Rule =
+                    serde_json::from_str(&doc).map_err(|e| EventsError::Store(e.to_string()))?;
                 let key = (a, rg, b, n);
                 if let Some(p) = &rule.event_pattern
                     && let Ok(p) = EventPattern::parse(p)
@@ -388,7 +399,11 @@ impl EventBridge {
         let name = self.bus_name(scope, str_field(req, "Name"))?;
         let (a, r) = acct(scope);
         let st = self.read()?;
-        Ok(Self::bus_json(scope, &name, st.buses.get(&(a, r, name.clone()))))
+        Ok(Self::bus_json(
+            scope,
+            &name,
+            st.buses.get(&(a, r, name.clone())),
+        ))
     }
 
     pub fn list_event_buses(&self, scope: &Scope, req: &Value) -> Result<Value, EventsError> {
@@ -553,7 +568,8 @@ impl EventBridge {
             .collect();
         let more = rules.len() > limit;
         rules.truncate(limit);
-        let mut v = json!({ "Rules": rules.iter().map(|r| Self::rule_json(scope, r)).collect::<Vec<_>>() });
+        let mut v =
+            json!({ "Rules": rules.iter().map(|r| Self::rule_json(scope, r)).collect::<Vec<_>>() });
         if more && let Some(last) = rules.last() {
             v["NextToken"] = json!(last.name);
         }
@@ -615,7 +631,11 @@ impl EventBridge {
         if targets.is_empty() || targets.len() > 100 {
             return Err(validation(format!(
                 "1 validation error detected: Value at 'targets' failed to satisfy constraint: Member must have length {}",
-                if targets.is_empty() { "greater than or equal to 1" } else { "less than or equal to 100" }
+                if targets.is_empty() {
+                    "greater than or equal to 1"
+                } else {
+                    "less than or equal to 100"
+                }
             )));
         }
         let mut rule = self.rule(scope, &bus, name)?;
@@ -624,7 +644,9 @@ impl EventBridge {
             let id = str_field(&t, "Id").unwrap_or_default().to_owned();
             check_name("targets.member.id", &id, 64, false)?;
             if let Err(m) = check_target(&t) {
-                failed.push(json!({"TargetId": id, "ErrorCode": "ValidationException", "ErrorMessage": m}));
+                failed.push(
+                    json!({"TargetId": id, "ErrorCode": "ValidationException", "ErrorMessage": m}),
+                );
                 continue;
             }
             match rule
@@ -654,7 +676,11 @@ impl EventBridge {
         let ids: Vec<String> = req
             .get("Ids")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut rule = self.rule(scope, &bus, name)?;
         rule.targets
@@ -697,7 +723,11 @@ impl EventBridge {
             return Err(validation(format!(
                 "1 validation error detected: Value '{}' at 'entries' failed to satisfy constraint: Member must have length {}",
                 Value::Array(entries.clone()),
-                if entries.is_empty() { "greater than or equal to 1" } else { "less than or equal to 10" }
+                if entries.is_empty() {
+                    "greater than or equal to 1"
+                } else {
+                    "less than or equal to 10"
+                }
             )));
         }
         let size: usize = entries.iter().map(entry_size).sum();
@@ -732,7 +762,9 @@ impl EventBridge {
                 Some(v) if !v.is_empty() => Ok(v.to_owned()),
                 _ => Err((
                     "InvalidArgument",
-                    format!("Parameter {wire} is not valid. Reason: {wire} is a required argument."),
+                    format!(
+                        "Parameter {wire} is not valid. Reason: {wire} is a required argument."
+                    ),
                 )),
             }
         };
@@ -798,11 +830,15 @@ impl EventBridge {
             let Some(target_arn) = str_field(t, "Arn") else {
                 continue;
             };
-            let payload = shape(t, event, &transform::RuleContext {
-                rule_arn: &arn,
-                rule_name: &rule.name,
-                ingestion_time: ingestion,
-            });
+            let payload = shape(
+                t,
+                event,
+                &transform::RuleContext {
+                    rule_arn: &arn,
+                    rule_name: &rule.name,
+                    ingestion_time: ingestion,
+                },
+            );
             match self
                 .deliver
                 .deliver(scope, target_arn, &arn, Bytes::from(payload))
@@ -840,7 +876,9 @@ fn shape(t: &Value, event: &Value, ctx: &transform::RuleContext<'_>) -> String {
                     .map(|(k, p)| {
                         (
                             k.clone(),
-                            p.as_str().and_then(|p| transform::select(event, p)).cloned(),
+                            p.as_str()
+                                .and_then(|p| transform::select(event, p))
+                                .cloned(),
                         )
                     })
                     .collect()
@@ -901,11 +939,14 @@ fn check_target(t: &Value) -> Result<(), String> {
 /// An entry's size as AWS counts it toward PutEvents' limit.
 fn entry_size(e: &Value) -> usize {
     let s = |k| str_field(e, k).map_or(0, str::len);
-    let resources: usize = e
-        .get("Resources")
-        .and_then(Value::as_array)
-        .map_or(0, |r| r.iter().filter_map(Value::as_str).map(str::len).sum());
-    14 * usize::from(e.get("Time").is_some()) + s("Source") + s("DetailType") + s("Detail") + resources
+    let resources: usize = e.get("Resources").and_then(Value::as_array).map_or(0, |r| {
+        r.iter().filter_map(Value::as_str).map(str::len).sum()
+    });
+    14 * usize::from(e.get("Time").is_some())
+        + s("Source")
+        + s("DetailType")
+        + s("Detail")
+        + resources
 }
 
 #[cfg(test)]

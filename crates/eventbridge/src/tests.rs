@@ -76,7 +76,11 @@ async fn matching_events_reach_targets_shaped_as_asked() {
     assert_eq!(out["FailedEntryCount"], 0);
     assert_eq!(out["Entries"].as_array().unwrap().len(), 2);
     let got = rec.got.lock().unwrap().clone();
-    assert_eq!(got.len(), 4, "only the matching entry is delivered: {got:?}");
+    assert_eq!(
+        got.len(),
+        4,
+        "only the matching entry is delivered: {got:?}"
+    );
     let rule = "arn:aws:events:us-east-1:111111111111:rule/big-orders";
     assert!(got.iter().all(|(_, src, _)| src == rule));
     let whole = &got[0].2;
@@ -240,17 +244,24 @@ async fn custom_buses_keep_their_own_rules() {
         eb.delete_rule(&a, &json!({"Name": "all", "EventBusName": "orders"})).await,
         Err(EventsError::Validation(m)) if m == "Rule can't be deleted since it has targets."
     ));
-    let listed = eb.list_targets(&a, &json!({"Rule": "all", "EventBusName": "orders"})).unwrap();
-    assert_eq!(listed["Targets"].as_array().unwrap().len(), 2);
-    eb.remove_targets(&a, &json!({"Rule": "all", "EventBusName": "orders", "Ids": ["1", "2"]}))
-        .await
+    let listed = eb
+        .list_targets(&a, &json!({"Rule": "all", "EventBusName": "orders"}))
         .unwrap();
+    assert_eq!(listed["Targets"].as_array().unwrap().len(), 2);
+    eb.remove_targets(
+        &a,
+        &json!({"Rule": "all", "EventBusName": "orders", "Ids": ["1", "2"]}),
+    )
+    .await
+    .unwrap();
     eb.delete_rule(&a, &json!({"Name": "all", "EventBusName": "orders"}))
         .await
         .unwrap();
     let buses = eb.list_event_buses(&a, &json!({})).unwrap();
     assert_eq!(buses["EventBuses"].as_array().unwrap().len(), 2);
-    eb.delete_event_bus(&a, &json!({"Name": "orders"})).await.unwrap();
+    eb.delete_event_bus(&a, &json!({"Name": "orders"}))
+        .await
+        .unwrap();
     assert!(matches!(
         eb.describe_event_bus(&a, &json!({"Name": "orders"})),
         Err(EventsError::NotFound(_))

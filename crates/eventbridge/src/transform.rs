@@ -78,7 +78,12 @@ pub struct RuleContext<'a> {
 }
 
 /// Fills `template` with `vars` (name, value selected from the event).
-pub fn fill(template: &str, vars: &[(String, Option<Value>)], event: &Value, ctx: &RuleContext<'_>) -> String {
+pub fn fill(
+    template: &str,
+    vars: &[(String, Option<Value>)],
+    event: &Value,
+    ctx: &RuleContext<'_>,
+) -> String {
     let lookup = |name: &str| -> Option<Option<Value>> {
         if let Some((_, v)) = vars.iter().find(|(n, _)| n == name) {
             return Some(v.clone());
@@ -177,7 +182,10 @@ mod tests {
         let e = event();
         let vars = vec![
             ("id".to_owned(), select(&e, "$.detail.order.id").cloned()),
-            ("item".to_owned(), select(&e, "$.detail.order.item").cloned()),
+            (
+                "item".to_owned(),
+                select(&e, "$.detail.order.item").cloned(),
+            ),
             ("paid".to_owned(), select(&e, "$.detail.paid").cloned()),
             ("none".to_owned(), select(&e, "$.detail.nothing").cloned()),
         ];

@@ -194,6 +194,8 @@ pub enum ServeError {
     Logs(#[from] logs::LogError),
     #[error(transparent)]
     Queue(#[from] queue::QueueError),
+    #[error("cannot open the event store: {0}")]
+    Events(#[from] eventbridge::EventsError),
     #[error("cannot open the schedule store: {0}")]
     Scheduler(#[from] scheduler::SchedulerError),
     #[error(transparent)]
@@ -487,6 +489,13 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         Arc::new(api::DataPlane(invoker.clone())),
         control::CodeUrlSigner::new(server_key(&data_dir)?),
     ));
+    let events = eventbridge::EventBridge::open(
+        &data_dir.join("events.db"),
+        Arc::new(api::events::RuleDelivery {
+            dispatcher: dispatcher.clone(),
+            control: control.clone(),
+        }),
+    )?;
     let state = Arc::new(api::AppState {
         control,
         invoker,
@@ -494,6 +503,7 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         logs: log_store,
         keyring: Arc::new(keyring),
         scheduler,
+        events,
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

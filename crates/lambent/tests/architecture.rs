@@ -50,6 +50,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "dispatch",
             "logs",
             "scheduler",
+            "eventbridge",
         ],
     ),
     ("signed-client", &["sigv4"]),
