@@ -6,7 +6,8 @@ function error is retried and ends at the function's failure destination.
 Each function's destinations are an HTTP collector, so every invocation
 shows up as a destination record holding the event the function received.
 The server runs with --async-delay-scale 0.01 (Lambda's one- and two-minute
-retry delays take 0.6 s and 1.2 s)."""
+retry delays take 0.6 s and 1.2 s) and --schedule-time-scale 0.01 (a
+scheduled rule's minute takes 0.6 s)."""
 
 import json
 import time
@@ -26,7 +27,7 @@ def fail(event, context):
 
 @pytest.fixture(scope="module")
 def server():
-    s = Server(extra_args=("--async-delay-scale", "0.01"))
+    s = Server(extra_args=("--async-delay-scale", "0.01", "--schedule-time-scale", "0.01"))
     yield s
     s.stop()
 
@@ -193,3 +194,28 @@ def test_errors_and_test_event_pattern(server):
     # Another account sees none of these rules.
     other = server.client(key=KEY_B, service="events")
     assert other.list_rules()["Rules"] == []
+
+
+def test_a_scheduled_rule_sends_aws_scheduled_event(server, hooks):
+    rule = rule_arn("every-minute")
+    arn = function(server, hooks, "cron-job", allow_rule=rule)
+    out = json.loads(server.cli("events", "put-rule", "--name", "every-minute",
+                                "--schedule-expression", "rate(1 minute)").stdout)
+    assert out["RuleArn"] == rule
+    server.cli("events", "put-targets", "--rule", "every-minute",
+               "--targets", f"Id=1,Arn={arn}")
+    got = wait_for("two scheduled events", lambda: len(received(hooks, "/cron-job")) >= 2 and
+                   received(hooks, "/cron-job"))
+    for e in got:
+        assert (e["source"], e["detail-type"], e["resources"], e["detail"]) == (
+            "aws.events", "Scheduled Event", [rule], {})
+        assert e["account"] == ACCOUNT_A
+    server.cli("events", "disable-rule", "--name", "every-minute")
+    time.sleep(0.7)
+    stopped = len(received(hooks, "/cron-job"))
+    time.sleep(2)
+    assert len(received(hooks, "/cron-job")) == stopped
+    refused = server.cli("events", "put-rule", "--name", "bad-rate",
+                         "--schedule-expression", "rate(1 minutes)", check=False)
+    assert "ValidationException" in refused.stderr
+    assert "Parameter ScheduleExpression is not valid." in refused.stderr

@@ -88,6 +88,7 @@ fn fixture() -> Fixture {
             dispatcher: dispatcher.clone(),
             control: control.clone(),
         }),
+        1.0,
     )
     .unwrap();
     let state = Arc::new(AppState {

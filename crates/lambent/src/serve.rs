@@ -70,7 +70,8 @@ pub struct ServeArgs {
     #[arg(long, env = "LAMBENT_ASYNC_DELAY_SCALE", default_value_t = 1.0)]
     pub async_delay_scale: f64,
 
-    /// Real time per unit of schedule time for EventBridge Scheduler: 1 runs
+    /// Real time per unit of schedule time for EventBridge Scheduler and
+    /// scheduled EventBridge rules: 1 runs
     /// schedules on the clock; tests use e.g. 0.01 (a minute of schedule time
     /// passes in 0.6 s, `rate(1 minute)` fires every 0.6 s, `at()` two
     /// minutes ahead fires in 1.2 s). Retry backoff and event ages scale too.
@@ -495,7 +496,9 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
             dispatcher: dispatcher.clone(),
             control: control.clone(),
         }),
+        args.schedule_time_scale,
     )?;
+    events.spawn();
     let state = Arc::new(api::AppState {
         control,
         invoker,
