@@ -282,7 +282,7 @@ pub async fn put_events(
         put.p50.as_secs_f64() / invoke.p50.as_secs_f64().max(1e-9)
     );
     Ok(Section {
-        title: "8. EventBridge: PutEvents to function, beside async Invoke".into(),
+        title: "EventBridge: PutEvents to function, beside async Invoke".into(),
         body,
     })
 }

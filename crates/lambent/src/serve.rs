@@ -150,6 +150,31 @@ pub struct ServeArgs {
     /// credentials_file`).
     #[arg(long, env = "LAMBENT_METRICS_TOKEN_FILE")]
     pub metrics_token_file: Option<PathBuf>,
+
+    /// The public domain function URLs are reached under, behind a reverse
+    /// proxy that terminates TLS and forwards `*.lambda-url.*.<domain>` to
+    /// this server: URLs become `https://<id>.lambda-url.<region>.<domain>/`.
+    /// Without it they are `http://<id>.lambda-url.<region>.localhost:<port>/`
+    /// on the API listener.
+    #[arg(long, env = "LAMBENT_URL_DOMAIN", value_parser = parse_url_domain)]
+    pub url_domain: Option<String>,
+}
+
+fn parse_url_domain(s: &str) -> Result<String, String> {
+    let d = s.trim().trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if d.is_empty() || d.len() > 200 || !d.split('.').all(label_ok) {
+        return Err(format!(
+            "'{s}' is not a domain name (letters, digits and hyphens in dot-separated labels)"
+        ));
+    }
+    Ok(d)
 }
 
 /// The default metrics port, beside the API's.
@@ -197,8 +222,12 @@ pub enum ServeError {
     Queue(#[from] queue::QueueError),
     #[error("cannot open the event store: {0}")]
     Events(#[from] eventbridge::EventsError),
+    #[error("cannot open the SNS topic store: {0}")]
+    Topics(#[from] sns::SnsError),
     #[error("cannot open the schedule store: {0}")]
     Scheduler(#[from] scheduler::SchedulerError),
+    #[error("cannot open the event source mappings: {0}")]
+    EventSourceMappings(#[from] esm::DbError),
     #[error(transparent)]
     DataDirInUse(#[from] crate::datadir::LockError),
     #[error("cannot read the metrics token file {path}: {reason}")]
@@ -474,6 +503,7 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         },
     );
     dispatcher.spawn();
+    let urls = Arc::new(api::function_urls::UrlIndex::default());
     let scheduler = scheduler::Scheduler::open(
         &data_dir.join("scheduler.db"),
         Arc::new(api::schedules::QueueDelivery(dispatcher.clone())),
@@ -487,7 +517,7 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         blobs,
         catalog.clone(),
         settings,
-        Arc::new(api::DataPlane(invoker.clone())),
+        Arc::new(api::DataPlane(invoker.clone(), urls.clone())),
         control::CodeUrlSigner::new(server_key(&data_dir)?),
     ));
     let events = eventbridge::EventBridge::open(
@@ -499,15 +529,17 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         args.schedule_time_scale,
     )?;
     events.spawn();
-    let state = Arc::new(api::AppState {
-        control,
-        invoker,
-        dispatcher,
-        logs: log_store,
-        keyring: Arc::new(keyring),
-        scheduler,
-        events,
-    });
+    urls.load(&control).await.map_err(|e| match e {
+        control::ControlError::Store(s) => ServeError::Store(s),
+        other => ServeError::Store(store::StoreError::Backend {
+            op: "loading function URLs",
+            detail: other.to_string(),
+        }),
+    })?;
+    let topics = Arc::new(sns::Topics::open(&data_dir.join("sns.db"))?);
+    let esm = esm::Esm::open(&data_dir, invoker.clone())?;
+    esm.resume().await;
+    let pollers = esm.clone();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -518,6 +550,25 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         addr: args.listen,
         source,
     })?;
+    let url_base = match &args.url_domain {
+        Some(domain) => model::UrlBase::Public {
+            domain: domain.clone(),
+        },
+        None => model::UrlBase::Local { port: addr.port() },
+    };
+    let state = Arc::new(api::AppState {
+        control,
+        invoker,
+        dispatcher,
+        logs: log_store,
+        keyring: Arc::new(keyring),
+        urls,
+        url_base,
+        topics,
+        scheduler,
+        events,
+        esm,
+    });
     let endpoint = format!("http://{addr}");
     let access = api::MetricsAccess {
         bearer_token: metrics_token,
@@ -606,6 +657,8 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let served = api::run(listener, router, stop).await;
+    // Pollers finish their in-flight batches before the server goes.
+    pollers.shutdown().await;
     if let Some(task) = metrics_task {
         let _ = task.await;
     }

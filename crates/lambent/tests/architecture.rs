@@ -20,6 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("schedule", &[]),
     ("scheduler", &["model", "schedule"]),
     ("event-pattern", &[]),
+    ("sns", &["model", "event-pattern"]),
     ("eventbridge", &["model", "event-pattern", "schedule"]),
     ("store", &["model"]),
     ("store-sqlite", &["model", "store"]),
@@ -39,6 +40,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["model", "store", "blobs", "runtimes", "pool", "runtime-api"],
     ),
     ("dispatch", &["model", "invoke", "queue"]),
+    ("esm", &["model", "invoke", "event-pattern"]),
     (
         "api",
         &[
@@ -48,7 +50,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "control",
             "invoke",
             "dispatch",
+            "esm",
             "logs",
+            "sns",
             "scheduler",
             "eventbridge",
         ],
