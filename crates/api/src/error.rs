@@ -591,4 +591,48 @@ mod tests {
         assert_eq!(code, "SerializationException");
         assert_eq!(body["__type"], "SerializationException");
     }
+
+    /// The Scheduler answers REST-JSON with only `Message`; EventBridge JSON
+    /// 1.1 with `__type` and `message`, every client error a 400.
+    #[tokio::test]
+    async fn scheduler_and_eventbridge_write_their_shapes() {
+        let nf = scheduler::SchedulerError::NotFound("Schedule s does not exist.".into());
+        let (st, ty, code, body) = written(nf.into(), Service::Scheduler).await;
+        assert_eq!(
+            (st, ty.as_str(), code.as_str()),
+            (
+                StatusCode::NOT_FOUND,
+                "application/json",
+                "ResourceNotFoundException"
+            )
+        );
+        assert_eq!(
+            body,
+            serde_json::json!({"Message": "Schedule s does not exist."})
+        );
+        let conflict = scheduler::SchedulerError::Conflict("Schedule s already exists.".into());
+        let (st, _, code, _) = written(conflict.into(), Service::Scheduler).await;
+        assert_eq!(
+            (st, code.as_str()),
+            (StatusCode::CONFLICT, "ConflictException")
+        );
+        let (_, _, code, _) = written(ApiError::internal("disk"), Service::Scheduler).await;
+        assert_eq!(code, "InternalServerException");
+
+        let bad = eventbridge::EventsError::InvalidPattern(
+            "Event pattern is not valid. Reason: x".into(),
+        );
+        let (st, ty, code, body) = written(bad.into(), Service::Events).await;
+        assert_eq!(
+            (st, ty.as_str(), code.as_str()),
+            (
+                StatusCode::BAD_REQUEST,
+                "application/x-amz-json-1.1",
+                "InvalidEventPatternException"
+            )
+        );
+        assert_eq!(body["__type"], "InvalidEventPatternException");
+        let (_, _, code, _) = written(ApiError::internal("disk"), Service::Events).await;
+        assert_eq!(code, "InternalException");
+    }
 }
