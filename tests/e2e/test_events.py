@@ -211,7 +211,12 @@ def test_a_scheduled_rule_sends_aws_scheduled_event(server, hooks):
             "aws.events", "Scheduled Event", [rule], {})
         assert e["account"] == ACCOUNT_A
     server.cli("events", "disable-rule", "--name", "every-minute")
-    time.sleep(0.7)
+    # Events already queued may still land: wait until none has for a second.
+    def settled():
+        before = len(received(hooks, "/cron-job"))
+        time.sleep(1)
+        return len(received(hooks, "/cron-job")) == before
+    wait_for("in-flight events to land", settled)
     stopped = len(received(hooks, "/cron-job"))
     time.sleep(2)
     assert len(received(hooks, "/cron-job")) == stopped
