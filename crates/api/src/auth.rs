@@ -166,7 +166,7 @@ impl Keyring {
         // The Lambda API, and the services served beside it.
         if !matches!(
             auth.service.as_str(),
-            "lambda" | "logs" | "sns" | "scheduler"
+            "lambda" | "logs" | "sns" | "scheduler" | "events"
         ) {
             return Err(sigv4::SigError::BadScope(format!(
                 "Credential should be scoped to correct service: '{}'. ",

@@ -47,13 +47,14 @@ pub enum Service {
     Logs,
     Sns,
     Scheduler,
+    Events,
 }
 
 impl Service {
     pub const fn protocol(self) -> Protocol {
         match self {
             Self::Lambda | Self::Scheduler => Protocol::RestJson,
-            Self::Logs => Protocol::AwsJson1_1,
+            Self::Logs | Self::Events => Protocol::AwsJson1_1,
             Self::Sns => Protocol::Query,
         }
     }
@@ -67,6 +68,7 @@ impl Service {
                 "ServiceUnavailableException",
                 "The service cannot complete the request.",
             ),
+            Self::Events => ("InternalException", "An internal error occurred."),
             Self::Sns => ("InternalError", "Internal Error"),
             Self::Scheduler => (
                 "InternalServerException",
@@ -79,7 +81,7 @@ impl Service {
     const fn unreadable_body_code(self) -> &'static str {
         match self {
             Self::Lambda => "InvalidRequestContentException",
-            Self::Logs => "SerializationException",
+            Self::Logs | Self::Events => "SerializationException",
             Self::Sns => "MalformedQueryString",
             Self::Scheduler => "ValidationException",
         }
@@ -318,6 +320,20 @@ impl From<scheduler::SchedulerError> for ApiError {
             E::Store(_) => return Self::internal(&e),
         };
         Self::new(status, code, e.to_string())
+    }
+}
+
+impl From<eventbridge::EventsError> for ApiError {
+    fn from(e: eventbridge::EventsError) -> Self {
+        use eventbridge::EventsError as E;
+        let code = match &e {
+            E::Validation(_) => "ValidationException",
+            E::NotFound(_) => "ResourceNotFoundException",
+            E::AlreadyExists(_) => "ResourceAlreadyExistsException",
+            E::InvalidPattern(_) => "InvalidEventPatternException",
+            E::Store(_) => return Self::internal(&e),
+        };
+        Self::new(StatusCode::BAD_REQUEST, code, e.to_string())
     }
 }
 
@@ -574,5 +590,49 @@ mod tests {
         let (_, _, code, body) = written(ApiError::bad_json("eof"), Service::Logs).await;
         assert_eq!(code, "SerializationException");
         assert_eq!(body["__type"], "SerializationException");
+    }
+
+    /// The Scheduler answers REST-JSON with only `Message`; EventBridge JSON
+    /// 1.1 with `__type` and `message`, every client error a 400.
+    #[tokio::test]
+    async fn scheduler_and_eventbridge_write_their_shapes() {
+        let nf = scheduler::SchedulerError::NotFound("Schedule s does not exist.".into());
+        let (st, ty, code, body) = written(nf.into(), Service::Scheduler).await;
+        assert_eq!(
+            (st, ty.as_str(), code.as_str()),
+            (
+                StatusCode::NOT_FOUND,
+                "application/json",
+                "ResourceNotFoundException"
+            )
+        );
+        assert_eq!(
+            body,
+            serde_json::json!({"Message": "Schedule s does not exist."})
+        );
+        let conflict = scheduler::SchedulerError::Conflict("Schedule s already exists.".into());
+        let (st, _, code, _) = written(conflict.into(), Service::Scheduler).await;
+        assert_eq!(
+            (st, code.as_str()),
+            (StatusCode::CONFLICT, "ConflictException")
+        );
+        let (_, _, code, _) = written(ApiError::internal("disk"), Service::Scheduler).await;
+        assert_eq!(code, "InternalServerException");
+
+        let bad = eventbridge::EventsError::InvalidPattern(
+            "Event pattern is not valid. Reason: x".into(),
+        );
+        let (st, ty, code, body) = written(bad.into(), Service::Events).await;
+        assert_eq!(
+            (st, ty.as_str(), code.as_str()),
+            (
+                StatusCode::BAD_REQUEST,
+                "application/x-amz-json-1.1",
+                "InvalidEventPatternException"
+            )
+        );
+        assert_eq!(body["__type"], "InvalidEventPatternException");
+        let (_, _, code, _) = written(ApiError::internal("disk"), Service::Events).await;
+        assert_eq!(code, "InternalException");
     }
 }

@@ -30,6 +30,7 @@ mod concurrency;
 pub mod error;
 mod event_config;
 mod event_source_mappings;
+pub mod events;
 mod eventstream;
 pub mod function_urls;
 mod functions;
@@ -68,6 +69,7 @@ pub struct AppState {
     pub topics: Arc<::sns::Topics>,
     /// EventBridge Scheduler's schedules and groups.
     pub scheduler: Arc<::scheduler::Scheduler>,
+    pub events: Arc<::eventbridge::EventBridge>,
 }
 
 /// The full API router. The Prometheus metrics are not on it: see
@@ -255,7 +257,8 @@ fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
 
 /// `POST /`: the services that share the root path, told apart by their
 /// protocol: a form body is the Query protocol (SNS); otherwise
-/// `X-Amz-Target` names the JSON service (CloudWatch Logs).
+/// `X-Amz-Target` names the JSON service (EventBridge's `AWSEvents.*`, else
+/// CloudWatch Logs).
 async fn post_root(
     State(s): State<Arc<AppState>>,
     req: Authed,
@@ -264,6 +267,13 @@ async fn post_root(
 ) -> Response {
     if sns::is_query(&headers) {
         return sns::dispatch(s, req, id).await;
+    }
+    let json_target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if json_target.starts_with(events::TARGET_PREFIX) {
+        return events::dispatch(s, req, headers).await;
     }
     logs::dispatch(State(s), req, headers).await
 }

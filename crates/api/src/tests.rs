@@ -82,9 +82,19 @@ fn fixture() -> Fixture {
         ::scheduler::SchedulerSettings::default(),
     )
     .unwrap();
+    let control = Arc::new(control);
+    let events = ::eventbridge::EventBridge::open(
+        &dir.path().join("events.db"),
+        Arc::new(crate::events::RuleDelivery {
+            dispatcher: dispatcher.clone(),
+            control: control.clone(),
+        }),
+        1.0,
+    )
+    .unwrap();
     let esm = ::esm::Esm::open(dir.path(), invoker.clone()).unwrap();
     let state = Arc::new(AppState {
-        control: Arc::new(control),
+        control,
         invoker,
         dispatcher,
         esm,
@@ -94,6 +104,7 @@ fn fixture() -> Fixture {
         url_base: model::UrlBase::Local { port: 9000 },
         topics: Arc::new(::sns::Topics::in_memory().unwrap()),
         scheduler,
+        events,
     });
     Fixture {
         dir,

@@ -9,6 +9,7 @@ use std::time::Instant;
 use clap::Parser;
 
 mod client;
+mod events;
 mod neighbours;
 mod procs;
 mod scenarios;

@@ -58,7 +58,7 @@ fn find_interpreter(name: &str) -> Option<PathBuf> {
         .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
 }
 
-async fn create_function(
+pub(crate) async fn create_function(
     c: &mut Conn,
     name: &str,
     runtime: &str,
@@ -202,6 +202,9 @@ pub async fn all(args: &Args, counts: &Counts, lambent: &Path) -> Result<Vec<Sec
     }
     if want("control") {
         out.push(control_plane(&server, counts).await?);
+    }
+    if want("events") {
+        out.push(crate::events::put_events(&server, counts, &provided_zip).await?);
     }
     if want("sns") {
         out.push(sns_fan_out(counts, &args.work, lambent, &provided_zip).await?);

@@ -95,6 +95,12 @@ struct Rule {
     role_arn: Option<String>,
     /// Targets as put (validated), in order.
     targets: Vec<Value>,
+    /// A scheduled rule's next fire: (schedule time, real time) in ms.
+    #[serde(default)]
+    next: Option<(i64, i64)>,
+    /// Where a scheduled rule's rate counts from.
+    #[serde(default)]
+    anchor_ms: i64,
 }
 
 type BusKey = (String, String, String);
@@ -112,6 +118,13 @@ pub struct EventBridge {
     state: RwLock<State>,
     deliver: Arc<dyn Deliver>,
     metrics: EventsMetrics,
+    /// Real time per unit of schedule time (scheduled rules), as the
+    /// Scheduler's `--schedule-time-scale`.
+    time_scale: f64,
+    wake: tokio::sync::Notify,
+    /// Held across every read-modify-write of a rule, so that changes and
+    /// a scheduled fire's record never overwrite one another.
+    writes: tokio::sync::Mutex<()>,
 }
 
 fn db_err(e: rusqlite::Error) -> EventsError {
@@ -191,7 +204,11 @@ fn check_name(field: &str, value: &str, max: usize, bus: bool) -> Result<(), Eve
 }
 
 impl EventBridge {
-    pub fn open(path: &Path, deliver: Arc<dyn Deliver>) -> Result<Arc<Self>, EventsError> {
+    pub fn open(
+        path: &Path,
+        deliver: Arc<dyn Deliver>,
+        time_scale: f64,
+    ) -> Result<Arc<Self>, EventsError> {
         let conn = Connection::open(path).map_err(db_err)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
@@ -252,6 +269,9 @@ impl EventBridge {
             state: RwLock::new(state),
             deliver,
             metrics: EventsMetrics::default(),
+            time_scale: if time_scale > 0.0 { time_scale } else { 1.0 },
+            wake: tokio::sync::Notify::new(),
+            writes: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -423,6 +443,7 @@ impl EventBridge {
     }
 
     pub async fn delete_event_bus(&self, scope: &Scope, req: &Value) -> Result<Value, EventsError> {
+        let _writing = self.writes.lock().await;
         let name = str_field(req, "Name").unwrap_or_default().to_owned();
         check_name("name", &name, 256, true)?;
         if name == DEFAULT_BUS {
@@ -458,6 +479,7 @@ impl EventBridge {
     }
 
     pub async fn put_rule(&self, scope: &Scope, req: &Value) -> Result<Value, EventsError> {
+        let _writing = self.writes.lock().await;
         let name = str_field(req, "Name").unwrap_or_default().to_owned();
         check_name("name", &name, 64, false)?;
         let bus = self.bus_name(scope, str_field(req, "EventBusName"))?;
@@ -496,20 +518,21 @@ impl EventBridge {
             .rule(scope, &bus, &name)
             .map(|r| r.targets)
             .unwrap_or_default();
-        self.save_rule(
-            scope,
-            Rule {
-                name: name.clone(),
-                bus: bus.clone(),
-                event_pattern: pattern,
-                schedule_expression: schedule,
-                enabled,
-                description: str_field(req, "Description").map(str::to_owned),
-                role_arn: str_field(req, "RoleArn").map(str::to_owned),
-                targets,
-            },
-        )
-        .await?;
+        let mut rule = Rule {
+            name: name.clone(),
+            bus: bus.clone(),
+            event_pattern: pattern,
+            schedule_expression: schedule,
+            enabled,
+            description: str_field(req, "Description").map(str::to_owned),
+            role_arn: str_field(req, "RoleArn").map(str::to_owned),
+            targets,
+            next: None,
+            anchor_ms: now_ms(),
+        };
+        rule.next = self.first_fire(&rule);
+        self.save_rule(scope, rule).await?;
+        self.wake.notify_one();
         Ok(json!({ "RuleArn": rule_arn(scope, &bus, &name) }))
     }
 
@@ -585,13 +608,20 @@ impl EventBridge {
         let bus = self.bus_name(scope, str_field(req, "EventBusName"))?;
         let name = str_field(req, "Name").unwrap_or_default();
         check_name("name", name, 64, false)?;
+        let _writing = self.writes.lock().await;
         let mut r = self.rule(scope, &bus, name)?;
         r.enabled = enabled;
+        if enabled != r.next.is_some() {
+            r.anchor_ms = now_ms();
+            r.next = self.first_fire(&r);
+        }
         self.save_rule(scope, r).await?;
+        self.wake.notify_one();
         Ok(json!({}))
     }
 
     pub async fn delete_rule(&self, scope: &Scope, req: &Value) -> Result<Value, EventsError> {
+        let _writing = self.writes.lock().await;
         let bus = self.bus_name(scope, str_field(req, "EventBusName"))?;
         let name = str_field(req, "Name").unwrap_or_default().to_owned();
         check_name("name", &name, 64, false)?;
@@ -620,6 +650,7 @@ impl EventBridge {
     }
 
     pub async fn put_targets(&self, scope: &Scope, req: &Value) -> Result<Value, EventsError> {
+        let _writing = self.writes.lock().await;
         let bus = self.bus_name(scope, str_field(req, "EventBusName"))?;
         let name = str_field(req, "Rule").unwrap_or_default();
         check_name("rule", name, 64, false)?;
@@ -670,6 +701,7 @@ impl EventBridge {
     }
 
     pub async fn remove_targets(&self, scope: &Scope, req: &Value) -> Result<Value, EventsError> {
+        let _writing = self.writes.lock().await;
         let bus = self.bus_name(scope, str_field(req, "EventBusName"))?;
         let name = str_field(req, "Rule").unwrap_or_default();
         check_name("rule", name, 64, false)?;
@@ -853,6 +885,124 @@ impl EventBridge {
                         "an event was not delivered to a rule's target");
                 }
             }
+        }
+    }
+}
+
+impl EventBridge {
+    fn expression(rule: &Rule) -> Option<schedule::Expression> {
+        let text = rule.schedule_expression.as_deref()?;
+        schedule::Expression::parse(text, schedule::Dialect::Rules).ok()
+    }
+
+    /// A scheduled rule's first fire after it is put or enabled: a rate
+    /// one interval on, a cron expression at its next minute (UTC).
+    fn first_fire(&self, rule: &Rule) -> Option<(i64, i64)> {
+        if !rule.enabled {
+            return None;
+        }
+        let expr = Self::expression(rule)?;
+        let now = rule.anchor_ms;
+        let at = |ms| chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms);
+        let e = expr
+            .next_after(at(now)?, at(now)?, chrono_tz::Tz::UTC)?
+            .timestamp_millis();
+        Some((e, now + ((e - now) as f64 * self.time_scale) as i64))
+    }
+
+    /// The fire after `(expr_ms, real_ms)`, handled at `now`: fires missed
+    /// meanwhile are not made up one by one.
+    fn next_fire(
+        &self,
+        rule: &Rule,
+        (expr_ms, real_ms): (i64, i64),
+        now: i64,
+    ) -> Option<(i64, i64)> {
+        let expr = Self::expression(rule)?;
+        let at = |ms| chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms);
+        let expr_now = expr_ms + ((now - real_ms) as f64 / self.time_scale) as i64;
+        let e = expr
+            .next_after(
+                at(expr_ms.max(expr_now))?,
+                at(rule.anchor_ms)?,
+                chrono_tz::Tz::UTC,
+            )?
+            .timestamp_millis();
+        Some((e, real_ms + ((e - expr_ms) as f64 * self.time_scale) as i64))
+    }
+
+    /// Starts the loop that fires scheduled rules.
+    pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.clone().run_schedules())
+    }
+
+    async fn run_schedules(self: Arc<Self>) {
+        loop {
+            let now = now_ms();
+            let (due, next) = match self.read() {
+                Ok(st) => {
+                    let due: Vec<(RuleKey, Rule)> = st
+                        .rules
+                        .iter()
+                        .filter(|(_, r)| r.enabled && r.next.is_some_and(|(_, real)| real <= now))
+                        .map(|(k, r)| (k.clone(), r.clone()))
+                        .collect();
+                    let next = st
+                        .rules
+                        .values()
+                        .filter(|r| r.enabled)
+                        .filter_map(|r| r.next.map(|(_, real)| real))
+                        .min();
+                    (due, next)
+                }
+                Err(_) => return,
+            };
+            for (key, rule) in due {
+                self.fire_scheduled(key, rule).await;
+            }
+            let wait = next.map_or(60_000, |n| (n - now_ms()).clamp(0, 60_000));
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(wait as u64)) => {}
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Sends AWS's "Scheduled Event" to a scheduled rule's targets, then
+    /// records its next fire (unless the rule changed meanwhile).
+    async fn fire_scheduled(&self, key: RuleKey, rule: Rule) {
+        let Some(fired) = rule.next else { return };
+        let Ok(scope) = model::AccountId::parse(&key.0)
+            .and_then(|a| model::Region::parse(&key.1).map(|r| Scope::new(a, r)))
+        else {
+            return;
+        };
+        let arn = rule_arn(&scope, &rule.bus, &rule.name);
+        let event = json!({
+            "version": "0",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": scope.account.as_str(),
+            "time": iso(fired.0),
+            "region": scope.region.as_str(),
+            "resources": [arn],
+            "detail": {},
+        });
+        self.metrics.events.fetch_add(1, Ordering::Relaxed);
+        self.send(&scope, &rule, &event, &iso(now_ms())).await;
+        let _writing = self.writes.lock().await;
+        let current = match self.read() {
+            Ok(st) => st.rules.get(&key).cloned(),
+            Err(_) => return,
+        };
+        let Some(mut current) = current else { return };
+        if current.next != Some(fired) {
+            return;
+        }
+        current.next = self.next_fire(&current, fired, now_ms());
+        if let Err(e) = self.save_rule(&scope, current).await {
+            tracing::error!(rule = %arn, error = %e, "cannot record a scheduled rule's fire");
         }
     }
 }

@@ -45,7 +45,7 @@ fn entry(detail: Value) -> Value {
 async fn matching_events_reach_targets_shaped_as_asked() {
     let dir = tempfile::tempdir().unwrap();
     let rec = Arc::new(Recorder::default());
-    let eb = EventBridge::open(&dir.path().join("events.db"), rec.clone()).unwrap();
+    let eb = EventBridge::open(&dir.path().join("events.db"), rec.clone(), 1.0).unwrap();
     let a = scope("111111111111");
     eb.put_rule(
         &a,
@@ -105,7 +105,7 @@ async fn matching_events_reach_targets_shaped_as_asked() {
     assert_eq!(rec.got.lock().unwrap().len(), 4);
     // Rules survive a restart.
     drop(eb);
-    let eb = EventBridge::open(&dir.path().join("events.db"), rec.clone()).unwrap();
+    let eb = EventBridge::open(&dir.path().join("events.db"), rec.clone(), 1.0).unwrap();
     eb.set_rule_state(&a, &json!({"Name": "big-orders"}), true)
         .await
         .unwrap();
@@ -127,7 +127,7 @@ async fn matching_events_reach_targets_shaped_as_asked() {
 async fn bad_entries_fail_alone_and_limits_hold() {
     let dir = tempfile::tempdir().unwrap();
     let rec = Arc::new(Recorder::default());
-    let eb = EventBridge::open(&dir.path().join("events.db"), rec.clone()).unwrap();
+    let eb = EventBridge::open(&dir.path().join("events.db"), rec.clone(), 1.0).unwrap();
     let a = scope("111111111111");
     let out = eb
         .put_events(
@@ -198,7 +198,7 @@ async fn bad_entries_fail_alone_and_limits_hold() {
 async fn custom_buses_keep_their_own_rules() {
     let dir = tempfile::tempdir().unwrap();
     let rec = Arc::new(Recorder::default());
-    let eb = EventBridge::open(&dir.path().join("events.db"), rec.clone()).unwrap();
+    let eb = EventBridge::open(&dir.path().join("events.db"), rec.clone(), 1.0).unwrap();
     let a = scope("111111111111");
     let out = eb
         .create_event_bus(&a, &json!({"Name": "orders"}))
@@ -265,5 +265,66 @@ async fn custom_buses_keep_their_own_rules() {
     assert!(matches!(
         eb.describe_event_bus(&a, &json!({"Name": "orders"})),
         Err(EventsError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn scheduled_rules_send_aws_scheduled_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Arc::new(Recorder::default());
+    // A minute of schedule time in 0.6 s.
+    let eb = EventBridge::open(&dir.path().join("events.db"), rec.clone(), 0.01).unwrap();
+    eb.spawn();
+    let a = scope("111111111111");
+    eb.put_rule(
+        &a,
+        &json!({"Name": "tick", "ScheduleExpression": "rate(1 minute)"}),
+    )
+    .await
+    .unwrap();
+    eb.put_targets(
+        &a,
+        &json!({"Rule": "tick", "Targets": [{"Id": "1", "Arn": FN}]}),
+    )
+    .await
+    .unwrap();
+    let scale: f64 = std::env::var("LAMBENT_TEST_TIMEOUT_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(30.0 * scale);
+    while rec.got.lock().unwrap().len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "three scheduled fires"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let got = rec.got.lock().unwrap().clone();
+    let rule = "arn:aws:events:us-east-1:111111111111:rule/tick";
+    for (_, src, e) in &got {
+        assert_eq!(src, rule);
+        assert_eq!(e["detail-type"], "Scheduled Event");
+        assert_eq!(e["source"], "aws.events");
+        assert_eq!(e["resources"], json!([rule]));
+        assert_eq!(e["detail"], json!({}));
+    }
+    // One minute apart in schedule time.
+    let t = |i: usize| got[i].2["time"].as_str().unwrap().to_owned();
+    let parse = |s: String| chrono::DateTime::parse_from_rfc3339(&s).unwrap();
+    assert_eq!((parse(t(1)) - parse(t(0))).num_seconds(), 60);
+    eb.set_rule_state(&a, &json!({"Name": "tick"}), false)
+        .await
+        .unwrap();
+    let stopped = rec.got.lock().unwrap().len();
+    tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
+    assert!(rec.got.lock().unwrap().len() <= stopped + 1);
+    // On a custom bus a schedule is refused.
+    eb.create_event_bus(&a, &json!({"Name": "b"}))
+        .await
+        .unwrap();
+    assert!(matches!(
+        eb.put_rule(&a, &json!({"Name": "t", "EventBusName": "b", "ScheduleExpression": "rate(5 minutes)"})).await,
+        Err(EventsError::Validation(m)) if m == "ScheduleExpression is supported only on the default event bus."
     ));
 }

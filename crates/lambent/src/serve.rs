@@ -70,7 +70,8 @@ pub struct ServeArgs {
     #[arg(long, env = "LAMBENT_ASYNC_DELAY_SCALE", default_value_t = 1.0)]
     pub async_delay_scale: f64,
 
-    /// Real time per unit of schedule time for EventBridge Scheduler: 1 runs
+    /// Real time per unit of schedule time for EventBridge Scheduler and
+    /// scheduled EventBridge rules: 1 runs
     /// schedules on the clock; tests use e.g. 0.01 (a minute of schedule time
     /// passes in 0.6 s, `rate(1 minute)` fires every 0.6 s, `at()` two
     /// minutes ahead fires in 1.2 s). Retry backoff and event ages scale too.
@@ -219,6 +220,8 @@ pub enum ServeError {
     Logs(#[from] logs::LogError),
     #[error(transparent)]
     Queue(#[from] queue::QueueError),
+    #[error("cannot open the event store: {0}")]
+    Events(#[from] eventbridge::EventsError),
     #[error("cannot open the SNS topic store: {0}")]
     Topics(#[from] sns::SnsError),
     #[error("cannot open the schedule store: {0}")]
@@ -517,6 +520,15 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         Arc::new(api::DataPlane(invoker.clone(), urls.clone())),
         control::CodeUrlSigner::new(server_key(&data_dir)?),
     ));
+    let events = eventbridge::EventBridge::open(
+        &data_dir.join("events.db"),
+        Arc::new(api::events::RuleDelivery {
+            dispatcher: dispatcher.clone(),
+            control: control.clone(),
+        }),
+        args.schedule_time_scale,
+    )?;
+    events.spawn();
     urls.load(&control).await.map_err(|e| match e {
         control::ControlError::Store(s) => ServeError::Store(s),
         other => ServeError::Store(store::StoreError::Backend {
@@ -554,6 +566,7 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         url_base,
         topics,
         scheduler,
+        events,
         esm,
     });
     let endpoint = format!("http://{addr}");

@@ -54,6 +54,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "logs",
             "sns",
             "scheduler",
+            "eventbridge",
         ],
     ),
     ("signed-client", &["sigv4"]),

@@ -165,13 +165,27 @@ async fn a_fire_missed_while_down_happens_once_on_start() {
     let dir = tempfile::tempdir().unwrap();
     let rec = Arc::new(Recorder::default());
     let a = scope("111111111111");
+    let with_input = |expr: &str, text: &str| {
+        let mut i = input(expr, json!({}));
+        if let Some(t) = i.target.as_mut() {
+            t.input = Some(text.to_owned());
+        }
+        i
+    };
     {
-        // Not running: the schedule's first fires fall due while "down".
+        // Not running: the schedules fall due while "down".
         let s = open(dir.path(), &rec, 0.01);
-        s.create_schedule(&a, "tick", input("rate(1 minute)", json!({})))
-            .await
-            .unwrap();
-        s.create_schedule(&a, "once", input(&at_in(60), json!({})))
+        s.create_schedule(
+            &a,
+            "tick",
+            with_input(
+                "rate(1 minute)",
+                r#"{"tick": "<aws.scheduler.scheduled-time>"}"#,
+            ),
+        )
+        .await
+        .unwrap();
+        s.create_schedule(&a, "once", with_input(&at_in(60), r#"{"once": true}"#))
             .await
             .unwrap();
     }
@@ -179,12 +193,38 @@ async fn a_fire_missed_while_down_happens_once_on_start() {
     tokio::time::sleep(Duration::from_millis(6_000)).await;
     let s = open(dir.path(), &rec, 0.01);
     s.spawn();
-    until("the missed fires", || rec.count() >= 2).await;
-    // Each missed schedule fires once; the rate schedule then goes on from
-    // now (its next fire at most 0.6 s away), not with ten catch-up fires
-    // in a burst.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(rec.count() <= 3, "catch-up fires: {}", rec.count());
+    let ticks = || -> Vec<chrono::DateTime<chrono::FixedOffset>> {
+        rec.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(_, _, p)| serde_json::from_str::<Value>(p).ok())
+            .filter_map(|v| v["tick"].as_str().map(str::to_owned))
+            .map(|t| chrono::DateTime::parse_from_rfc3339(&t).unwrap())
+            .collect()
+    };
+    let onces = || {
+        rec.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, p)| p.contains("once"))
+            .count()
+    };
+    until("the missed fires and the next tick", || {
+        onces() == 1 && ticks().len() >= 2
+    })
+    .await;
+    // The missed tick fires once; the next is the first still ahead, about
+    // ten minutes of schedule time later, not the one a minute after it (as
+    // catch-up fires would be).
+    let t = ticks();
+    assert!(
+        (t[1] - t[0]).num_minutes() >= 9,
+        "ticks after the restart: {t:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(onces(), 1, "the one-time schedule fires once");
     let once = s.get_schedule(&a, "once", None).await.unwrap();
     assert_eq!(once["State"], "ENABLED");
 }
