@@ -75,7 +75,7 @@ fn fixture() -> Fixture {
         queue,
         dispatch::DispatchSettings::default(),
     );
-    let esm = ::esm::Esm::open(dir.path(), invoker.clone()).unwrap();
+    let esm = ::esm::Esm::open(dir.path(), invoker.clone(), Default::default()).unwrap();
     let state = Arc::new(AppState {
         control: Arc::new(control),
         invoker,
