@@ -23,6 +23,7 @@ pub mod db;
 pub mod mapping;
 mod metrics;
 mod mq;
+mod nats;
 mod poller;
 mod sqs;
 pub mod validate;

@@ -10,7 +10,7 @@ use invoke::{Call, InvokeError};
 use tokio::sync::watch;
 
 use crate::mapping::{Kind, Mapping};
-use crate::{Counters, EsmError, Inner, mq, sqs};
+use crate::{Counters, EsmError, Inner, mq, nats, sqs};
 
 /// A running poller: the signal that stops it and the task to wait for.
 pub(crate) struct Runner {
@@ -156,6 +156,7 @@ pub(crate) fn check_supported(inner: &Inner, m: &Mapping) -> Result<(), EsmError
         Kind::Mq => mq::target(&inner.brokers, m)
             .map(|_| ())
             .map_err(EsmError::InvalidParameter),
+        Kind::Nats => Ok(()),
         other => Err(EsmError::InvalidParameter(format!(
             "This server does not consume {} event sources.",
             match other {
@@ -200,6 +201,7 @@ pub(crate) fn start(inner: Arc<Inner>, mapping: Mapping, counters: Arc<Counters>
         match ctx.mapping.kind {
             Kind::Sqs { .. } => sqs::run(ctx).await,
             Kind::Mq => mq::run(ctx).await,
+            Kind::Nats => nats::run(ctx).await,
             other => tracing::error!(%uuid, ?other, "no poller for this source type"),
         }
     });
