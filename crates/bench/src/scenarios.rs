@@ -165,6 +165,9 @@ pub async fn all(args: &Args, counts: &Counts, lambent: &Path) -> Result<Vec<Sec
     if want("control") {
         out.push(control_plane(&server, counts).await?);
     }
+    if want("event-sources") {
+        out.push(crate::event_sources::event_sources(&mut c, args.smoke).await?);
+    }
     if want("neighbours") {
         out.push(crate::neighbours::neighbours(&server, counts, &provided_zip).await?);
     }

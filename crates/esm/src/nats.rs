@@ -280,10 +280,14 @@ async fn process(ctx: &mut Ctx, t: &Target, all: Vec<jetstream::Message>) {
     };
     if ok {
         ctx.processing_result(PROCESSED_OK);
+        // Double acks wait for the server's confirmation; the batch's go
+        // out together.
+        let results =
+            futures_util::future::join_all(kept.iter().map(|m| m.double_ack_with(AckKind::Ack)))
+                .await;
         let mut acked = 0;
-        for m in &kept {
-            // A double ack waits for the server's confirmation.
-            match m.double_ack_with(AckKind::Ack).await {
+        for r in results {
+            match r {
                 Ok(()) => acked += 1,
                 Err(e) => {
                     tracing::warn!(uuid = %ctx.mapping.uuid, error = %e, "cannot acknowledge a message; it is delivered again")
