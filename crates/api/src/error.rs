@@ -24,6 +24,9 @@ pub enum Protocol {
     AwsJson1_0,
     /// AWS JSON 1.1 (CloudWatch Logs): as 1.0, under its own content type.
     AwsJson1_1,
+    /// AWS Query (SNS): `<ErrorResponse><Error><Type>`, `<Code>`,
+    /// `<Message>`... in XML.
+    Query,
 }
 
 impl Protocol {
@@ -32,6 +35,7 @@ impl Protocol {
             Self::RestJson => "application/json",
             Self::AwsJson1_0 => "application/x-amz-json-1.0",
             Self::AwsJson1_1 => "application/x-amz-json-1.1",
+            Self::Query => "text/xml",
         }
     }
 }
@@ -41,13 +45,16 @@ impl Protocol {
 pub enum Service {
     Lambda,
     Logs,
+    Sns,
+    Scheduler,
 }
 
 impl Service {
     pub const fn protocol(self) -> Protocol {
         match self {
-            Self::Lambda => Protocol::RestJson,
+            Self::Lambda | Self::Scheduler => Protocol::RestJson,
             Self::Logs => Protocol::AwsJson1_1,
+            Self::Sns => Protocol::Query,
         }
     }
 
@@ -60,6 +67,11 @@ impl Service {
                 "ServiceUnavailableException",
                 "The service cannot complete the request.",
             ),
+            Self::Sns => ("InternalError", "Internal Error"),
+            Self::Scheduler => (
+                "InternalServerException",
+                "Unexpected error encountered while processing the request.",
+            ),
         }
     }
 
@@ -68,6 +80,8 @@ impl Service {
         match self {
             Self::Lambda => "InvalidRequestContentException",
             Self::Logs => "SerializationException",
+            Self::Sns => "MalformedQueryString",
+            Self::Scheduler => "ValidationException",
         }
     }
 }
@@ -172,6 +186,12 @@ impl ApiError {
 
     /// The response as `service` writes it.
     pub fn response(self, service: Service) -> Response {
+        self.response_for(service, None)
+    }
+
+    /// The response as `service` writes it; protocols that carry the
+    /// request id in the body (Query) get `request_id`.
+    pub fn response_for(self, service: Service, request_id: Option<&str>) -> Response {
         let (code, message) = match self.kind {
             Kind::Specific => (self.code, self.message),
             Kind::Internal => {
@@ -182,6 +202,12 @@ impl ApiError {
         };
         let protocol = service.protocol();
         let body = match protocol {
+            // The Scheduler's errors carry only `Message` (its model's shape).
+            Protocol::RestJson if service == Service::Scheduler => {
+                serde_json::json!({ "Message": message })
+                    .to_string()
+                    .into_bytes()
+            }
             Protocol::RestJson => api_types::ErrorBody {
                 code,
                 message: &message,
@@ -202,6 +228,25 @@ impl ApiError {
                 m.insert("__type".into(), Value::String(code.into()));
                 m.insert("message".into(), Value::String(message));
                 Value::Object(m).to_string().into_bytes()
+            }
+            Protocol::Query => {
+                let mut x = crate::query::Xml::default();
+                x.open(r#"ErrorResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/""#)
+                    .open("Error")
+                    .text(
+                        "Type",
+                        if self.status.is_server_error() {
+                            "Receiver"
+                        } else {
+                            "Sender"
+                        },
+                    )
+                    .text("Code", code)
+                    .text("Message", &message)
+                    .close("Error")
+                    .optional("RequestId", request_id)
+                    .close("ErrorResponse");
+                x.finish().into_bytes()
             }
         };
         let mut resp = (self.status, body).into_response();
@@ -248,6 +293,29 @@ impl From<ControlError> for ApiError {
                 "ProvisionedConcurrencyConfigNotFoundException",
             ),
             ControlError::Store(_) | ControlError::Blobs(_) => return Self::internal(&e),
+        };
+        Self::new(status, code, e.to_string())
+    }
+}
+
+impl From<sns::SnsError> for ApiError {
+    fn from(e: sns::SnsError) -> Self {
+        if let sns::SnsError::Store(_) = &e {
+            return Self::internal(&e);
+        }
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        Self::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<scheduler::SchedulerError> for ApiError {
+    fn from(e: scheduler::SchedulerError) -> Self {
+        use scheduler::SchedulerError as E;
+        let (status, code) = match &e {
+            E::Validation(_) => (StatusCode::BAD_REQUEST, "ValidationException"),
+            E::NotFound(_) => (StatusCode::NOT_FOUND, "ResourceNotFoundException"),
+            E::Conflict(_) => (StatusCode::CONFLICT, "ConflictException"),
+            E::Store(_) => return Self::internal(&e),
         };
         Self::new(status, code, e.to_string())
     }
@@ -342,6 +410,78 @@ impl From<invoke::InvokeError> for ApiError {
             | E::Queue(_) => return Self::internal(&e),
         };
         Self::new(status, code, e.to_string())
+    }
+}
+
+/// How a function URL request that got no answer from its function is
+/// written: the status codes and `{"Message": ...}` bodies of Lambda's
+/// URL front end.
+impl IntoResponse for crate::function_urls::UrlError {
+    fn into_response(self) -> Response {
+        use crate::function_urls::UrlError as U;
+        use invoke::InvokeError as E;
+        const FORBIDDEN: &str = "Forbidden. For troubleshooting Function URL authorization issues, see: https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html";
+        let too_large = || {
+            format!(
+                "Request must be smaller than {} bytes for the InvokeFunction operation",
+                model::limits::SYNC_REQUEST_MAX_BYTES
+            )
+        };
+        let (status, code, message): (StatusCode, Option<&str>, Option<String>) = match &self {
+            U::NoSuchUrl => (StatusCode::FORBIDDEN, Some("AccessDeniedException"), None),
+            U::Forbidden => (
+                StatusCode::FORBIDDEN,
+                Some("AccessDeniedException"),
+                Some(FORBIDDEN.to_owned()),
+            ),
+            U::TooLarge | U::Invoke(E::TooLarge(_)) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Some("RequestEntityTooLargeException"),
+                Some(too_large()),
+            ),
+            U::BadRequest => (
+                StatusCode::BAD_REQUEST,
+                None,
+                Some("Bad Request".to_owned()),
+            ),
+            U::Invoke(E::Throttled { .. } | E::NoCapacity(_) | E::DiskFull(_)) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                Some("TooManyRequestsException"),
+                Some("Rate Exceeded.".to_owned()),
+            ),
+            // The URL's alias or version went away since the URL was
+            // looked up: as if the URL were gone.
+            U::Invoke(E::NotFound(_) | E::Reference(_)) => {
+                (StatusCode::FORBIDDEN, Some("AccessDeniedException"), None)
+            }
+            U::FunctionFailed | U::Invoke(E::InvalidSubnet(_) | E::InvalidContent(_)) => {
+                let mut resp = (StatusCode::BAD_GATEWAY, "Internal Server Error").into_response();
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                return resp;
+            }
+            U::Invoke(e) => {
+                tracing::error!(error = %e, "function URL request failed in the platform");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    None,
+                    Some("Internal Server Error".to_owned()),
+                )
+            }
+        };
+        let body = serde_json::json!({ "Message": message });
+        let mut resp = (status, body.to_string()).into_response();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(code) = code {
+            h.insert("x-amzn-errortype", HeaderValue::from_static(code));
+        }
+        resp
     }
 }
 

@@ -30,13 +30,19 @@ mod concurrency;
 pub mod error;
 mod event_config;
 mod event_source_mappings;
+mod eventstream;
+pub mod function_urls;
 mod functions;
 mod invoke;
 mod layers;
 mod logs;
 mod platform;
 mod policies;
+mod query;
+pub mod schedules;
+mod sns;
 mod tags;
+mod url_config;
 mod versions;
 
 pub use auth::{Caller, KeyEntry, Keyring};
@@ -54,6 +60,14 @@ pub struct AppState {
     pub esm: ::esm::Esm,
     pub logs: ::logs::LogStore,
     pub keyring: Arc<Keyring>,
+    /// Every function URL by id, for serving them.
+    pub urls: Arc<function_urls::UrlIndex>,
+    /// Where function URLs are served (the `FunctionUrl` the API reports).
+    pub url_base: model::UrlBase,
+    /// SNS topics and subscriptions.
+    pub topics: Arc<::sns::Topics>,
+    /// EventBridge Scheduler's schedules and groups.
+    pub scheduler: Arc<::scheduler::Scheduler>,
 }
 
 /// The full API router. The Prometheus metrics are not on it: see
@@ -171,6 +185,14 @@ fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
             axum::routing::post(invoke::invoke_with_response_stream),
         )
         .route(
+            "/2021-10-31/functions/{name}/url",
+            get(url_config::get)
+                .post(url_config::create)
+                .put(url_config::update)
+                .delete(url_config::delete),
+        )
+        .route("/2021-10-31/functions/{name}/urls", get(url_config::list))
+        .route(
             "/2015-03-31/event-source-mappings",
             get(event_source_mappings::list).post(event_source_mappings::create),
         )
@@ -184,11 +206,32 @@ fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
                 .put(event_source_mappings::update)
                 .delete(event_source_mappings::delete),
         )
-        .route("/", axum::routing::post(logs::dispatch))
+        .route("/", axum::routing::post(post_root))
         .route("/lambent/status", get(platform::status))
         .route(
             "/2017-03-31/tags/{arn}",
             get(tags::list).post(tags::tag).delete(tags::untag),
+        )
+        .route("/schedules", get(schedules::list_schedules))
+        .route(
+            "/schedules/{name}",
+            get(schedules::get_schedule)
+                .post(schedules::create_schedule)
+                .put(schedules::update_schedule)
+                .delete(schedules::delete_schedule),
+        )
+        .route("/schedule-groups", get(schedules::list_groups))
+        .route(
+            "/schedule-groups/{name}",
+            get(schedules::get_group)
+                .post(schedules::create_group)
+                .delete(schedules::delete_group),
+        )
+        .route(
+            "/tags/{arn}",
+            get(schedules::list_tags)
+                .post(schedules::tag)
+                .delete(schedules::untag),
         )
         .route("/2016-08-19/account-settings", get(account::settings))
         .route("/2016-08-19/account-settings/", get(account::settings))
@@ -196,13 +239,33 @@ fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
     let mut app = Router::new()
         .merge(lambda)
         .route("/lambent/code/{file}", get(platform::download_code))
+        .route("/", get(sns::unsigned))
         .route("/lambent/health", get(|| async { "ok" }));
     if let Some(access) = metrics {
         app = app.merge(metrics_routes(access, &["/lambent/metrics"]));
     }
     app.fallback(|| async { ApiError::unknown_operation() })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            function_urls::dispatch,
+        ))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// `POST /`: the services that share the root path, told apart by their
+/// protocol: a form body is the Query protocol (SNS); otherwise
+/// `X-Amz-Target` names the JSON service (CloudWatch Logs).
+async fn post_root(
+    State(s): State<Arc<AppState>>,
+    req: Authed,
+    id: RequestId,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if sns::is_query(&headers) {
+        return sns::dispatch(s, req, id).await;
+    }
+    logs::dispatch(State(s), req, headers).await
 }
 
 /// Who may read the Prometheus metrics, which name every account's functions.
@@ -273,9 +336,13 @@ pub async fn run(
         // Responses are small and latency matters: no Nagle delays.
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The peer's address is a function URL event's `sourceIp`.
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// A request's body, read once, with the caller who signed it.
@@ -323,6 +390,11 @@ async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Ne
     };
     let caller = match state.keyring.authenticate(&sreq, &body, now) {
         Ok(c) => c,
+        Err(mut e) if sns::is_query(&parts.headers) => {
+            e.code = sns::auth_error_code(e.code);
+            let id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
+            return e.response_for(error::Service::Sns, id.as_deref());
+        }
         Err(e) => return e.into_response(),
     };
     let host = parts
@@ -431,8 +503,8 @@ pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
 }
 
 /// What the control plane tells the data plane: changed functions, code
-/// still in use, provisioning progress.
-pub struct DataPlane(pub Arc<::invoke::Invoker>);
+/// still in use, provisioning progress; and the function URLs served.
+pub struct DataPlane(pub Arc<::invoke::Invoker>, pub Arc<function_urls::UrlIndex>);
 
 impl control::FunctionHooks for DataPlane {
     fn function_changed(
@@ -442,6 +514,7 @@ impl control::FunctionHooks for DataPlane {
         record: Option<&model::FunctionRecord>,
     ) {
         self.0.function_changed(scope, name, record);
+        self.1.function_changed(scope, name, record);
     }
 
     fn code_in_use(&self, digest_hex: &str) -> bool {

@@ -207,6 +207,66 @@ pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
         out.family(name, "counter", help);
         out.sample::<&str>(name, &[], v.load(Ordering::Relaxed));
     }
+    let urls = s.urls.counter_rows();
+    for (name, help, pick) in [
+        (
+            "lambent_url_requests_total",
+            "Requests to a function URL (Lambda's UrlRequestCount).",
+            0,
+        ),
+        (
+            "lambent_url_4xx_total",
+            "Function URL requests answered with a 4xx status (Url4xxCount).",
+            1,
+        ),
+        (
+            "lambent_url_5xx_total",
+            "Function URL requests answered with a 5xx status (Url5xxCount).",
+            2,
+        ),
+    ] {
+        out.family(name, "counter", help);
+        for ((account, region, function, qualifier), c) in &urls {
+            let v = match pick {
+                0 => &c.requests,
+                1 => &c.client_errors,
+                _ => &c.server_errors,
+            };
+            let labels = [
+                ("account", account.as_str()),
+                ("region", region.as_str()),
+                ("function", function.as_str()),
+                ("qualifier", qualifier.as_str()),
+            ];
+            out.sample(name, &labels, v.load(Ordering::Relaxed));
+        }
+    }
+    let sm = s.topics.metrics();
+    for (name, help, v) in [
+        (
+            "lambent_sns_messages_published_total",
+            "Messages published to SNS topics (NumberOfMessagesPublished).",
+            &sm.messages_published,
+        ),
+        (
+            "lambent_sns_notifications_delivered_total",
+            "Notifications handed to a function or an HTTP endpoint's queue (NumberOfNotificationsDelivered).",
+            &sm.notifications_delivered,
+        ),
+        (
+            "lambent_sns_notifications_failed_total",
+            "Notifications not delivered: no such function, or its policy does not let SNS invoke it (NumberOfNotificationsFailed).",
+            &sm.notifications_failed,
+        ),
+        (
+            "lambent_sns_notifications_filtered_out_total",
+            "Notifications a subscription's filter policy rejected (NumberOfNotificationsFilteredOut).",
+            &sm.notifications_filtered_out,
+        ),
+    ] {
+        out.family(name, "counter", help);
+        out.sample::<&str>(name, &[], v.load(Ordering::Relaxed));
+    }
     esm_metrics(&mut out, &s.esm.stats());
     let mut resp = out.0.into_response();
     resp.headers_mut().insert(

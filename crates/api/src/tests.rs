@@ -42,6 +42,7 @@ fn fixture() -> Fixture {
         pool,
         10,
     ));
+    let urls = Arc::new(crate::function_urls::UrlIndex::default());
     let control = Control::new(
         store,
         blobs,
@@ -51,7 +52,7 @@ fn fixture() -> Fixture {
             vpc_subnets: Default::default(),
             code_storage_bytes: control::TOTAL_CODE_SIZE_LIMIT,
         },
-        Arc::new(DataPlane(invoker.clone())),
+        Arc::new(DataPlane(invoker.clone(), urls.clone())),
         control::CodeUrlSigner::new([3; 32]),
     );
     let keyring = Keyring::new(vec![
@@ -75,6 +76,12 @@ fn fixture() -> Fixture {
         queue,
         dispatch::DispatchSettings::default(),
     );
+    let scheduler = ::scheduler::Scheduler::open(
+        &dir.path().join("scheduler.db"),
+        Arc::new(crate::schedules::QueueDelivery(dispatcher.clone())),
+        ::scheduler::SchedulerSettings::default(),
+    )
+    .unwrap();
     let esm = ::esm::Esm::open(dir.path(), invoker.clone(), Default::default()).unwrap();
     let state = Arc::new(AppState {
         control: Arc::new(control),
@@ -83,6 +90,10 @@ fn fixture() -> Fixture {
         esm,
         logs,
         keyring: Arc::new(keyring),
+        urls,
+        url_base: model::UrlBase::Local { port: 9000 },
+        topics: Arc::new(::sns::Topics::in_memory().unwrap()),
+        scheduler,
     });
     Fixture {
         dir,

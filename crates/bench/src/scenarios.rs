@@ -36,6 +36,14 @@ fn echo_runtime_binary() -> Result<PathBuf, BoxError> {
     Ok(p)
 }
 
+fn stream_runtime_binary() -> Result<PathBuf, BoxError> {
+    let p = std::env::current_exe()?.with_file_name("lambent-stream-runtime");
+    if !p.is_file() {
+        return Err(format!("{} not found (build the bench crate)", p.display()).into());
+    }
+    Ok(p)
+}
+
 /// The first executable `name` on PATH (not a pyenv shim) or in /usr/bin,
 /// resolved, as Lambent's runtime detection finds it.
 fn find_interpreter(name: &str) -> Option<PathBuf> {
@@ -107,6 +115,19 @@ pub async fn all(args: &Args, counts: &Counts, lambent: &Path) -> Result<Vec<Sec
         1769,
     )
     .await?;
+    // The same function behind an AWS_IAM function URL.
+    let url = c
+        .json(
+            "POST",
+            "/2021-10-31/functions/echo-provided/url",
+            serde_json::json!({ "AuthType": "AWS_IAM" }),
+        )
+        .await?;
+    let url_host = url["FunctionUrl"]
+        .as_str()
+        .and_then(|u| u.strip_prefix("http://"))
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .ok_or("CreateFunctionUrlConfig answered without an http FunctionUrl")?;
     let py = zip_of(&[(
         "app.py",
         b"def handler(event, context):\n    return event\n",
@@ -145,10 +166,21 @@ pub async fn all(args: &Args, counts: &Counts, lambent: &Path) -> Result<Vec<Sec
     )
     .await?;
 
+    let stream_bootstrap = std::fs::read(stream_runtime_binary()?)?;
+    create_function(
+        &mut c,
+        "stream-provided",
+        "provided.al2023",
+        "bootstrap",
+        &zip_of(&[("bootstrap", &stream_bootstrap, 0o755)])?,
+        1769,
+    )
+    .await?;
+
     let want = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
     let mut out = Vec::new();
     if want("warm") {
-        out.push(warm_latency(&server, &echo, counts).await?);
+        out.push(warm_latency(&server, &echo, &url_host, counts).await?);
     }
     if want("throughput") {
         out.push(throughput(&server, &echo, counts).await?);
@@ -168,8 +200,14 @@ pub async fn all(args: &Args, counts: &Counts, lambent: &Path) -> Result<Vec<Sec
     if want("event-sources") {
         out.push(crate::event_sources::event_sources(&mut c, args.smoke).await?);
     }
+    if want("sns") {
+        out.push(sns_fan_out(counts, &args.work, lambent, &provided_zip).await?);
+    }
     if want("neighbours") {
         out.push(crate::neighbours::neighbours(&server, counts, &provided_zip).await?);
+    }
+    if want("streaming") {
+        out.push(crate::streaming::streaming(&server, counts).await?);
     }
     drop(echo);
     drop(server);
@@ -193,9 +231,28 @@ async fn sequential(
     Ok(v)
 }
 
+/// `n` sequential requests to a function URL after `warmup`.
+async fn sequential_url(
+    addr: &str,
+    url_host: &str,
+    warmup: usize,
+    n: usize,
+) -> Result<Vec<Duration>, BoxError> {
+    let mut c = Conn::open(addr).await?;
+    for _ in 0..warmup {
+        c.invoke_url(url_host, PAYLOAD).await?;
+    }
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        v.push(c.invoke_url(url_host, PAYLOAD).await?);
+    }
+    Ok(v)
+}
+
 async fn warm_latency(
     server: &procs::Proc,
     echo: &procs::Proc,
+    url_host: &str,
     k: &Counts,
 ) -> Result<Section, BoxError> {
     let mut body = String::new();
@@ -222,6 +279,7 @@ async fn warm_latency(
         us(b.p999)
     );
     let mut verdicts = Vec::new();
+    let mut invoke_p50 = None;
     for (label, f) in [
         ("provided (compiled bootstrap)", "echo-provided"),
         ("python3.11", "noop-python"),
@@ -241,6 +299,7 @@ async fn warm_latency(
             us(o99)
         );
         if f == "echo-provided" {
+            invoke_p50 = Some(m.p50);
             verdicts.push(format!(
                 "Target (provided): p50 overhead ≤ 100 µs — {} ({}); p99 overhead ≤ 500 µs — {} ({}).",
                 verdict(o50 <= Duration::from_micros(100)),
@@ -249,6 +308,26 @@ async fn warm_latency(
                 us(o99)
             ));
         }
+    }
+    let mut u = sequential_url(&server.addr, url_host, k.warmup, k.warm_samples).await?;
+    let m = summarize(&mut u);
+    let _ = writeln!(
+        body,
+        "| provided via function URL (AWS_IAM) | {} | {} | {} | {} | {} | {} |",
+        us(m.p50),
+        us(m.p90),
+        us(m.p99),
+        us(m.p999),
+        us(m.p50.saturating_sub(b.p50)),
+        us(m.p99.saturating_sub(b.p99))
+    );
+    if let Some(invoke) = invoke_p50 {
+        let gap = m.p50.saturating_sub(invoke);
+        verdicts.push(format!(
+            "Target (function URL): p50 within 50 µs of the Invoke API path — {} ({} beyond it).",
+            verdict(gap <= Duration::from_micros(50)),
+            us(gap)
+        ));
     }
     let _ = writeln!(body, "\n{}\n", verdicts.join(" "));
     Ok(Section {
@@ -416,6 +495,184 @@ async fn asynchronous(
     );
     Ok(Section {
         title: "5. Asynchronous invocation: durable enqueue".into(),
+        body,
+    })
+}
+
+/// Functions an SNS message fans out to in the fan-out figure.
+const FAN_OUT: usize = 10;
+
+/// One signed SNS (Query protocol) call; the body of a 200.
+async fn sns_call(c: &mut Conn, form: &str) -> Result<Bytes, BoxError> {
+    let r = c
+        .send(
+            "POST",
+            "/",
+            "sns",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Bytes::from(form.to_owned()),
+        )
+        .await?;
+    if r.status != 200 {
+        return Err(format!(
+            "SNS answered {}: {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        )
+        .into());
+    }
+    Ok(r.body)
+}
+
+/// SNS `Publish` to a topic with ten Lambda subscribers, beside the same
+/// ten `Event` invocations sent one by one, on a server with dispatch
+/// paused (the durable hand-off alone), then on one that runs the events.
+async fn sns_fan_out(
+    k: &Counts,
+    work: &Path,
+    lambent: &Path,
+    provided_zip: &[u8],
+) -> Result<Section, BoxError> {
+    const CONNS: usize = 16;
+    let enc = signed_client::encode_segment;
+    let mut rows = Vec::new();
+    for (label, extra) in [
+        ("dispatch paused", &["--async-concurrency", "0"][..]),
+        ("running the events", &["--async-delay-scale", "1"][..]),
+    ] {
+        let mut args = vec!["--network", "isolated", "--account-concurrency", "5000"];
+        args.extend_from_slice(extra);
+        let server = procs::start_lambent(lambent, work, "lambent-sns", &args)?;
+        let mut c = Conn::open(&server.addr).await?;
+        let body = sns_call(&mut c, "Action=CreateTopic&Version=2010-03-31&Name=fanout").await?;
+        let topic = format!("arn:aws:sns:us-east-1:{}:fanout", crate::client::ACCOUNT);
+        if !String::from_utf8_lossy(&body).contains(&topic) {
+            return Err(format!("CreateTopic answered {}", String::from_utf8_lossy(&body)).into());
+        }
+        for i in 0..FAN_OUT {
+            let name = format!("fan-{i}");
+            create_function(
+                &mut c,
+                &name,
+                "provided.al2023",
+                "bootstrap",
+                provided_zip,
+                128,
+            )
+            .await?;
+            c.json(
+                "POST",
+                &format!("/2015-03-31/functions/{name}/policy"),
+                json!({"StatementId": "sns", "Action": "lambda:InvokeFunction",
+                       "Principal": "sns.amazonaws.com", "SourceArn": topic}),
+            )
+            .await?;
+            let arn = format!(
+                "arn:aws:lambda:us-east-1:{}:function:{name}",
+                crate::client::ACCOUNT
+            );
+            sns_call(
+                &mut c,
+                &format!(
+                    "Action=Subscribe&Version=2010-03-31&TopicArn={}&Protocol=lambda&Endpoint={}",
+                    enc(&topic),
+                    enc(&arn)
+                ),
+            )
+            .await?;
+        }
+        let form = format!(
+            "Action=Publish&Version=2010-03-31&TopicArn={}&Message={}",
+            enc(&topic),
+            enc(std::str::from_utf8(PAYLOAD)?)
+        );
+        let deadline = Instant::now() + Duration::from_secs_f64(k.throughput_secs);
+        let mut handles = Vec::new();
+        for _ in 0..CONNS {
+            let (addr, form) = (server.addr.clone(), form.clone());
+            handles.push(tokio::spawn(async move {
+                let mut c = Conn::open(&addr).await?;
+                let mut lat = Vec::new();
+                while Instant::now() < deadline {
+                    let started = Instant::now();
+                    sns_call(&mut c, &form).await?;
+                    lat.push(started.elapsed());
+                }
+                Ok::<_, BoxError>(lat)
+            }));
+        }
+        let started = Instant::now();
+        let mut publishes = Vec::new();
+        for h in handles {
+            publishes.extend(h.await??);
+        }
+        let publish_rate =
+            publishes.len() as f64 / started.elapsed().as_secs_f64().max(k.throughput_secs);
+        let publish = summarize(&mut publishes);
+        // The baseline: the client sends the ten Event invocations itself.
+        let deadline = Instant::now() + Duration::from_secs_f64(k.throughput_secs);
+        let mut handles = Vec::new();
+        for _ in 0..CONNS {
+            let addr = server.addr.clone();
+            handles.push(tokio::spawn(async move {
+                let mut c = Conn::open(&addr).await?;
+                let mut lat = Vec::new();
+                while Instant::now() < deadline {
+                    let started = Instant::now();
+                    for i in 0..FAN_OUT {
+                        c.invoke_event(&format!("fan-{i}"), PAYLOAD).await?;
+                    }
+                    lat.push(started.elapsed());
+                }
+                Ok::<_, BoxError>(lat)
+            }));
+        }
+        let started = Instant::now();
+        let mut rounds = Vec::new();
+        for h in handles {
+            rounds.extend(h.await??);
+        }
+        let round_rate =
+            rounds.len() as f64 / started.elapsed().as_secs_f64().max(k.throughput_secs);
+        let round = summarize(&mut rounds);
+        rows.push((label, publish_rate, publish, round_rate, round));
+        drop(server);
+    }
+    let mut body = String::new();
+    let _ = writeln!(
+        body,
+        "A topic with {FAN_OUT} Lambda subscribers (each allowed by its resource policy to be invoked by \
+         `sns.amazonaws.com` for the topic). {CONNS} connections publish in a closed loop for {:.1} s; each \
+         `Publish` answers once its {FAN_OUT} asynchronous invocations are fsynced in the queue. Baseline, in the \
+         same run on the same server: the client sends the same {FAN_OUT} `Event` invocations itself, one after \
+         another, per message.\n",
+        k.throughput_secs
+    );
+    let _ = writeln!(
+        body,
+        "| server | publishes/s | deliveries/s | Publish p50 | Publish p99 | 10 Event invokes/s (messages) | their p50 | their p99 |"
+    );
+    let _ = writeln!(body, "| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (label, rate, p, round_rate, r) in &rows {
+        let _ = writeln!(
+            body,
+            "| {label} | {rate:.0} | {:.0} | {} | {} | {round_rate:.0} | {} | {} |",
+            rate * FAN_OUT as f64,
+            ms(p.p50),
+            ms(p.p99),
+            ms(r.p50),
+            ms(r.p99)
+        );
+    }
+    if let Some((_, rate, _, round_rate, _)) = rows.first() {
+        let _ = writeln!(
+            body,
+            "\nWith dispatch paused, a published message reaches its {FAN_OUT} subscribers' queues at {:.2}x the rate of the client fanning out itself.\n",
+            rate / round_rate.max(1.0)
+        );
+    }
+    Ok(Section {
+        title: "SNS: publish fan-out to 10 functions".into(),
         body,
     })
 }
@@ -588,6 +845,7 @@ async fn cold_start(k: &Counts, c: &mut Conn) -> Result<Section, BoxError> {
         let mut splits = (Vec::new(), Vec::new(), Vec::new());
         let mut base = Vec::new();
         for i in 0..n {
+            let before = last_cold_start(c, function).await?;
             c.json(
                 "PUT",
                 &format!("/2015-03-31/functions/{function}/configuration"),
@@ -595,10 +853,22 @@ async fn cold_start(k: &Counts, c: &mut Conn) -> Result<Section, BoxError> {
             )
             .await?;
             samples.push(c.invoke(function, PAYLOAD).await?);
-            if let Some((s, r, f)) = last_cold_start(c, function).await? {
-                splits.0.push(Duration::from_micros(s));
-                splits.1.push(Duration::from_micros(r));
-                splits.2.push(Duration::from_micros(f));
+            // A warm invocation here would pass for a fast cold start: the
+            // platform must report a cold start it had not reported before.
+            match last_cold_start(c, function).await? {
+                Some(after) if Some(after) != before => {
+                    let (s, r, f) = after;
+                    splits.0.push(Duration::from_micros(s));
+                    splits.1.push(Duration::from_micros(r));
+                    splits.2.push(Duration::from_micros(f));
+                }
+                after => {
+                    return Err(format!(
+                        "cold-start sample {i} of {function} was not a cold start \
+                         (last cold start before {before:?}, after {after:?})"
+                    )
+                    .into());
+                }
             }
             base.push(match function {
                 "echo-provided" => bare_provided_cold(&echo_bin)?,
@@ -843,6 +1113,7 @@ async fn control_plane(server: &procs::Proc, k: &Counts) -> Result<Section, BoxE
     let mut marker: Option<String> = None;
     let mut pages = 0;
     let mut seen = 0;
+    let mut names = std::collections::BTreeSet::new();
     let mut page_times = Vec::new();
     loop {
         let path = match &marker {
@@ -853,13 +1124,35 @@ async fn control_plane(server: &procs::Proc, k: &Counts) -> Result<Section, BoxE
         let v = c.json("GET", &path, serde_json::Value::Null).await?;
         page_times.push(t.elapsed());
         pages += 1;
-        seen += v["Functions"].as_array().map(|a| a.len()).unwrap_or(0);
+        for f in v["Functions"].as_array().into_iter().flatten() {
+            seen += 1;
+            if let Some(name) = f["FunctionName"].as_str() {
+                names.insert(name.to_owned());
+            }
+        }
         match v["NextMarker"].as_str() {
             Some(m) => marker = Some(m.to_owned()),
             None => break,
         }
     }
     let walk = started.elapsed();
+    // The walk must see every function created here, each once.
+    let missing: Vec<String> = (0..n)
+        .map(|i| format!("many-{i:05}"))
+        .chain((0..3).map(|i| format!("big{i}")))
+        .filter(|name| !names.contains(name))
+        .collect();
+    if !missing.is_empty() || seen != names.len() {
+        return Err(format!(
+            "the ListFunctions walk saw {seen} functions ({} distinct) in {pages} pages; \
+             {} of the {} created are missing (first: {:?})",
+            names.len(),
+            missing.len(),
+            n + 3,
+            missing.first()
+        )
+        .into());
+    }
     let pt = summarize(&mut page_times);
     let _ = writeln!(body, "| operation | result |");
     let _ = writeln!(body, "| --- | --- |");

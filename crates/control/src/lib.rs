@@ -14,6 +14,7 @@ use model::{
 use runtimes::Catalog;
 use store::{Store, StoreError};
 
+pub mod access;
 mod account;
 mod code_url;
 mod concurrency;
@@ -23,12 +24,14 @@ mod layers;
 mod page;
 mod policy;
 mod tags;
+mod urls;
 mod validate;
 mod versions;
 mod view;
 
 pub use account::TOTAL_CODE_SIZE_LIMIT;
 pub use code_url::CodeUrlSigner;
+pub use urls::url_id;
 
 /// Why a control-plane call failed. Each variant is one AWS error code; the
 /// string is AWS's message.

@@ -417,9 +417,67 @@ impl Control {
     }
 }
 
+impl Control {
+    /// Whether the resource policy of the function `function_arn` names
+    /// (the policy of its qualifier when it has one) lets the AWS service
+    /// `principal` (`sns.amazonaws.com`, `events.amazonaws.com`) invoke it
+    /// for `source_arn`, as AWS requires of triggers. A function that does
+    /// not exist is `FunctionNotFound`.
+    pub async fn service_may_invoke(
+        &self,
+        function_arn: &str,
+        principal: &str,
+        source_arn: &str,
+        source_account: &str,
+    ) -> Result<bool, ControlError> {
+        let model::arn::ResourceArn::Function(arn) = model::arn::ResourceArn::parse(function_arn)
+            .map_err(|_| {
+            ControlError::InvalidParameter(format!("{function_arn} is not a function ARN"))
+        })?;
+        let rec = self
+            .store
+            .get_function(&arn.scope, &arn.name)
+            .await?
+            .ok_or_else(|| function_not_found(&arn.scope, &arn.name, arn.qualifier.as_ref()))?
+            .value;
+        let Some(policy) = rec.policies.get(&key(arn.qualifier.as_ref())) else {
+            return Ok(false);
+        };
+        Ok(crate::access::policy_allows(
+            policy,
+            &service_request(principal, source_arn, source_account),
+        ))
+    }
+}
+
+/// What a trigger of this server asks when it invokes a function.
+fn service_request<'a>(
+    principal: &'a str,
+    source_arn: &'a str,
+    source_account: &'a str,
+) -> crate::access::AccessRequest<'a> {
+    crate::access::AccessRequest {
+        action: crate::access::Action::InvokeFunction,
+        caller: None,
+        service: Some(principal),
+        source_account: Some(source_account),
+        source_arn: Some(source_arn),
+        url_auth_type: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn statement_allows_service(
+        st: &Value,
+        principal: &str,
+        source_arn: &str,
+        source_account: &str,
+    ) -> bool {
+        crate::access::statement_allows(st, &service_request(principal, source_arn, source_account))
+    }
 
     fn req(principal: &str) -> wire::AddPermissionRequest {
         wire::AddPermissionRequest {
@@ -492,5 +550,72 @@ mod tests {
                 .principal,
             json!({"AWS": "arn:aws-cn:iam::123456789012:root"})
         );
+    }
+
+    #[test]
+    fn service_statements_allow_only_their_principal_and_source() {
+        let topic = "arn:aws:sns:us-east-1:111111111111:orders";
+        let mut r = req("sns.amazonaws.com");
+        r.source_arn = Some(topic.into());
+        let input = function_statement_input(&r, "aws").unwrap();
+        let mut p = Policy::default();
+        let text = add(
+            &mut p,
+            &input,
+            "arn:aws:lambda:us-east-1:111111111111:function:f",
+            None,
+            "GetPolicy",
+            None,
+        )
+        .unwrap();
+        let st: Value = serde_json::from_str(&text).unwrap();
+        assert!(statement_allows_service(
+            &st,
+            "sns.amazonaws.com",
+            topic,
+            "111111111111"
+        ));
+        assert!(!statement_allows_service(
+            &st,
+            "events.amazonaws.com",
+            topic,
+            "111111111111"
+        ));
+        assert!(!statement_allows_service(
+            &st,
+            "sns.amazonaws.com",
+            "arn:aws:sns:us-east-1:111111111111:other",
+            "111111111111"
+        ));
+        let wildcard = json!({"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
+            "Action": "lambda:InvokeFunction", "Condition": {"ArnLike": {"AWS:SourceArn": "arn:aws:sns:us-east-1:111111111111:ord?rs*"}}});
+        assert!(statement_allows_service(
+            &wildcard,
+            "sns.amazonaws.com",
+            topic,
+            "111111111111"
+        ));
+        let no_condition = json!({"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "lambda:InvokeFunction"});
+        assert!(statement_allows_service(
+            &no_condition,
+            "sns.amazonaws.com",
+            topic,
+            "111111111111"
+        ));
+        let other_action = json!({"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "lambda:GetFunction"});
+        assert!(!statement_allows_service(
+            &other_action,
+            "sns.amazonaws.com",
+            topic,
+            "111111111111"
+        ));
+        let account = json!({"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "lambda:InvokeFunction",
+            "Condition": {"StringEquals": {"AWS:SourceAccount": "222222222222"}}});
+        assert!(!statement_allows_service(
+            &account,
+            "sns.amazonaws.com",
+            topic,
+            "111111111111"
+        ));
     }
 }

@@ -140,6 +140,35 @@ impl Dispatcher {
         Ok(Invocation::Accepted { request_id })
     }
 
+    /// Queues an HTTP POST a trigger sends (an SNS notification or
+    /// subscription confirmation): durable once this returns, then carried
+    /// out by the webhook client on the delivery schedule.
+    pub async fn accept_http(
+        &self,
+        url: String,
+        headers: Vec<(String, String)>,
+        body: bytes::Bytes,
+    ) -> Result<String, InvokeError> {
+        let request_id = invoke::random_uuid().to_string();
+        let now = now_ms();
+        self.queue
+            .enqueue(vec![NewWork {
+                request_id: request_id.clone(),
+                recipient: Recipient::Http { url, headers },
+                payload: body,
+                enqueued_ms: now,
+                due_ms: now,
+            }])
+            .await
+            .map_err(|e| match e {
+                queue::QueueError::DiskFull(_) | queue::QueueError::NoSpace { .. } => {
+                    InvokeError::DiskFull(e.to_string())
+                }
+                e => InvokeError::Queue(e.to_string()),
+            })?;
+        Ok(request_id)
+    }
+
     /// Starts the dispatcher loop on the current runtime; `None` when
     /// dispatch is paused.
     pub fn spawn(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {

@@ -70,6 +70,13 @@ pub struct ServeArgs {
     #[arg(long, env = "LAMBENT_ASYNC_DELAY_SCALE", default_value_t = 1.0)]
     pub async_delay_scale: f64,
 
+    /// Real time per unit of schedule time for EventBridge Scheduler: 1 runs
+    /// schedules on the clock; tests use e.g. 0.01 (a minute of schedule time
+    /// passes in 0.6 s, `rate(1 minute)` fires every 0.6 s, `at()` two
+    /// minutes ahead fires in 1.2 s). Retry backoff and event ages scale too.
+    #[arg(long, env = "LAMBENT_SCHEDULE_TIME_SCALE", default_value_t = 1.0)]
+    pub schedule_time_scale: f64,
+
     /// Asynchronous events that may run at once (default: 32 per CPU, at
     /// most the account concurrency). Events beyond it wait in the queue;
     /// 0 pauses asynchronous dispatch (events are accepted and kept).
@@ -148,6 +155,31 @@ pub struct ServeArgs {
     /// directory, if it exists.
     #[arg(long, env = "LAMBENT_BROKERS_FILE")]
     pub brokers_file: Option<PathBuf>,
+
+    /// The public domain function URLs are reached under, behind a reverse
+    /// proxy that terminates TLS and forwards `*.lambda-url.*.<domain>` to
+    /// this server: URLs become `https://<id>.lambda-url.<region>.<domain>/`.
+    /// Without it they are `http://<id>.lambda-url.<region>.localhost:<port>/`
+    /// on the API listener.
+    #[arg(long, env = "LAMBENT_URL_DOMAIN", value_parser = parse_url_domain)]
+    pub url_domain: Option<String>,
+}
+
+fn parse_url_domain(s: &str) -> Result<String, String> {
+    let d = s.trim().trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if d.is_empty() || d.len() > 200 || !d.split('.').all(label_ok) {
+        return Err(format!(
+            "'{s}' is not a domain name (letters, digits and hyphens in dot-separated labels)"
+        ));
+    }
+    Ok(d)
 }
 
 /// The default metrics port, beside the API's.
@@ -193,6 +225,10 @@ pub enum ServeError {
     Logs(#[from] logs::LogError),
     #[error(transparent)]
     Queue(#[from] queue::QueueError),
+    #[error("cannot open the SNS topic store: {0}")]
+    Topics(#[from] sns::SnsError),
+    #[error("cannot open the schedule store: {0}")]
+    Scheduler(#[from] scheduler::SchedulerError),
     #[error("cannot open the event source mappings: {0}")]
     EventSourceMappings(#[from] esm::DbError),
     #[error(transparent)]
@@ -472,14 +508,31 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         },
     );
     dispatcher.spawn();
+    let urls = Arc::new(api::function_urls::UrlIndex::default());
+    let scheduler = scheduler::Scheduler::open(
+        &data_dir.join("scheduler.db"),
+        Arc::new(api::schedules::QueueDelivery(dispatcher.clone())),
+        scheduler::SchedulerSettings {
+            time_scale: args.schedule_time_scale,
+        },
+    )?;
+    scheduler.spawn();
     let control = Arc::new(control::Control::new(
         store,
         blobs,
         catalog.clone(),
         settings,
-        Arc::new(api::DataPlane(invoker.clone())),
+        Arc::new(api::DataPlane(invoker.clone(), urls.clone())),
         control::CodeUrlSigner::new(server_key(&data_dir)?),
     ));
+    urls.load(&control).await.map_err(|e| match e {
+        control::ControlError::Store(s) => ServeError::Store(s),
+        other => ServeError::Store(store::StoreError::Backend {
+            op: "loading function URLs",
+            detail: other.to_string(),
+        }),
+    })?;
+    let topics = Arc::new(sns::Topics::open(&data_dir.join("sns.db"))?);
     let brokers = match &args.brokers_file {
         Some(path) => esm::brokers::Brokers::load(path)?,
         None if data_dir.join("brokers.toml").exists() => {
@@ -490,14 +543,6 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
     let esm = esm::Esm::open(&data_dir, invoker.clone(), brokers)?;
     esm.resume().await;
     let pollers = esm.clone();
-    let state = Arc::new(api::AppState {
-        control,
-        invoker,
-        dispatcher,
-        esm,
-        logs: log_store,
-        keyring: Arc::new(keyring),
-    });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -508,6 +553,24 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         addr: args.listen,
         source,
     })?;
+    let url_base = match &args.url_domain {
+        Some(domain) => model::UrlBase::Public {
+            domain: domain.clone(),
+        },
+        None => model::UrlBase::Local { port: addr.port() },
+    };
+    let state = Arc::new(api::AppState {
+        control,
+        invoker,
+        dispatcher,
+        logs: log_store,
+        keyring: Arc::new(keyring),
+        urls,
+        url_base,
+        topics,
+        scheduler,
+        esm,
+    });
     let endpoint = format!("http://{addr}");
     let access = api::MetricsAccess {
         bearer_token: metrics_token,
