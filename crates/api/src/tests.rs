@@ -92,7 +92,7 @@ fn fixture() -> Fixture {
         1.0,
     )
     .unwrap();
-    let esm = ::esm::Esm::open(dir.path(), invoker.clone()).unwrap();
+    let esm = ::esm::Esm::open(dir.path(), invoker.clone(), Default::default()).unwrap();
     let state = Arc::new(AppState {
         control,
         invoker,

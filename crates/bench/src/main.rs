@@ -9,6 +9,7 @@ use std::time::Instant;
 use clap::Parser;
 
 mod client;
+mod event_sources;
 mod events;
 mod neighbours;
 mod procs;

@@ -206,6 +206,9 @@ pub async fn all(args: &Args, counts: &Counts, lambent: &Path) -> Result<Vec<Sec
     if want("events") {
         out.push(crate::events::put_events(&server, counts, &provided_zip).await?);
     }
+    if want("event-sources") {
+        out.push(crate::event_sources::event_sources(&mut c, args.smoke).await?);
+    }
     if want("sns") {
         out.push(sns_fan_out(counts, &args.work, lambent, &provided_zip).await?);
     }

@@ -18,9 +18,12 @@ use std::sync::{Arc, Mutex};
 use invoke::{InvokeError, Invoker};
 use model::{RefError, Scope};
 
+pub mod brokers;
 pub mod db;
 pub mod mapping;
 mod metrics;
+mod mq;
+mod nats;
 mod poller;
 mod sqs;
 pub mod validate;
@@ -89,6 +92,7 @@ pub(crate) struct Inner {
     /// mappings (duplicates) and the write that follows stay together.
     writes: tokio::sync::Mutex<()>,
     sources: sqs::Clients,
+    brokers: brokers::Brokers,
 }
 
 /// The event source mapping service.
@@ -98,7 +102,11 @@ pub struct Esm(Arc<Inner>);
 impl Esm {
     /// Opens `esm.db` in the data directory and loads the mappings; call
     /// [`Esm::resume`] inside the runtime to start their pollers.
-    pub fn open(data_dir: &std::path::Path, invoker: Arc<Invoker>) -> Result<Self, DbError> {
+    pub fn open(
+        data_dir: &std::path::Path,
+        invoker: Arc<Invoker>,
+        brokers: brokers::Brokers,
+    ) -> Result<Self, DbError> {
         let db = db::Db::open(&data_dir.join("esm.db"))?;
         let mut entries = HashMap::new();
         for m in db.load_all()? {
@@ -117,6 +125,7 @@ impl Esm {
             entries: Mutex::new(entries),
             writes: tokio::sync::Mutex::new(()),
             sources: sqs::Clients::default(),
+            brokers,
         })))
     }
 
@@ -258,7 +267,7 @@ impl Esm {
             last_processing_result: None,
         };
         validate::check_combined(&m)?;
-        poller::check_supported(&m)?;
+        poller::check_supported(&self.0, &m)?;
         let _w = self.0.writes.lock().await;
         self.check_duplicate(&m)?;
         self.0.db.put(&m).await?;
@@ -374,6 +383,7 @@ impl Esm {
             m.enabled = e;
         }
         validate::check_combined(&m)?;
+        poller::check_supported(&self.0, &m)?;
         m.state = match (old.enabled, m.enabled) {
             (false, true) => State::Enabling,
             (true, false) => State::Disabling,

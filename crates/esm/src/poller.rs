@@ -10,7 +10,7 @@ use invoke::{Call, InvokeError};
 use tokio::sync::watch;
 
 use crate::mapping::{Kind, Mapping};
-use crate::{Counters, EsmError, Inner, sqs};
+use crate::{Counters, EsmError, Inner, mq, nats, sqs};
 
 /// A running poller: the signal that stops it and the task to wait for.
 pub(crate) struct Runner {
@@ -38,6 +38,8 @@ pub(crate) struct Ctx {
     pub mapping: Arc<Mapping>,
     pub counters: Arc<Counters>,
     pub stop: watch::Receiver<bool>,
+    /// The mapping's compiled `FilterCriteria`.
+    pub filters: Option<Arc<event_pattern::lambda::FilterCriteria>>,
 }
 
 impl Ctx {
@@ -148,9 +150,13 @@ impl Outcome {
 
 /// Refuses mappings of sources this server cannot consume yet, before
 /// anything is stored.
-pub(crate) fn check_supported(m: &Mapping) -> Result<(), EsmError> {
+pub(crate) fn check_supported(inner: &Inner, m: &Mapping) -> Result<(), EsmError> {
     match m.kind {
         Kind::Sqs { .. } => Ok(()),
+        Kind::Mq => mq::target(&inner.brokers, m)
+            .map(|_| ())
+            .map_err(EsmError::InvalidParameter),
+        Kind::Nats => Ok(()),
         other => Err(EsmError::InvalidParameter(format!(
             "This server does not consume {} event sources.",
             match other {
@@ -168,16 +174,34 @@ pub(crate) fn check_supported(m: &Mapping) -> Result<(), EsmError> {
 /// Starts the poller of an enabled mapping.
 pub(crate) fn start(inner: Arc<Inner>, mapping: Mapping, counters: Arc<Counters>) -> Runner {
     let (tx, rx) = watch::channel(false);
+    let filters = match mapping
+        .filter_criteria
+        .as_ref()
+        .map(crate::validate::compile_filters)
+    {
+        Some(Ok(f)) => Some(Arc::new(f)),
+        Some(Err(e)) => {
+            // Validated when stored: a filter that no longer compiles stops
+            // nothing but this mapping.
+            tracing::error!(uuid = %mapping.uuid, error = %e, "the stored filters do not compile");
+            let task = tokio::spawn(async {});
+            return Runner { stop: tx, task };
+        }
+        None => None,
+    };
     let ctx = Ctx {
         inner,
         mapping: Arc::new(mapping),
         counters,
         stop: rx,
+        filters,
     };
     let task = tokio::spawn(async move {
         let uuid = ctx.mapping.uuid.clone();
         match ctx.mapping.kind {
             Kind::Sqs { .. } => sqs::run(ctx).await,
+            Kind::Mq => mq::run(ctx).await,
+            Kind::Nats => nats::run(ctx).await,
             other => tracing::error!(%uuid, ?other, "no poller for this source type"),
         }
     });

@@ -97,7 +97,6 @@ struct Queue {
     visibility: Duration,
     active: AtomicUsize,
     max_workers: usize,
-    filters: Option<event_pattern::lambda::FilterCriteria>,
 }
 
 pub(crate) async fn run(mut ctx: Ctx) {
@@ -146,21 +145,7 @@ pub(crate) async fn run(mut ctx: Ctx) {
         .and_then(|s| s.maximum_concurrency)
         .map(|n| n.max(1) as usize)
         .unwrap_or(DEFAULT_MAX_WORKERS);
-    let filters = match ctx
-        .mapping
-        .filter_criteria
-        .as_ref()
-        .map(crate::validate::compile_filters)
-    {
-        Some(Ok(f)) => Some(f),
-        Some(Err(e)) => {
-            tracing::error!(uuid = %ctx.mapping.uuid, error = %e, "the stored filters do not compile");
-            return;
-        }
-        None => None,
-    };
     let queue = Arc::new(Queue {
-        filters,
         client,
         url,
         arn: arn.clone(),
@@ -476,7 +461,7 @@ async fn process(ctx: &mut Ctx, q: &Queue, all: Vec<Message>) {
     let mut filtered = Vec::new();
     for m in all {
         let r = record(&q.arn, &q.region, &m);
-        let keep = q
+        let keep = ctx
             .filters
             .as_ref()
             .is_none_or(|f| f.matches(&r, Some(event_pattern::lambda::Payload::SQS)));

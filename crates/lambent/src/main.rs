@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the platform: the Lambda API, the invoke path and the stores.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Invoke a function on a running server and print its response.
     Invoke(commands::InvokeArgs),
     /// Print a function's log lines (and follow new ones with --follow).
@@ -69,7 +69,7 @@ pub fn default_data_dir() -> PathBuf {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
-        Command::Serve(args) => serve::run(args).map_err(Into::into),
+        Command::Serve(args) => serve::run(*args).map_err(Into::into),
         Command::Invoke(args) => commands::invoke(args).map_err(Into::into),
         Command::Logs(args) => commands::logs(args).map_err(Into::into),
         Command::Queue(args) => commands::queue(args).map_err(Into::into),

@@ -150,6 +150,12 @@ pub struct ServeArgs {
     /// credentials_file`).
     #[arg(long, env = "LAMBENT_METRICS_TOKEN_FILE")]
     pub metrics_token_file: Option<PathBuf>,
+    /// Where Amazon MQ mappings' brokers and secrets live: a TOML file of
+    /// `[[broker]]` (`arn`, `url` amqp://...) and `[[secret]]` (`arn`,
+    /// `username`, `password`) entries. Default: `brokers.toml` in the data
+    /// directory, if it exists.
+    #[arg(long, env = "LAMBENT_BROKERS_FILE")]
+    pub brokers_file: Option<PathBuf>,
 
     /// The public domain function URLs are reached under, behind a reverse
     /// proxy that terminates TLS and forwards `*.lambda-url.*.<domain>` to
@@ -228,6 +234,8 @@ pub enum ServeError {
     Scheduler(#[from] scheduler::SchedulerError),
     #[error("cannot open the event source mappings: {0}")]
     EventSourceMappings(#[from] esm::DbError),
+    #[error(transparent)]
+    Brokers(#[from] esm::brokers::BrokersError),
     #[error(transparent)]
     DataDirInUse(#[from] crate::datadir::LockError),
     #[error("cannot read the metrics token file {path}: {reason}")]
@@ -537,7 +545,14 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         }),
     })?;
     let topics = Arc::new(sns::Topics::open(&data_dir.join("sns.db"))?);
-    let esm = esm::Esm::open(&data_dir, invoker.clone())?;
+    let brokers = match &args.brokers_file {
+        Some(path) => esm::brokers::Brokers::load(path)?,
+        None if data_dir.join("brokers.toml").exists() => {
+            esm::brokers::Brokers::load(&data_dir.join("brokers.toml"))?
+        }
+        None => esm::brokers::Brokers::default(),
+    };
+    let esm = esm::Esm::open(&data_dir, invoker.clone(), brokers)?;
     esm.resume().await;
     let pollers = esm.clone();
     let listener = tokio::net::TcpListener::bind(args.listen)
