@@ -438,13 +438,3 @@ def test_url_invocations_are_logged_and_counted(server):
     assert f"lambent_url_4xx_total{{{labels}}} 1" in text
     assert f"lambent_url_5xx_total{{{labels}}} 1" in text
 
-
-def test_a_response_stream_url_answers_buffered_until_streaming_lands(server):
-    c = server.client()
-    create_function(c, "streamed")
-    url = c.create_function_url_config(FunctionName="streamed", AuthType="NONE",
-                                       InvokeMode="RESPONSE_STREAM")["FunctionUrl"]
-    make_public(server, "streamed")
-    r = requests.get(url + "made", timeout=60)
-    assert r.status_code == 201 and r.text == "made"
-    assert r.headers["X-Custom"] == "yes"

@@ -25,7 +25,8 @@ pub struct Request<'a> {
 
 /// A fresh `X-Amzn-Trace-Id` root for one request.
 pub fn trace_header() -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    // The invoker's per-thread generator: no system call per request.
+    let id = invoke::random_uuid().simple().to_string();
     format!(
         "Root=1-{:08x}-{}",
         model::time_fmt::now_ms() / 1000,
