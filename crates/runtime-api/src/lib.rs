@@ -31,7 +31,7 @@ mod stream;
 pub use extensions::{FunctionInfo, ShutdownReason};
 pub use stream::{
     MAX_STREAM_BYTES, ResponseStream, STREAM_BYTES_PER_SECOND, STREAM_UNCAPPED_BYTES, StreamEnd,
-    StreamEnded,
+    StreamEnded, StreamLimits,
 };
 
 /// The largest response a function may return (6 MB plus Lambda's 100 bytes of slack).
@@ -158,6 +158,8 @@ pub struct Channel {
     ext_events: Notify,
     /// Wakes whoever waits for the extensions to finish their events.
     ext_idle: Notify,
+    /// What a streamed response is held to.
+    stream_limits: StreamLimits,
 }
 
 impl Default for Channel {
@@ -188,6 +190,16 @@ impl Channel {
             init: Notify::new(),
             ext_events: Notify::new(),
             ext_idle: Notify::new(),
+            stream_limits: StreamLimits::LAMBDA,
+        }
+    }
+
+    /// A channel whose streamed responses are held to `limits` instead of
+    /// Lambda's.
+    pub fn with_stream_limits(limits: StreamLimits) -> Self {
+        Self {
+            stream_limits: limits,
+            ..Self::new()
         }
     }
 
