@@ -53,9 +53,11 @@ while True:
         sys.exit(0)
 '''
 
+# The handler prints nothing: the runtime and the extensions share one
+# output pipe, so a line the runtime writes in pieces at the moment an
+# extension writes its own could be interleaved with it.
 APP = '''
 def handler(event, context):
-    print("handler ran", context.aws_request_id)
     return {"id": context.aws_request_id}
 '''
 
@@ -215,3 +217,17 @@ def test_exec_wrapper_runs_the_runtime(server):
                               else None)(messages(server, "wrapped")))
     said = next(x for x in lines if x.startswith("wrapper saw: "))
     assert "/var/runtime/python/bootstrap.py" in said, said
+
+
+def test_the_timeout_covers_the_extensions_work(server, layer):
+    # The function's timeout bounds the whole invoke phase, the extensions'
+    # share included: a 1.5 s flush in a 1 s function times it out.
+    lam = server.client()
+    create(lam, "ext-late", layer, mode="slow")
+    lam.update_function_configuration(FunctionName="ext-late", Timeout=1)
+    wait_for("the update", lambda: lam.get_function_configuration(
+        FunctionName="ext-late")["LastUpdateStatus"] == "Successful")
+    out = lam.invoke(FunctionName="ext-late", Payload=b"{}")
+    assert out["FunctionError"] == "Unhandled"
+    body = json.loads(out["Payload"].read())
+    assert "Task timed out after 1.00 seconds" in body["errorMessage"], body
