@@ -818,3 +818,37 @@ async fn extension_requests_are_checked() {
         "Extension x reported Extension.Config: no collector"
     );
 }
+
+#[tokio::test]
+async fn an_exit_error_after_init_marks_the_environment_failed() {
+    let (ch, addr, _task) = start_with_extensions(1).await;
+    let mut ext = Runtime::connect(addr).await;
+    let id = register(&mut ext, "x", r#"["SHUTDOWN"]"#).await;
+    let mut rt = Runtime::connect(addr).await;
+    tokio::spawn(async move { rt.next().await });
+    let id2 = id.clone();
+    tokio::spawn(async move { event_next(&mut ext, &id2).await });
+    tokio::time::timeout(Duration::from_secs(10), ch.initialized())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ch.extension_failed(), None);
+    let (status, _, _) = Runtime::connect(addr)
+        .await
+        .call(
+            Method::POST,
+            "/2020-01-01/extension/exit/error",
+            &[
+                ("lambda-extension-identifier", &id),
+                ("lambda-extension-function-error-type", "Extension.Lost"),
+            ],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(ch.extension_failed().as_deref(), Some("Extension.Lost"));
+    assert!(
+        ch.init_error().is_none(),
+        "init succeeded; the error came later"
+    );
+}
