@@ -276,9 +276,18 @@ impl Environment {
         {
             return;
         }
-        let mut output = self.output.lock().await;
-        let log = &self.log;
         let deadline = tokio::time::Instant::now() + budget;
+        // An invocation still running (the server is stopping) holds the
+        // output: then its lines are left to it, and only the wait happens.
+        let Ok(mut output) = self.output.try_lock() else {
+            tokio::select! {
+                _ = self.channel.extensions_done() => {}
+                _ = self.process.wait() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+            return;
+        };
+        let log = &self.log;
         loop {
             tokio::select! {
                 biased;
