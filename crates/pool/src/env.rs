@@ -116,16 +116,21 @@ pub struct Completed {
 impl Completed {
     /// Whether the environment can serve again.
     pub fn env_survives(&self) -> bool {
-        matches!(
-            self.outcome,
-            Outcome::Response(_)
-                | Outcome::FunctionError { .. }
-                | Outcome::ResponseTooLarge
-                | Outcome::Streamed(
-                    StreamEnd::Complete | StreamEnd::Error { .. } | StreamEnd::TooLarge
-                )
-        )
+        survives(&self.outcome)
     }
+}
+
+/// Whether an invocation that ended so leaves its environment usable.
+fn survives(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::Response(_)
+            | Outcome::FunctionError { .. }
+            | Outcome::ResponseTooLarge
+            | Outcome::Streamed(
+                StreamEnd::Complete | StreamEnd::Error { .. } | StreamEnd::TooLarge
+            )
+    )
 }
 
 pub struct Environment {
@@ -240,6 +245,7 @@ impl Environment {
         self.transition(EnvEvent::Retired);
         self.thaw();
         self.channel.abandon();
+        self.shut_down_extensions().await;
         self.process.kill();
         let _ = self.process.wait().await;
         self.transition(EnvEvent::Exited);
@@ -248,6 +254,51 @@ impl Environment {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
+    }
+
+    /// The shutdown phase: sends `SHUTDOWN` to the extensions registered
+    /// for it and gives them Lambda's time (2 s with external extensions,
+    /// 500 ms with internal ones only) to finish, logging what they print;
+    /// it ends early once each asked for its next event or the environment's
+    /// processes ended.
+    async fn shut_down_extensions(&self) {
+        let external = !crate::extensions::external(&self.spec).is_empty();
+        let budget = if external {
+            crate::extensions::SHUTDOWN_EXTERNAL
+        } else {
+            crate::extensions::SHUTDOWN_INTERNAL
+        };
+        let deadline_ms = model::time_fmt::now_ms() + budget.as_millis() as i64;
+        if !self.process.is_alive()
+            || !self
+                .channel
+                .shutdown(runtime_api::ShutdownReason::Spindown, deadline_ms)
+        {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + budget;
+        // An invocation still running (the server is stopping) holds the
+        // output: then its lines are left to it, and only the wait happens.
+        let Ok(mut output) = self.output.try_lock() else {
+            tokio::select! {
+                _ = self.channel.extensions_done() => {}
+                _ = self.process.wait() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+            return;
+        };
+        let log = &self.log;
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.channel.extensions_done() => break,
+                _ = self.process.wait() => break,
+                _ = output.readable() => output.drain(log, None),
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        output.drain(log, None);
+        output.flush_partial(log, None);
     }
 
     fn report(&self, request_id: &str, c: &Completed, status: Option<&str>) -> String {
@@ -421,6 +472,30 @@ impl Environment {
                 }
             },
         };
+        // The invocation is complete only once every extension that was
+        // sent its INVOKE asked for its next event: their time counts in
+        // `Duration`, within the function's timeout.
+        let outcome = if self.channel.has_extensions() && survives(&outcome) {
+            let deadline = handed
+                .map(|h| tokio::time::Instant::from_std(h + timeout))
+                .unwrap_or_else(|| tokio::time::Instant::now() + timeout);
+            loop {
+                tokio::select! {
+                    biased;
+                    at = self.channel.extensions_done() => {
+                        if answered.is_some() {
+                            answered = Some(at);
+                        }
+                        break outcome;
+                    }
+                    r = self.process.wait() => break Outcome::Exited(r.unwrap_or(ExitStatus::Signaled(9))),
+                    _ = output.readable() => output.drain(log, tail.as_mut()),
+                    _ = tokio::time::sleep_until(deadline) => break Outcome::Timeout,
+                }
+            }
+        } else {
+            outcome
+        };
         let duration = match (handed, answered) {
             (Some(h), Some(a)) => a.saturating_duration_since(h),
             (Some(h), None) => h.elapsed(),
@@ -440,15 +515,7 @@ impl Environment {
             self.process.kill();
         }
         output.drain(log, tail.as_mut());
-        if !matches!(
-            outcome,
-            Outcome::Response(_)
-                | Outcome::FunctionError { .. }
-                | Outcome::ResponseTooLarge
-                | Outcome::Streamed(
-                    StreamEnd::Complete | StreamEnd::Error { .. } | StreamEnd::TooLarge
-                )
-        ) {
+        if !survives(&outcome) {
             output.flush_partial(log, tail.as_mut());
         }
         if let Some(t) = output.truncated() {

@@ -20,6 +20,7 @@ use sandbox::Launcher;
 mod capacity;
 mod contract;
 mod env;
+mod extensions;
 mod lifecycle;
 mod output;
 mod provisioned;

@@ -55,7 +55,7 @@ impl Lease {
         sink: Option<&crate::StreamSink>,
     ) -> Completed {
         let done = self.env.run(inv, self.cold, want_tail, sink).await;
-        self.healthy = done.env_survives();
+        self.healthy = done.env_survives() && self.env.channel.extension_failed().is_none();
         if self.cold
             && let Some(init) = done.init_duration
         {
@@ -306,7 +306,15 @@ impl Pool {
             .map_err(|e| PoolError::Setup(format!("output pipe: {e}")))?;
         let listener = tokio::net::TcpListener::from_std(launched.runtime_api)
             .map_err(|e| PoolError::Setup(format!("runtime API listener: {e}")))?;
-        let channel = Arc::new(runtime_api::Channel::new());
+        let channel = Arc::new(runtime_api::Channel::with_extensions(
+            runtime_api::FunctionInfo {
+                function_name: spec.name.to_string(),
+                function_version: spec.version.clone(),
+                handler: spec.handler.clone(),
+                account_id: spec.scope.account.as_str().to_owned(),
+            },
+            crate::extensions::external(spec).len(),
+        ));
         let peers = launched.peers;
         let api_task = tokio::spawn(runtime_api::serve(
             listener,
@@ -551,7 +559,8 @@ fn launch(
     let (reader, writer) =
         std::io::pipe().map_err(|e| PoolError::Setup(format!("output pipe: {e}")))?;
     let has_task_bootstrap = spec.code_dir.join("bootstrap").is_file();
-    let command = runtimes::launch_command(&spec.runtime, has_task_bootstrap);
+    let mut command = runtimes::launch_command(&spec.runtime, has_task_bootstrap);
+    crate::extensions::wrap(spec, &mut command);
     let writer_fd = std::os::fd::OwnedFd::from(writer);
     let launch_spec = sandbox::LaunchSpec {
         env_id: id,

@@ -26,7 +26,9 @@ use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::{Notify, oneshot};
 
+mod extensions;
 mod stream;
+pub use extensions::{FunctionInfo, ShutdownReason};
 pub use stream::{
     MAX_STREAM_BYTES, ResponseStream, STREAM_BYTES_PER_SECOND, STREAM_UNCAPPED_BYTES, StreamEnd,
     StreamEnded, StreamLimits,
@@ -36,6 +38,8 @@ pub use stream::{
 pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024 + 100;
 /// The largest error document or init error accepted.
 const MAX_ERROR_BYTES: usize = 1024 * 1024;
+/// The most extensions one function may have (Lambda's limit).
+const MAX_EXTENSIONS: usize = 10;
 
 /// One invocation handed to the runtime.
 #[derive(Debug, Clone)]
@@ -140,6 +144,7 @@ struct State {
     /// When the runtime first called `/next`: the end of its init phase.
     init_done_at: Option<Instant>,
     init_error: Option<InitError>,
+    ext: extensions::Extensions,
 }
 
 /// The meeting point of the platform and one runtime.
@@ -149,6 +154,10 @@ pub struct Channel {
     work: Notify,
     /// Wakes whoever waits for the end of init (first `/next` or init error).
     init: Notify,
+    /// Wakes extensions waiting in `event/next`.
+    ext_events: Notify,
+    /// Wakes whoever waits for the extensions to finish their events.
+    ext_idle: Notify,
     /// What a streamed response is held to.
     stream_limits: StreamLimits,
 }
@@ -175,9 +184,12 @@ impl Channel {
                 phase: Phase::Init,
                 init_done_at: None,
                 init_error: None,
+                ext: extensions::Extensions::default(),
             }),
             work: Notify::new(),
             init: Notify::new(),
+            ext_events: Notify::new(),
+            ext_idle: Notify::new(),
             stream_limits: StreamLimits::LAMBDA,
         }
     }
@@ -189,6 +201,19 @@ impl Channel {
             stream_limits: limits,
             ..Self::new()
         }
+    }
+
+    /// A channel that also serves the Extensions API: `register` tells
+    /// extensions about `info`, and init waits for `expected` external
+    /// extensions (those started from `/opt/extensions`) besides the runtime.
+    pub fn with_extensions(info: FunctionInfo, expected: usize) -> Self {
+        let c = Self::new();
+        {
+            let mut st = c.lock();
+            st.ext.info = Some(info);
+            st.ext.expected = expected;
+        }
+        c
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -235,9 +260,15 @@ impl Channel {
         self.lock().phase
     }
 
-    /// When init ended (the runtime's first `/next`), if it has.
+    /// When init ended (the runtime's first `/next`, and every extension's
+    /// first `event/next`), if it has.
     pub fn init_done_at(&self) -> Option<Instant> {
-        self.lock().init_done_at
+        let st = self.lock();
+        let runtime = st.init_done_at?;
+        if !st.ext.all_ready() {
+            return None;
+        }
+        Some(st.ext.ready_at.map_or(runtime, |e| e.max(runtime)))
     }
 
     pub fn init_error(&self) -> Option<InitError> {
@@ -250,11 +281,12 @@ impl Channel {
         loop {
             let notified = self.init.notified();
             {
-                let st = self.lock();
+                let mut st = self.lock();
                 if let Some(e) = &st.init_error {
                     return Err(e.clone());
                 }
-                if st.init_done_at.is_some() {
+                if st.init_done_at.is_some() && st.ext.all_ready() {
+                    st.ext.closed = true;
                     return Ok(());
                 }
             }
@@ -298,6 +330,10 @@ impl Channel {
                         .map(|d| d.as_millis() as i64)
                         .unwrap_or_default();
                     let deadline = now_ms + q.inv.timeout.as_millis() as i64;
+                    if st.ext.invoke(&q.inv, deadline) {
+                        drop(st);
+                        self.ext_events.notify_waiters();
+                    }
                     let _ = q.started.send(HandedOut {
                         deadline_ms: deadline,
                         at: Instant::now(),
@@ -424,8 +460,12 @@ const PREFIX: &str = "/2018-06-01/runtime/";
 
 /// Answers one Runtime API request.
 pub async fn handle(channel: &Channel, req: Request<Incoming>) -> Response<Body> {
+    if let Some(rest) = req.uri().path().strip_prefix(extensions::PREFIX) {
+        let rest = rest.to_owned();
+        return extensions::handle(channel, req, &rest).await;
+    }
     let Some(rest) = req.uri().path().strip_prefix(PREFIX) else {
-        return not_found();
+        return refuse(req, not_found()).await;
     };
     let rest = rest.to_owned();
     match (req.method(), rest.as_str()) {

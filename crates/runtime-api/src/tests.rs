@@ -303,7 +303,7 @@ async fn unknown_paths_are_404() {
     for path in [
         "/",
         "/2018-06-01/runtime/invocation/x/unknown",
-        "/2020-01-01/extension/register",
+        "/2020-01-01/extension/no-such-path",
     ] {
         let (status, _, _) = rt.call(Method::POST, path, &[], Bytes::new()).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
@@ -627,4 +627,228 @@ async fn past_the_uncapped_bytes_chunks_flow_at_the_capped_rate() {
         "the chunk after 50 capped bytes waited only {waited:?}"
     );
     post.end("").await;
+}
+
+async fn start_with_extensions(
+    expected: usize,
+) -> (
+    Arc<Channel>,
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ch = Arc::new(Channel::with_extensions(
+        FunctionInfo {
+            function_name: "f".into(),
+            function_version: "$LATEST".into(),
+            handler: "app.handler".into(),
+            account_id: "123456789012".into(),
+        },
+        expected,
+    ));
+    let task = tokio::spawn(serve(listener, ch.clone(), |_, _| true));
+    (ch, addr, task)
+}
+
+async fn register(ext: &mut Runtime, name: &str, events: &str) -> String {
+    let (status, headers, body) = ext
+        .call(
+            Method::POST,
+            "/2020-01-01/extension/register",
+            &[
+                ("lambda-extension-name", name),
+                ("lambda-extension-accept-feature", "accountId"),
+            ],
+            Bytes::from(format!(r#"{{"events":{events}}}"#)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        doc,
+        serde_json::json!({"functionName": "f", "functionVersion": "$LATEST",
+            "handler": "app.handler", "accountId": "123456789012"})
+    );
+    headers
+        .get("lambda-extension-identifier")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn event_next(ext: &mut Runtime, id: &str) -> (StatusCode, serde_json::Value) {
+    let (status, _, body) = ext
+        .call(
+            Method::GET,
+            "/2020-01-01/extension/event/next",
+            &[("lambda-extension-identifier", id)],
+            Bytes::new(),
+        )
+        .await;
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test]
+async fn init_and_invocations_wait_for_every_extension() {
+    let (ch, addr, _task) = start_with_extensions(1).await;
+    let mut ext = Runtime::connect(addr).await;
+    let mut rt = Runtime::connect(addr).await;
+    let id = register(&mut ext, "audit", r#"["INVOKE","SHUTDOWN"]"#).await;
+    // The runtime is ready, the extension has not asked for an event yet.
+    let runtime = tokio::spawn(async move {
+        let got = rt.next().await;
+        (rt, got)
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(ch.init_done_at().is_none(), "init waits for the extension");
+    let ext_next = tokio::spawn(async move {
+        let got = event_next(&mut ext, &id).await;
+        (ext, id, got)
+    });
+    tokio::time::timeout(Duration::from_secs(10), ch.initialized())
+        .await
+        .unwrap()
+        .unwrap();
+    let sub = ch.submit(invocation("req-1", "{}")).unwrap();
+    let (mut rt, (status, _, _)) = runtime.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let (mut ext, id, (status, event)) = ext_next.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(event["eventType"], "INVOKE");
+    assert_eq!(event["requestId"], "req-1");
+    assert_eq!(
+        event["invokedFunctionArn"],
+        "arn:aws:lambda:us-east-1:123456789012:function:f"
+    );
+    assert_eq!(event["tracing"]["type"], "X-Amzn-Trace-Id");
+    assert!(event["deadlineMs"].as_i64().unwrap() > 0);
+    let (status, _, _) = rt
+        .call(
+            Method::POST,
+            "/2018-06-01/runtime/invocation/req-1/response",
+            &[],
+            Bytes::from_static(b"{}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    sub.reply.await.unwrap();
+    // The runtime answered; the extension still owes its next request.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), ch.extensions_done())
+            .await
+            .is_err()
+    );
+    // Registration is closed after init.
+    let (status, _, body) = Runtime::connect(addr)
+        .await
+        .call(
+            Method::POST,
+            "/2020-01-01/extension/register",
+            &[("lambda-extension-name", "late")],
+            Bytes::from_static(br#"{"events":["INVOKE"]}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(String::from_utf8_lossy(&body).contains("Extension.RegistrationClosed"));
+    let shut = tokio::spawn(async move { event_next(&mut ext, &id).await });
+    tokio::time::timeout(Duration::from_secs(10), ch.extensions_done())
+        .await
+        .unwrap();
+    assert!(ch.shutdown(ShutdownReason::Spindown, 42));
+    let (status, event) = shut.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        event,
+        serde_json::json!({"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": 42})
+    );
+}
+
+#[tokio::test]
+async fn extension_requests_are_checked() {
+    let (ch, addr, _task) = start_with_extensions(0).await;
+    let mut ext = Runtime::connect(addr).await;
+    let (status, body) = event_next(&mut ext, "not-an-id").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["errorType"], "Extension.InvalidExtensionIdentifier");
+    let (status, _, body) = ext
+        .call(
+            Method::POST,
+            "/2020-01-01/extension/register",
+            &[("lambda-extension-name", "x")],
+            Bytes::from_static(br#"{"events":["INVOKE","BOOT"]}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(String::from_utf8_lossy(&body).contains("Extension.InvalidEventType"));
+    assert!(
+        !ch.has_extensions(),
+        "a refused registration changes nothing"
+    );
+    let id = register(&mut ext, "x", r#"["INVOKE"]"#).await;
+    let (status, _, body) = Runtime::connect(addr)
+        .await
+        .call(
+            Method::POST,
+            "/2020-01-01/extension/register",
+            &[("lambda-extension-name", "x")],
+            Bytes::from_static(br#"{"events":["INVOKE"]}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body:?}");
+    // An init error from the extension fails the function's init.
+    let (status, _, _) = ext
+        .call(
+            Method::POST,
+            "/2020-01-01/extension/init/error",
+            &[
+                ("lambda-extension-identifier", &id),
+                ("lambda-extension-function-error-type", "Extension.Config"),
+            ],
+            Bytes::from_static(br#"{"errorMessage":"no collector","errorType":"Config"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let err = ch.initialized().await.unwrap_err();
+    assert_eq!(err.error_type.as_deref(), Some("Extension.InitError"));
+    let doc: serde_json::Value = serde_json::from_slice(&err.body).unwrap();
+    assert_eq!(
+        doc["errorMessage"],
+        "Extension x reported Extension.Config: no collector"
+    );
+}
+
+#[tokio::test]
+async fn an_exit_error_after_init_marks_the_environment_failed() {
+    let (ch, addr, _task) = start_with_extensions(1).await;
+    let mut ext = Runtime::connect(addr).await;
+    let id = register(&mut ext, "x", r#"["SHUTDOWN"]"#).await;
+    let mut rt = Runtime::connect(addr).await;
+    tokio::spawn(async move { rt.next().await });
+    let id2 = id.clone();
+    tokio::spawn(async move { event_next(&mut ext, &id2).await });
+    tokio::time::timeout(Duration::from_secs(10), ch.initialized())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ch.extension_failed(), None);
+    let (status, _, _) = Runtime::connect(addr)
+        .await
+        .call(
+            Method::POST,
+            "/2020-01-01/extension/exit/error",
+            &[
+                ("lambda-extension-identifier", &id),
+                ("lambda-extension-function-error-type", "Extension.Lost"),
+            ],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(ch.extension_failed().as_deref(), Some("Extension.Lost"));
+    assert!(
+        ch.init_error().is_none(),
+        "init succeeded; the error came later"
+    );
 }
