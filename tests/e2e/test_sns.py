@@ -125,7 +125,9 @@ def test_fan_out_to_three_functions_and_an_http_subscriber(server, hooks):
     doc = json.loads(note["body"])
     assert doc["Message"] == "order 42" and doc["Subject"] == "New order"
     assert doc["MessageAttributes"]["price"] == {"Type": "Number", "Value": "210.75"}
-    assert "UnsubscribeURL" in doc and "SigningCertURL" in doc
+    assert "UnsubscribeURL" in doc
+    with urllib.request.urlopen(doc["SigningCertURL"], timeout=10) as r:
+        assert b"HMAC-SHA256" in r.read()
 
     # MessageStructure json: each protocol gets its own text.
     sns.publish(TopicArn=topic, MessageStructure="json",

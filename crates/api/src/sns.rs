@@ -471,3 +471,20 @@ pub(crate) async fn unsigned(
         Err(e) => ApiError::from(e).response_for(Service::Sns, Some(&id.0)),
     }
 }
+
+/// What `SigningCertURL` points at: how this server signs messages. There is
+/// no certificate: signatures are HMAC-SHA256 with a key the server keeps.
+pub(crate) async fn signing_key_note() -> Response {
+    let mut r = (
+        StatusCode::OK,
+        "Messages from this server are signed with HMAC-SHA256 over SNS's canonical \
+         string of the message's fields, with a key the server keeps. There is no \
+         certificate: AWS's certificate-based signature validators cannot verify them.\n",
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
