@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use event_pattern::sns::{Attribute, FilterPolicy, Scope as FilterScope};
 use model::Scope;
-use serde_json::{Value, json};
 use sha2::Digest as _;
 
 mod db;
@@ -563,9 +562,10 @@ impl Topics {
                 } else {
                     "pending confirmation".to_owned()
                 };
+                // A pending HTTP endpoint is sent its confirmation again.
                 return Ok(Subscribed {
                     subscription_arn: arn,
-                    confirmation: None,
+                    confirmation: (!l.sub.confirmed).then(|| self.confirmation(&topic, &l.sub)),
                 });
             }
         }
@@ -1117,19 +1117,6 @@ impl Topics {
             message_id,
             sequence_number,
             deliveries,
-        })
-    }
-
-    /// A summary for `/lambent/status`: topics and subscriptions per state.
-    pub fn summary(&self) -> Value {
-        let Ok(state) = self.read() else {
-            return Value::Null;
-        };
-        let confirmed = state.subs.values().filter(|l| l.sub.confirmed).count();
-        json!({
-            "topics": state.topics.len(),
-            "subscriptions_confirmed": confirmed,
-            "subscriptions_pending": state.subs.len() - confirmed,
         })
     }
 }
