@@ -3,6 +3,7 @@
 The binary comes from $LAMBENT_BIN (default: target/debug/lambent)."""
 
 import io
+import math
 import os
 import pathlib
 import shutil
@@ -29,15 +30,31 @@ ROLE = f"arn:aws:iam::{ACCOUNT_A}:role/lambda-role"
 TIMEOUT_SCALE = float(os.environ.get("LAMBENT_TEST_TIMEOUT_SCALE") or 1)
 
 
+def load_scale():
+    """One unit per CPU's worth of the machine's load now, from 1 to 8."""
+    try:
+        load = float(open("/proc/loadavg").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        load = 0.0
+    return min(max(math.ceil(load / (os.cpu_count() or 1)), 1), 8)
+
+
 def wait_for(what, predicate, timeout=30.0):
-    timeout *= TIMEOUT_SCALE
-    deadline = time.monotonic() + timeout
+    """Polls `predicate` until it is true; the deadline is `timeout` times
+    TIMEOUT_SCALE or, if higher, the machine's load now (re-read while
+    waiting, so a wait that begins on a busier machine scales too)."""
+    started = time.monotonic()
+    scale = max(TIMEOUT_SCALE, load_scale())
+    checked = started
     while True:
         value = predicate()
         if value:
             return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        now = time.monotonic()
+        if now - checked >= 1:
+            scale, checked = max(scale, load_scale()), now
+        if now - started > timeout * scale:
+            raise AssertionError(f"timed out after {timeout * scale}s waiting for {what}")
         time.sleep(0.01)
 
 

@@ -53,14 +53,27 @@ def attempt(name, event):
                 pass
         return len(pids) <= 4 and "lambent" not in comms, f"pids {pids} {comms}"
     if name == "signal_platform":
-        results = []
-        for target in [event.get("platform_pid", 1), 1, -1]:
+        # SIGKILL to processes of the host (the platform, the process that
+        # started it): a PID namespace hides them, so the kernel answers
+        # ESRCH. EPERM would mean they are visible and only the uid stopped
+        # the signal. Signalling this process itself shows kill works at all.
+        results, hidden = [], True
+        for what, pid in event["host_pids"].items():
             try:
-                os.kill(target, signal.SIGKILL if target != -1 else signal.SIGTERM)
-                results.append(f"kill({target}) returned")
+                os.kill(pid, signal.SIGKILL)
+                results.append(f"kill({what} {pid}) returned")
+                hidden = False
             except OSError as e:
-                results.append(f"kill({target}): {err(e.errno)}")
-        return True, "; ".join(results)
+                results.append(f"kill({what} {pid}): {err(e.errno)}")
+                hidden = hidden and e.errno == errno.ESRCH
+        try:
+            os.kill(os.getpid(), 0)
+            results.append(f"kill(self {os.getpid()}, 0) returned")
+            works = True
+        except OSError as e:
+            results.append(f"kill(self, 0): {err(e.errno)}")
+            works = False
+        return hidden and works, "; ".join(results)
     if name == "write_outside_tmp":
         out = []
         for path in ["/var/task/x", "/etc/x", "/x", "/opt/x", "/var/runtime/x", "/usr/x", "/proc/sys/kernel/core_pattern"]:
@@ -172,31 +185,26 @@ def attempt(name, event):
         wall = event.get("seconds", 1.0)
         return cpu < 0.5 * wall, f"{cpu:.2f} s of CPU in {wall:.2f} s of wall time with {len(ts)} spinning threads"
     if name == "other_runtime_api":
-        out = []
-        gw = None
-        try:
-            route = open("/proc/net/route").read().split("\n")[1].split()[2]
-            gw = ".".join(str(int(route[i:i + 2], 16)) for i in (6, 4, 2, 0))
-        except (OSError, IndexError):
-            pass
-        targets = [(t, 9001) for t in event.get("other_envs", [])]
-        if gw:
-            targets += [(gw, event.get("platform_port", 9765)), (gw, 9001)]
-        targets += [("127.0.0.1", p) for p in (5432, 6379, event.get("platform_port", 9765))]
+        # Services of the host, at the addresses the test names (where it
+        # listens, and checks it can connect itself) on this environment's
+        # loopback and on the host's side of its link (the gateway).
+        gw = gateway_v4()
+        targets = [(h, p) for h, p in event["targets"]] + [(gw, p) for p in event.get("gateway_ports", []) if gw]
+        results = {}
         for host, port in targets:
             try:
-                socket.create_connection((host, port), timeout=1).close()
-                out.append(f"{host}:{port} CONNECTED")
+                socket.create_connection((host, port), timeout=2).close()
+                results[f"{host}:{port}"] = "CONNECTED"
             except OSError as e:
-                out.append(f"{host}:{port} {type(e).__name__}")
+                results[f"{host}:{port}"] = type(e).__name__
         # Our own Runtime API refuses invocation ids that are not ours.
         import http.client
         h, p = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
         c = http.client.HTTPConnection(h, int(p), timeout=2)
         c.request("POST", "/2018-06-01/runtime/invocation/someone-elses-id/response", b"{}")
         status = c.getresponse().status
-        out.append(f"foreign request id answered {status}")
-        return not any("CONNECTED" in o for o in out) and status == 400, "; ".join(out)
+        return not any(r == "CONNECTED" for r in results.values()) and status == 400, \
+            {"results": results, "gateway": gw, "foreign_request_id": status}
     if name in ("mount", "ptrace", "unshare", "open_by_handle_at", "init_module", "finit_module",
                 "kexec_load", "bpf", "perf_event_open", "keyctl", "setns", "pivot_root", "userfaultfd",
                 "io_uring_setup"):
@@ -219,11 +227,22 @@ def attempt(name, event):
         r, e = syscall(name, *args)
         return r == -1 and e == errno.EPERM, f"{name} returned {r}, errno {err(e)}"
     if name == "setuid_escalation":
-        p = subprocess.run(["/usr/bin/mount", "-t", "tmpfs", "x", "/tmp"], capture_output=True, text=True)
-        q = subprocess.run(["/usr/bin/su", "-c", "id -u"], capture_output=True, text=True, input="")
+        # A setuid-root copy of `id` the test placed on the host's /usr: `id`
+        # prints `euid=0` when the setuid bit took effect. The environment's
+        # mounts must all be nosuid and the process must have no_new_privs.
+        helper = event["setuid_helper"]
+        st = os.stat(helper)
+        armed = bool(st.st_mode & 0o4000) and st.st_uid == 0
+        p = subprocess.run([helper], capture_output=True, text=True)
+        ran = p.returncode == 0 and p.stdout.startswith("uid=")
+        mounts = [line.split() for line in open("/proc/self/mountinfo").read().splitlines()]
+        suid_mounts = [m[4] for m in mounts if "nosuid" not in m[5].split(",")]
+        nnp = [line.split()[1] for line in open("/proc/self/status") if line.startswith("NoNewPrivs:")]
         euid = os.geteuid()
-        return p.returncode != 0 and q.stdout.strip() != "0" and euid != 0, \
-            f"setuid mount exited {p.returncode} ({p.stderr.strip()[:80]}); su exited {q.returncode}; euid {euid}"
+        blocked = armed and ran and "euid=" not in p.stdout and euid != 0 and not suid_mounts and nnp == ["1"]
+        return blocked, (f"helper {helper} mode {st.st_mode & 0o7777:o} owner {st.st_uid}; "
+                         f"it reported {p.stdout.strip()!r} (exit {p.returncode}{', ' + p.stderr.strip()[:80] if p.stderr else ''}); "
+                         f"mounts without nosuid {suid_mounts}; NoNewPrivs {nnp}; euid {euid}")
     if name == "raw_socket":
         try:
             socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
@@ -231,14 +250,16 @@ def attempt(name, event):
         except OSError as e:
             return e.errno == errno.EPERM, err(e.errno)
     if name == "metadata_service":
-        out = []
-        for host in ("169.254.169.254", "fd00:ec2::254"):
+        # The test listens on these addresses on the host (and checks that it
+        # can connect there itself).
+        results = {}
+        for host, port in event["targets"]:
             try:
-                socket.create_connection((host, 80), timeout=1).close()
-                out.append(f"{host} CONNECTED")
+                socket.create_connection((host, port), timeout=2).close()
+                results[f"{host}:{port}"] = "CONNECTED"
             except OSError as e:
-                out.append(f"{host} {type(e).__name__}")
-        return not any("CONNECTED" in o for o in out), "; ".join(out)
+                results[f"{host}:{port}"] = type(e).__name__
+        return not any(r == "CONNECTED" for r in results.values()), {"results": results}
     if name == "reach":
         # Tries every target (host, port) plus, with `gateway`, the host's
         # side of this environment's link over IPv4 and over IPv6 link-local
@@ -251,7 +272,7 @@ def attempt(name, event):
                 mac = mac_of(gw)
                 if mac:
                     targets += [(f"{eui64_link_local(mac)}%eth0", p) for p in event.get("gateway_ports", [])]
-            targets += [("169.254.169.254", 80), ("fd00:ec2::254", 80)]
+            targets += [tuple(t) for t in event.get("metadata", [])]
         results = {}
         for host, port in targets:
             started = time.monotonic()

@@ -229,3 +229,30 @@ def test_function_policies(server):
     out = json.loads(server.cli("lambda", "get-policy", "--function-name", "guarded",
                                 "--qualifier", "live").stdout)
     assert json.loads(out["Policy"])["Statement"][0]["Sid"] == "s3"
+
+
+def test_a_conditional_layer_grant_shares_with_nobody(server):
+    """A grant limited to an organisation cannot be evaluated here (accounts
+    belong to no organisation): it shares the layer with nobody, not with
+    everyone its principal names. The same grant without the condition
+    shares it."""
+    a, b = server.client(), server.client(key=KEY_B)
+    v = a.publish_layer_version(LayerName="org-only", Content={"ZipFile": layer_zip("org")})
+    arn = v["LayerVersionArn"]
+    added = a.add_layer_version_permission(LayerName="org-only", VersionNumber=1, StatementId="org",
+                                           Action="lambda:GetLayerVersion", Principal="*",
+                                           OrganizationId="o-a1b2c3d4e5")
+    assert json.loads(added["Statement"])["Condition"] == {
+        "StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}}
+    assert error(b.get_layer_version_by_arn, Arn=arn)[:2] == (403, "AccessDeniedException")
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        b.create_function(FunctionName="b-uses-org-layer", Runtime="python3.11",
+                          Role=f"arn:aws:iam::{ACCOUNT_B}:role/r", Handler="app.handler",
+                          Code={"ZipFile": make_zip({"app.py": (PY_APP, 0o644)})}, Layers=[arn])
+    assert e.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert error(b.get_function, FunctionName="b-uses-org-layer")[1] == "ResourceNotFoundException"
+    # The owner still uses it; an unconditional grant shares it.
+    assert a.get_layer_version_by_arn(Arn=arn)["Version"] == 1
+    a.add_layer_version_permission(LayerName="org-only", VersionNumber=1, StatementId="all",
+                                   Action="lambda:GetLayerVersion", Principal="*")
+    assert b.get_layer_version_by_arn(Arn=arn)["LayerVersionArn"] == arn

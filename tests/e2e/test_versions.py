@@ -298,6 +298,96 @@ def test_provisioned_concurrency_absorbs_a_burst_without_cold_starts(server):
         "ProvisionedConcurrencyConfigs"] == []
 
 
+def test_an_alias_to_latest_cannot_be_provisioned(server):
+    """$LATEST is unpublished, so is an alias that points at it; once the
+    alias points at a version, it can be provisioned."""
+    c = server.client()
+    c.create_function(FunctionName="prov-head", Runtime="python3.11", Role=ROLE, Handler="app.handler",
+                      Code={"ZipFile": make_zip({"app.py": (PROVISIONED_APP, 0o644)})}, Publish=True)
+    c.create_alias(FunctionName="prov-head", Name="head", FunctionVersion="$LATEST")
+    assert error(c.put_provisioned_concurrency_config, FunctionName="prov-head", Qualifier="head",
+                 ProvisionedConcurrentExecutions=1) == (
+        400, "InvalidParameterValueException",
+        "Provisioned Concurrency Configs cannot be applied to unpublished function versions.")
+    assert c.list_provisioned_concurrency_configs(FunctionName="prov-head")[
+        "ProvisionedConcurrencyConfigs"] == []
+    assert server.environments("prov-head") == (0, 0)
+    c.update_alias(FunctionName="prov-head", Name="head", FunctionVersion="1")
+    put = c.put_provisioned_concurrency_config(FunctionName="prov-head", Qualifier="head",
+                                               ProvisionedConcurrentExecutions=1)
+    assert put["ResponseMetadata"]["HTTPStatusCode"] == 202
+    c.delete_provisioned_concurrency_config(FunctionName="prov-head", Qualifier="head")
+
+
+def test_version_pages_and_markers_this_server_did_not_issue(server):
+    """ListVersionsByFunction walks $LATEST, 1, 2, 3 in pages; a marker the
+    server never issued lists nothing (starting over could loop a client)."""
+    c = server.client()
+    c.create_function(FunctionName="paged", Runtime="python3.11", Role=ROLE, Handler="app.handler",
+                      Code={"ZipFile": code("v0")})
+    for tag in ("v1", "v2", "v3"):
+        c.update_function_code(FunctionName="paged", ZipFile=code(tag))
+        wait_for("the update", lambda: c.get_function_configuration(FunctionName="paged")[
+            "LastUpdateStatus"] == "Successful")
+        c.publish_version(FunctionName="paged")
+    versions, pages, marker = [], 0, None
+    while True:
+        kw = {"Marker": marker} if marker else {}
+        page = c.list_versions_by_function(FunctionName="paged", MaxItems=3, **kw)
+        pages += 1
+        versions += [v["Version"] for v in page["Versions"]]
+        marker = page.get("NextMarker")
+        if not marker:
+            break
+    assert (versions, pages) == (["$LATEST", "1", "2", "3"], 2)
+    for unknown in ("not-a-marker", "99"):
+        page = c.list_versions_by_function(FunctionName="paged", Marker=unknown)
+        assert page["Versions"] == [] and "NextMarker" not in page, (unknown, page)
+    # The paginator, given a marker of its own, stops too.
+    pages = c.get_paginator("list_versions_by_function").paginate(
+        FunctionName="paged", PaginationConfig={"StartingToken": "not-a-marker"})
+    assert [v for p in pages for v in p["Versions"]] == []
+
+
+def test_provisioned_environments_outlive_the_keep_alive_and_a_restart():
+    """With a one-second keep-alive, a provisioned environment stays (an
+    on-demand one beside it goes); after the server restarts, the
+    configuration is READY again with its environment initialised ahead of
+    demand."""
+    s = Server(extra_args=["--keep-alive", "1"])
+    try:
+        c = s.client()
+        c.create_function(FunctionName="kept", Runtime="python3.11", Role=ROLE, Handler="app.handler",
+                          Code={"ZipFile": make_zip({"app.py": (PROVISIONED_APP, 0o644)})},
+                          Publish=True, Timeout=10)
+        c.put_provisioned_concurrency_config(FunctionName="kept", Qualifier="1",
+                                             ProvisionedConcurrentExecutions=1)
+        ready = lambda: (lambda g: g["Status"] == "READY" and g)(
+            c.get_provisioned_concurrency_config(FunctionName="kept", Qualifier="1"))
+        wait_for("READY", ready, timeout=60)
+        wait_for("the provisioned environment", lambda: s.environments("kept", "1") == (1, 0))
+        # An on-demand environment of $LATEST, idle from now on like the provisioned one.
+        assert invoke(c, "kept")[1] == "on-demand"
+        assert s.environments("kept") == (1, 0)
+        wait_for("the keep-alive to stop the on-demand environment",
+                 lambda: s.environments("kept") == (0, 0))
+        assert s.environments("kept", "1") == (1, 0)
+        r, kind = invoke(c, "kept", Qualifier="1", LogType="Tail")
+        assert kind == "provisioned-concurrency"
+        s.restart()
+        c = s.client()
+        got = wait_for("READY after the restart", ready, timeout=60)
+        assert got["AvailableProvisionedConcurrentExecutions"] == 1
+        wait_for("the provisioned environment after the restart", lambda: s.environments("kept", "1") == (1, 0))
+        import base64
+        r, kind = invoke(c, "kept", Qualifier="1", LogType="Tail")
+        report = [line for line in base64.b64decode(r["LogResult"]).decode().splitlines()
+                  if line.startswith("REPORT")]
+        assert kind == "provisioned-concurrency" and report and "Init Duration" not in report[0], report
+    finally:
+        s.stop()
+
+
 def test_provisioned_concurrency_reports_init_failure(server):
     c = server.client()
     c.create_function(FunctionName="prov-broken", Runtime="python3.11", Role=ROLE,

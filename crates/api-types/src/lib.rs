@@ -668,3 +668,57 @@ pub struct GetPolicyResponse {
     pub policy: String,
     pub revision_id: String,
 }
+
+/// `Cors` of a function URL.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Cors {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_credentials: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_headers: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_methods: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_origins: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expose_headers: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<i64>,
+}
+
+/// `CreateFunctionUrlConfig` / `UpdateFunctionUrlConfig` bodies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FunctionUrlConfigRequest {
+    pub auth_type: Option<String>,
+    pub cors: Option<Cors>,
+    pub invoke_mode: Option<String>,
+}
+
+/// A function URL's configuration: the answer of Create, Get and Update,
+/// and an item of `ListFunctionUrlConfigs`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FunctionUrlConfig {
+    pub function_url: String,
+    pub function_arn: String,
+    pub auth_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Cors>,
+    pub creation_time: String,
+    /// Absent from `CreateFunctionUrlConfig`'s answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_modified_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoke_mode: Option<String>,
+}
+
+/// `ListFunctionUrlConfigs`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListFunctionUrlConfigsResponse {
+    pub function_url_configs: Vec<FunctionUrlConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+}

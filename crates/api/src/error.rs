@@ -372,6 +372,78 @@ impl From<invoke::InvokeError> for ApiError {
     }
 }
 
+/// How a function URL request that got no answer from its function is
+/// written: the status codes and `{"Message": ...}` bodies of Lambda's
+/// URL front end.
+impl IntoResponse for crate::function_urls::UrlError {
+    fn into_response(self) -> Response {
+        use crate::function_urls::UrlError as U;
+        use invoke::InvokeError as E;
+        const FORBIDDEN: &str = "Forbidden. For troubleshooting Function URL authorization issues, see: https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html";
+        let too_large = || {
+            format!(
+                "Request must be smaller than {} bytes for the InvokeFunction operation",
+                model::limits::SYNC_REQUEST_MAX_BYTES
+            )
+        };
+        let (status, code, message): (StatusCode, Option<&str>, Option<String>) = match &self {
+            U::NoSuchUrl => (StatusCode::FORBIDDEN, Some("AccessDeniedException"), None),
+            U::Forbidden => (
+                StatusCode::FORBIDDEN,
+                Some("AccessDeniedException"),
+                Some(FORBIDDEN.to_owned()),
+            ),
+            U::TooLarge | U::Invoke(E::TooLarge(_)) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Some("RequestEntityTooLargeException"),
+                Some(too_large()),
+            ),
+            U::BadRequest => (
+                StatusCode::BAD_REQUEST,
+                None,
+                Some("Bad Request".to_owned()),
+            ),
+            U::Invoke(E::Throttled { .. } | E::NoCapacity(_) | E::DiskFull(_)) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                Some("TooManyRequestsException"),
+                Some("Rate Exceeded.".to_owned()),
+            ),
+            // The URL's alias or version went away since the URL was
+            // looked up: as if the URL were gone.
+            U::Invoke(E::NotFound(_) | E::Reference(_)) => {
+                (StatusCode::FORBIDDEN, Some("AccessDeniedException"), None)
+            }
+            U::FunctionFailed | U::Invoke(E::InvalidSubnet(_) | E::InvalidContent(_)) => {
+                let mut resp = (StatusCode::BAD_GATEWAY, "Internal Server Error").into_response();
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                return resp;
+            }
+            U::Invoke(e) => {
+                tracing::error!(error = %e, "function URL request failed in the platform");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    None,
+                    Some("Internal Server Error".to_owned()),
+                )
+            }
+        };
+        let body = serde_json::json!({ "Message": message });
+        let mut resp = (status, body.to_string()).into_response();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(code) = code {
+            h.insert("x-amzn-errortype", HeaderValue::from_static(code));
+        }
+        resp
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

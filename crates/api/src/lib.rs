@@ -29,6 +29,8 @@ mod call;
 mod concurrency;
 pub mod error;
 mod event_config;
+mod eventstream;
+pub mod function_urls;
 mod functions;
 mod invoke;
 mod layers;
@@ -38,6 +40,7 @@ mod policies;
 mod query;
 mod sns;
 mod tags;
+mod url_config;
 mod versions;
 
 pub use auth::{Caller, KeyEntry, Keyring};
@@ -55,6 +58,10 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     /// SNS topics and subscriptions.
     pub topics: Arc<::sns::Topics>,
+    /// Every function URL by id, for serving them.
+    pub urls: Arc<function_urls::UrlIndex>,
+    /// Where function URLs are served (the `FunctionUrl` the API reports).
+    pub url_base: model::UrlBase,
 }
 
 /// The full API router. The Prometheus metrics are not on it: see
@@ -171,6 +178,14 @@ fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
             "/2021-11-15/functions/{name}/response-streaming-invocations",
             axum::routing::post(invoke::invoke_with_response_stream),
         )
+        .route(
+            "/2021-10-31/functions/{name}/url",
+            get(url_config::get)
+                .post(url_config::create)
+                .put(url_config::update)
+                .delete(url_config::delete),
+        )
+        .route("/2021-10-31/functions/{name}/urls", get(url_config::list))
         .route("/", axum::routing::post(post_root))
         .route("/lambent/status", get(platform::status))
         .route(
@@ -190,6 +205,10 @@ fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
         app = app.merge(metrics_routes(access, &["/lambent/metrics"]));
     }
     app.fallback(|| async { ApiError::unknown_operation() })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            function_urls::dispatch,
+        ))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
@@ -277,9 +296,13 @@ pub async fn run(
         // Responses are small and latency matters: no Nagle delays.
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The peer's address is a function URL event's `sourceIp`.
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// A request's body, read once, with the caller who signed it.
@@ -440,8 +463,8 @@ pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
 }
 
 /// What the control plane tells the data plane: changed functions, code
-/// still in use, provisioning progress.
-pub struct DataPlane(pub Arc<::invoke::Invoker>);
+/// still in use, provisioning progress; and the function URLs served.
+pub struct DataPlane(pub Arc<::invoke::Invoker>, pub Arc<function_urls::UrlIndex>);
 
 impl control::FunctionHooks for DataPlane {
     fn function_changed(
@@ -451,6 +474,7 @@ impl control::FunctionHooks for DataPlane {
         record: Option<&model::FunctionRecord>,
     ) {
         self.0.function_changed(scope, name, record);
+        self.1.function_changed(scope, name, record);
     }
 
     fn code_in_use(&self, digest_hex: &str) -> bool {

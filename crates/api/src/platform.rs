@@ -209,6 +209,40 @@ pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
         out.family(name, "counter", help);
         out.sample::<&str>(name, &[], v.load(Ordering::Relaxed));
     }
+    let urls = s.urls.counter_rows();
+    for (name, help, pick) in [
+        (
+            "lambent_url_requests_total",
+            "Requests to a function URL (Lambda's UrlRequestCount).",
+            0,
+        ),
+        (
+            "lambent_url_4xx_total",
+            "Function URL requests answered with a 4xx status (Url4xxCount).",
+            1,
+        ),
+        (
+            "lambent_url_5xx_total",
+            "Function URL requests answered with a 5xx status (Url5xxCount).",
+            2,
+        ),
+    ] {
+        out.family(name, "counter", help);
+        for ((account, region, function, qualifier), c) in &urls {
+            let v = match pick {
+                0 => &c.requests,
+                1 => &c.client_errors,
+                _ => &c.server_errors,
+            };
+            let labels = [
+                ("account", account.as_str()),
+                ("region", region.as_str()),
+                ("function", function.as_str()),
+                ("qualifier", qualifier.as_str()),
+            ];
+            out.sample(name, &labels, v.load(Ordering::Relaxed));
+        }
+    }
     let mut resp = out.0.into_response();
     resp.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,

@@ -42,6 +42,7 @@ fn fixture() -> Fixture {
         pool,
         10,
     ));
+    let urls = Arc::new(crate::function_urls::UrlIndex::default());
     let control = Control::new(
         store,
         blobs,
@@ -51,7 +52,7 @@ fn fixture() -> Fixture {
             vpc_subnets: Default::default(),
             code_storage_bytes: control::TOTAL_CODE_SIZE_LIMIT,
         },
-        Arc::new(DataPlane(invoker.clone())),
+        Arc::new(DataPlane(invoker.clone(), urls.clone())),
         control::CodeUrlSigner::new([3; 32]),
     );
     let keyring = Keyring::new(vec![
@@ -82,6 +83,8 @@ fn fixture() -> Fixture {
         logs,
         keyring: Arc::new(keyring),
         topics: Arc::new(::sns::Topics::in_memory().unwrap()),
+        urls,
+        url_base: model::UrlBase::Local { port: 9000 },
     });
     Fixture {
         dir,

@@ -81,6 +81,36 @@ impl Conn {
         Ok(took)
     }
 
+    /// A request to a function URL (`host`: the URL's host) on this
+    /// connection, signed for `lambda` as an `AWS_IAM` URL takes it; returns
+    /// the client-observed latency.
+    pub async fn invoke_url(
+        &mut self,
+        host: &str,
+        payload: &'static [u8],
+    ) -> Result<Duration, BoxError> {
+        let started = Instant::now();
+        let r = self
+            .send(
+                "POST",
+                "/",
+                "lambda",
+                &[("host", host), ("content-type", "application/json")],
+                Bytes::from_static(payload),
+            )
+            .await?;
+        let took = started.elapsed();
+        if r.status != 200 {
+            return Err(format!(
+                "function URL answered {}: {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            )
+            .into());
+        }
+        Ok(took)
+    }
+
     /// An `Event` invocation; returns the time to the 202 (the durable
     /// acknowledgement).
     pub async fn invoke_event(

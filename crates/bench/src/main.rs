@@ -13,11 +13,13 @@ mod neighbours;
 mod procs;
 mod scenarios;
 mod stats;
+mod streaming;
 
 use client::BoxError;
 
-/// The profile-based account of what bounds each figure, kept beside the
-/// harness and appended to full runs.
+/// The profile-based account of what bounds each figure, written by hand
+/// (labelled and dated in the file), kept beside the harness and appended
+/// to full runs.
 const BOUNDS: &str = include_str!("../bounds.md");
 
 #[derive(Parser, Debug, Clone)]
@@ -57,6 +59,9 @@ pub struct Counts {
     /// Noisy neighbours: blocks per condition, invocations per block.
     pub neighbour_blocks: usize,
     pub neighbour_samples: usize,
+    /// Streamed invocations measured, after their warm-up.
+    pub stream_samples: usize,
+    pub stream_warmup: usize,
 }
 
 impl Counts {
@@ -73,6 +78,8 @@ impl Counts {
                 list_functions: 60,
                 neighbour_blocks: 1,
                 neighbour_samples: 50,
+                stream_samples: 20,
+                stream_warmup: 5,
             }
         } else {
             Self {
@@ -86,6 +93,8 @@ impl Counts {
                 list_functions: 10_000,
                 neighbour_blocks: 8,
                 neighbour_samples: 500,
+                stream_samples: 1_000,
+                stream_warmup: 50,
             }
         }
     }
@@ -170,6 +179,13 @@ fn main() {
     }
 }
 
+/// Whether the hand-written account follows the tables: full runs of every
+/// scenario only (a smoke run's tiny counts, or a partial run, would sit
+/// beside figures they do not match).
+fn appends_bounds(args: &Args) -> bool {
+    args.only.is_none() && !args.smoke
+}
+
 fn run(args: Args) -> Result<(), BoxError> {
     let lambent = match &args.lambent {
         Some(p) => p.clone(),
@@ -208,7 +224,7 @@ fn run(args: Args) -> Result<(), BoxError> {
     for s in &sections {
         let _ = writeln!(md, "## {}\n\n{}", s.title, s.body);
     }
-    if args.only.is_none() {
+    if appends_bounds(&args) {
         md.push_str(BOUNDS);
     }
     std::fs::write(&args.out, md)?;
@@ -218,4 +234,33 @@ fn run(args: Args) -> Result<(), BoxError> {
         elapsed.as_secs_f64()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hand_written_account_is_labelled_dated_and_only_in_full_runs() {
+        let heading = BOUNDS.lines().next().unwrap_or_default();
+        assert!(
+            heading.starts_with("## What bounds each figure"),
+            "{heading}"
+        );
+        let label = BOUNDS.lines().nth(2).unwrap_or_default();
+        assert!(
+            label.contains("Written by hand") && label.contains("not this run's"),
+            "{label}"
+        );
+        assert!(
+            label.contains("2026-11-27") && label.contains("2026-11-30"),
+            "{label}"
+        );
+        let args = |extra: &[&str]| {
+            Args::parse_from(std::iter::once("lambent-bench").chain(extra.iter().copied()))
+        };
+        assert!(appends_bounds(&args(&[])));
+        assert!(!appends_bounds(&args(&["--smoke"])));
+        assert!(!appends_bounds(&args(&["--only", "cold"])));
+    }
 }

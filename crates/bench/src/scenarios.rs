@@ -36,6 +36,14 @@ fn echo_runtime_binary() -> Result<PathBuf, BoxError> {
     Ok(p)
 }
 
+fn stream_runtime_binary() -> Result<PathBuf, BoxError> {
+    let p = std::env::current_exe()?.with_file_name("lambent-stream-runtime");
+    if !p.is_file() {
+        return Err(format!("{} not found (build the bench crate)", p.display()).into());
+    }
+    Ok(p)
+}
+
 /// The first executable `name` on PATH (not a pyenv shim) or in /usr/bin,
 /// resolved, as Lambent's runtime detection finds it.
 fn find_interpreter(name: &str) -> Option<PathBuf> {
@@ -107,6 +115,19 @@ pub async fn all(args: &Args, counts: &Counts, lambent: &Path) -> Result<Vec<Sec
         1769,
     )
     .await?;
+    // The same function behind an AWS_IAM function URL.
+    let url = c
+        .json(
+            "POST",
+            "/2021-10-31/functions/echo-provided/url",
+            serde_json::json!({ "AuthType": "AWS_IAM" }),
+        )
+        .await?;
+    let url_host = url["FunctionUrl"]
+        .as_str()
+        .and_then(|u| u.strip_prefix("http://"))
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .ok_or("CreateFunctionUrlConfig answered without an http FunctionUrl")?;
     let py = zip_of(&[(
         "app.py",
         b"def handler(event, context):\n    return event\n",
@@ -145,10 +166,21 @@ pub async fn all(args: &Args, counts: &Counts, lambent: &Path) -> Result<Vec<Sec
     )
     .await?;
 
+    let stream_bootstrap = std::fs::read(stream_runtime_binary()?)?;
+    create_function(
+        &mut c,
+        "stream-provided",
+        "provided.al2023",
+        "bootstrap",
+        &zip_of(&[("bootstrap", &stream_bootstrap, 0o755)])?,
+        1769,
+    )
+    .await?;
+
     let want = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
     let mut out = Vec::new();
     if want("warm") {
-        out.push(warm_latency(&server, &echo, counts).await?);
+        out.push(warm_latency(&server, &echo, &url_host, counts).await?);
     }
     if want("throughput") {
         out.push(throughput(&server, &echo, counts).await?);
@@ -170,6 +202,9 @@ pub async fn all(args: &Args, counts: &Counts, lambent: &Path) -> Result<Vec<Sec
     }
     if want("neighbours") {
         out.push(crate::neighbours::neighbours(&server, counts, &provided_zip).await?);
+    }
+    if want("streaming") {
+        out.push(crate::streaming::streaming(&server, counts).await?);
     }
     drop(echo);
     drop(server);
@@ -193,9 +228,28 @@ async fn sequential(
     Ok(v)
 }
 
+/// `n` sequential requests to a function URL after `warmup`.
+async fn sequential_url(
+    addr: &str,
+    url_host: &str,
+    warmup: usize,
+    n: usize,
+) -> Result<Vec<Duration>, BoxError> {
+    let mut c = Conn::open(addr).await?;
+    for _ in 0..warmup {
+        c.invoke_url(url_host, PAYLOAD).await?;
+    }
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        v.push(c.invoke_url(url_host, PAYLOAD).await?);
+    }
+    Ok(v)
+}
+
 async fn warm_latency(
     server: &procs::Proc,
     echo: &procs::Proc,
+    url_host: &str,
     k: &Counts,
 ) -> Result<Section, BoxError> {
     let mut body = String::new();
@@ -222,6 +276,7 @@ async fn warm_latency(
         us(b.p999)
     );
     let mut verdicts = Vec::new();
+    let mut invoke_p50 = None;
     for (label, f) in [
         ("provided (compiled bootstrap)", "echo-provided"),
         ("python3.11", "noop-python"),
@@ -241,6 +296,7 @@ async fn warm_latency(
             us(o99)
         );
         if f == "echo-provided" {
+            invoke_p50 = Some(m.p50);
             verdicts.push(format!(
                 "Target (provided): p50 overhead ≤ 100 µs — {} ({}); p99 overhead ≤ 500 µs — {} ({}).",
                 verdict(o50 <= Duration::from_micros(100)),
@@ -249,6 +305,26 @@ async fn warm_latency(
                 us(o99)
             ));
         }
+    }
+    let mut u = sequential_url(&server.addr, url_host, k.warmup, k.warm_samples).await?;
+    let m = summarize(&mut u);
+    let _ = writeln!(
+        body,
+        "| provided via function URL (AWS_IAM) | {} | {} | {} | {} | {} | {} |",
+        us(m.p50),
+        us(m.p90),
+        us(m.p99),
+        us(m.p999),
+        us(m.p50.saturating_sub(b.p50)),
+        us(m.p99.saturating_sub(b.p99))
+    );
+    if let Some(invoke) = invoke_p50 {
+        let gap = m.p50.saturating_sub(invoke);
+        verdicts.push(format!(
+            "Target (function URL): p50 within 50 µs of the Invoke API path — {} ({} beyond it).",
+            verdict(gap <= Duration::from_micros(50)),
+            us(gap)
+        ));
     }
     let _ = writeln!(body, "\n{}\n", verdicts.join(" "));
     Ok(Section {
@@ -766,6 +842,7 @@ async fn cold_start(k: &Counts, c: &mut Conn) -> Result<Section, BoxError> {
         let mut splits = (Vec::new(), Vec::new(), Vec::new());
         let mut base = Vec::new();
         for i in 0..n {
+            let before = last_cold_start(c, function).await?;
             c.json(
                 "PUT",
                 &format!("/2015-03-31/functions/{function}/configuration"),
@@ -773,10 +850,22 @@ async fn cold_start(k: &Counts, c: &mut Conn) -> Result<Section, BoxError> {
             )
             .await?;
             samples.push(c.invoke(function, PAYLOAD).await?);
-            if let Some((s, r, f)) = last_cold_start(c, function).await? {
-                splits.0.push(Duration::from_micros(s));
-                splits.1.push(Duration::from_micros(r));
-                splits.2.push(Duration::from_micros(f));
+            // A warm invocation here would pass for a fast cold start: the
+            // platform must report a cold start it had not reported before.
+            match last_cold_start(c, function).await? {
+                Some(after) if Some(after) != before => {
+                    let (s, r, f) = after;
+                    splits.0.push(Duration::from_micros(s));
+                    splits.1.push(Duration::from_micros(r));
+                    splits.2.push(Duration::from_micros(f));
+                }
+                after => {
+                    return Err(format!(
+                        "cold-start sample {i} of {function} was not a cold start \
+                         (last cold start before {before:?}, after {after:?})"
+                    )
+                    .into());
+                }
             }
             base.push(match function {
                 "echo-provided" => bare_provided_cold(&echo_bin)?,
@@ -1021,6 +1110,7 @@ async fn control_plane(server: &procs::Proc, k: &Counts) -> Result<Section, BoxE
     let mut marker: Option<String> = None;
     let mut pages = 0;
     let mut seen = 0;
+    let mut names = std::collections::BTreeSet::new();
     let mut page_times = Vec::new();
     loop {
         let path = match &marker {
@@ -1031,13 +1121,35 @@ async fn control_plane(server: &procs::Proc, k: &Counts) -> Result<Section, BoxE
         let v = c.json("GET", &path, serde_json::Value::Null).await?;
         page_times.push(t.elapsed());
         pages += 1;
-        seen += v["Functions"].as_array().map(|a| a.len()).unwrap_or(0);
+        for f in v["Functions"].as_array().into_iter().flatten() {
+            seen += 1;
+            if let Some(name) = f["FunctionName"].as_str() {
+                names.insert(name.to_owned());
+            }
+        }
         match v["NextMarker"].as_str() {
             Some(m) => marker = Some(m.to_owned()),
             None => break,
         }
     }
     let walk = started.elapsed();
+    // The walk must see every function created here, each once.
+    let missing: Vec<String> = (0..n)
+        .map(|i| format!("many-{i:05}"))
+        .chain((0..3).map(|i| format!("big{i}")))
+        .filter(|name| !names.contains(name))
+        .collect();
+    if !missing.is_empty() || seen != names.len() {
+        return Err(format!(
+            "the ListFunctions walk saw {seen} functions ({} distinct) in {pages} pages; \
+             {} of the {} created are missing (first: {:?})",
+            names.len(),
+            missing.len(),
+            n + 3,
+            missing.first()
+        )
+        .into());
+    }
     let pt = summarize(&mut page_times);
     let _ = writeln!(body, "| operation | result |");
     let _ = writeln!(body, "| --- | --- |");

@@ -327,6 +327,7 @@ impl Control {
             aliases: Default::default(),
             policies: Default::default(),
             provisioned: Default::default(),
+            urls: Default::default(),
         };
         let published =
             (req.publish == Some(true)).then(|| crate::versions::publish(&mut record, None));

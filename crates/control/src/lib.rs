@@ -14,6 +14,7 @@ use model::{
 use runtimes::Catalog;
 use store::{Store, StoreError};
 
+pub mod access;
 mod account;
 mod code_url;
 mod concurrency;
@@ -23,6 +24,7 @@ mod layers;
 mod page;
 mod policy;
 mod tags;
+mod urls;
 mod validate;
 mod versions;
 mod view;
@@ -30,6 +32,7 @@ mod view;
 pub use account::TOTAL_CODE_SIZE_LIMIT;
 pub use code_url::CodeUrlSigner;
 pub use policy::statement_allows_service;
+pub use urls::url_id;
 
 /// Why a control-plane call failed. Each variant is one AWS error code; the
 /// string is AWS's message.

@@ -602,12 +602,72 @@ async fn event_invoke_config_ranges_and_paging() {
         .unwrap();
     assert_eq!(ok.maximum_retry_attempts, Some(0));
     assert_eq!(ok.maximum_event_age_in_seconds, Some(60));
-    let page = f
-        .control
-        .list_event_invoke_configs(&f.scope, "cfg", None, Some("1"))
+    // Two more: version 1 and an alias to it.
+    f.control
+        .publish_version(&f.scope, "cfg", wire::PublishVersionRequest::default())
         .await
         .unwrap();
-    assert_eq!(page.function_event_invoke_configs.len(), 1);
+    f.control
+        .create_alias(
+            &f.scope,
+            "cfg",
+            wire::CreateAliasRequest {
+                name: Some("live".into()),
+                function_version: Some("1".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    for q in ["1", "live"] {
+        f.control
+            .put_event_invoke_config(&f.scope, "cfg", Some(q), put(Some(1), Some(120)))
+            .await
+            .unwrap();
+    }
+    // Pages of one, then of two: each marker leads on, and together the
+    // pages hold each configuration once.
+    for size in ["1", "2"] {
+        let (mut marker, mut arns, mut pages) = (None::<String>, Vec::new(), 0);
+        loop {
+            let page = f
+                .control
+                .list_event_invoke_configs(&f.scope, "cfg", marker.as_deref(), Some(size))
+                .await
+                .unwrap();
+            pages += 1;
+            assert!(page.function_event_invoke_configs.len() <= size.parse().unwrap());
+            arns.extend(
+                page.function_event_invoke_configs
+                    .iter()
+                    .map(|c| c.function_arn.clone()),
+            );
+            match page.next_marker {
+                Some(m) => marker = Some(m),
+                None => break,
+            }
+            assert!(pages < 10, "the markers never end");
+        }
+        arns.sort();
+        let base = "arn:aws:lambda:us-east-1:123456789012:function:cfg";
+        assert_eq!(
+            arns,
+            [
+                format!("{base}:$LATEST"),
+                format!("{base}:1"),
+                format!("{base}:live")
+            ],
+            "pages of {size}"
+        );
+        assert_eq!(pages, if size == "1" { 3 } else { 2 }, "pages of {size}");
+    }
+    // All in one page: no marker.
+    let page = f
+        .control
+        .list_event_invoke_configs(&f.scope, "cfg", None, Some("3"))
+        .await
+        .unwrap();
+    assert_eq!(page.function_event_invoke_configs.len(), 3);
     assert_eq!(page.next_marker, None);
     let e = f
         .control

@@ -455,6 +455,7 @@ impl Control {
             rec.event_invoke_configs.remove(alias);
             rec.provisioned.remove(alias);
             rec.policies.remove(alias);
+            rec.urls.remove(alias);
             Ok(())
         })
         .await?;

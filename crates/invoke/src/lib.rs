@@ -27,9 +27,13 @@ mod admission;
 mod provisioned;
 mod resolve;
 mod shape;
+mod stream;
 
 pub use admission::ThrottleReason;
+/// What a streaming caller receives as the function writes its response.
+pub use pool::Frame as StreamFrame;
 pub use resolve::Resolved;
+pub use stream::{StreamCompletion, StreamError, StreamingResponse};
 
 /// How the caller wants the function run (`X-Amz-Invocation-Type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,19 +279,7 @@ impl Invoker {
     /// Runs a resolved function version once in an execution environment.
     pub async fn execute(&self, target: &Resolved, call: Call) -> Result<Response, InvokeError> {
         let _slot = self.admission.admit(self, target).await?;
-        let inv = runtime_api::Invocation {
-            request_id: call.request_id.clone(),
-            payload: if call.payload.is_empty() {
-                Bytes::from_static(b"{}")
-            } else {
-                call.payload
-            },
-            timeout: target.spec.timeout,
-            invoked_arn: target.invoked_arn().to_string(),
-            trace_id: shape::trace_id(call.trace_header.as_deref()),
-            client_context: call.client_context,
-            cognito_identity: None,
-        };
+        let inv = runtime_invocation(target, &call);
         let mut lease = match self.pool.acquire(&target.spec).await {
             Ok(l) => l,
             Err(e @ pool::PoolError::InvalidEntrypoint { .. }) => {
@@ -302,6 +294,74 @@ impl Invoker {
         Ok(shape::response(call.request_id, &target.spec, done))
     }
 
+    /// Runs a resolved function version once and streams its answer
+    /// (`InvokeWithResponseStream`): refusals (throttles, capacity) come
+    /// back as errors before anything runs; then the frames arrive as the
+    /// function writes them and the completion says how it ended. The
+    /// invocation runs to its end even if the caller stops listening.
+    pub async fn execute_stream(
+        &self,
+        target: &Resolved,
+        call: Call,
+    ) -> Result<StreamingResponse, InvokeError> {
+        let slot = self.admission.admit(self, target).await?;
+        let inv = runtime_invocation(target, &call);
+        let (frames_tx, frames) = tokio::sync::mpsc::channel(stream::FRAMES_IN_FLIGHT);
+        let (done_tx, completion) = tokio::sync::oneshot::channel();
+        let executed_version = target.spec.version.clone();
+        let request_id = call.request_id.clone();
+        let mut lease = match self.pool.acquire(&target.spec).await {
+            Ok(l) => l,
+            Err(e @ pool::PoolError::InvalidEntrypoint { .. }) => {
+                let r = shape::invalid_entrypoint(call.request_id, &target.spec, &e);
+                let _ = done_tx.send(stream::completion(&r));
+                return Ok(StreamingResponse {
+                    request_id,
+                    executed_version,
+                    frames,
+                    completion,
+                });
+            }
+            Err(pool::PoolError::UnknownSubnet(id)) => return Err(InvokeError::InvalidSubnet(id)),
+            Err(pool::PoolError::Capacity(c)) => return Err(InvokeError::NoCapacity(c)),
+            Err(e) => return Err(e.into()),
+        };
+        let spec = target.spec.clone();
+        let run = async move {
+            let _slot = slot;
+            let done = lease.invoke_streaming(inv, call.tail, &frames_tx).await;
+            drop(lease);
+            let r = shape::response(call.request_id, &spec, done);
+            stream::finish(r, frames_tx, done_tx).await;
+        };
+        tokio::spawn(tracing::Instrument::in_current_span(run));
+        Ok(StreamingResponse {
+            request_id,
+            executed_version,
+            frames,
+            completion,
+        })
+    }
+}
+
+/// The invocation the runtime receives for `call`.
+fn runtime_invocation(target: &Resolved, call: &Call) -> runtime_api::Invocation {
+    runtime_api::Invocation {
+        request_id: call.request_id.clone(),
+        payload: if call.payload.is_empty() {
+            Bytes::from_static(b"{}")
+        } else {
+            call.payload.clone()
+        },
+        timeout: target.spec.timeout,
+        invoked_arn: target.invoked_arn().to_string(),
+        trace_id: shape::trace_id(call.trace_header.as_deref()),
+        client_context: call.client_context.clone(),
+        cognito_identity: None,
+    }
+}
+
+impl Invoker {
     /// A function's record changed (`Some`) or it was deleted (`None`):
     /// forget cached configuration, retire environments of versions that
     /// changed or went, and bring provisioned environments in line.

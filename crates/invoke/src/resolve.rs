@@ -69,6 +69,12 @@ impl Resolved {
         self.dead_letter.as_deref()
     }
 
+    /// The function's record as the invocation resolved it (its policies,
+    /// URLs and settings).
+    pub fn record(&self) -> &model::FunctionRecord {
+        &self.record.record
+    }
+
     /// The function's reserved concurrency, if it has one.
     pub fn reserved_concurrency(&self) -> Option<u32> {
         self.record.record.reserved_concurrency

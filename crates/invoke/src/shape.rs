@@ -3,6 +3,7 @@
 use base64::Engine as _;
 use bytes::Bytes;
 use pool::{Completed, FunctionSpec, Outcome};
+use runtime_api::StreamEnd;
 
 use crate::{Response, random_uuid};
 
@@ -81,6 +82,30 @@ pub(crate) fn response(request_id: String, spec: &FunctionSpec, done: Completed)
         Outcome::ResponseTooLarge => error(
             "Function.ResponseSizeTooLarge",
             "Response payload size exceeded maximum allowed payload size (6291556 bytes).".into(),
+        ),
+        Outcome::Streamed(StreamEnd::Complete) => (Bytes::new(), None),
+        Outcome::Streamed(StreamEnd::Error { error_type, body }) => {
+            if body.is_empty() {
+                error(
+                    &error_type,
+                    format!("RequestId: {request_id} Error: the runtime reported {error_type}"),
+                )
+            } else {
+                (body, Some("Unhandled"))
+            }
+        }
+        Outcome::Streamed(StreamEnd::TooLarge) => error(
+            "Function.ResponseSizeTooLarge",
+            format!(
+                "Response payload size exceeded maximum allowed payload size ({} bytes).",
+                runtime_api::MAX_STREAM_BYTES
+            ),
+        ),
+        Outcome::Streamed(StreamEnd::Truncated) => error(
+            "Runtime.TruncatedResponse",
+            format!(
+                "RequestId: {request_id} Error: the runtime's response broke off before its end"
+            ),
         ),
         Outcome::Abandoned => error(
             "Runtime.InvalidResponse",

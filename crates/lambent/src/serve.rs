@@ -142,6 +142,31 @@ pub struct ServeArgs {
     /// credentials_file`).
     #[arg(long, env = "LAMBENT_METRICS_TOKEN_FILE")]
     pub metrics_token_file: Option<PathBuf>,
+
+    /// The public domain function URLs are reached under, behind a reverse
+    /// proxy that terminates TLS and forwards `*.lambda-url.*.<domain>` to
+    /// this server: URLs become `https://<id>.lambda-url.<region>.<domain>/`.
+    /// Without it they are `http://<id>.lambda-url.<region>.localhost:<port>/`
+    /// on the API listener.
+    #[arg(long, env = "LAMBENT_URL_DOMAIN", value_parser = parse_url_domain)]
+    pub url_domain: Option<String>,
+}
+
+fn parse_url_domain(s: &str) -> Result<String, String> {
+    let d = s.trim().trim_end_matches('.').to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if d.is_empty() || d.len() > 200 || !d.split('.').all(label_ok) {
+        return Err(format!(
+            "'{s}' is not a domain name (letters, digits and hyphens in dot-separated labels)"
+        ));
+    }
+    Ok(d)
 }
 
 /// The default metrics port, beside the API's.
@@ -464,23 +489,23 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         },
     );
     dispatcher.spawn();
+    let urls = Arc::new(api::function_urls::UrlIndex::default());
     let control = Arc::new(control::Control::new(
         store,
         blobs,
         catalog.clone(),
         settings,
-        Arc::new(api::DataPlane(invoker.clone())),
+        Arc::new(api::DataPlane(invoker.clone(), urls.clone())),
         control::CodeUrlSigner::new(server_key(&data_dir)?),
     ));
+    urls.load(&control).await.map_err(|e| match e {
+        control::ControlError::Store(s) => ServeError::Store(s),
+        other => ServeError::Store(store::StoreError::Backend {
+            op: "loading function URLs",
+            detail: other.to_string(),
+        }),
+    })?;
     let topics = Arc::new(sns::Topics::open(&data_dir.join("sns.db"))?);
-    let state = Arc::new(api::AppState {
-        control,
-        invoker,
-        dispatcher,
-        logs: log_store,
-        keyring: Arc::new(keyring),
-        topics,
-    });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -491,6 +516,22 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         addr: args.listen,
         source,
     })?;
+    let url_base = match &args.url_domain {
+        Some(domain) => model::UrlBase::Public {
+            domain: domain.clone(),
+        },
+        None => model::UrlBase::Local { port: addr.port() },
+    };
+    let state = Arc::new(api::AppState {
+        control,
+        invoker,
+        dispatcher,
+        logs: log_store,
+        keyring: Arc::new(keyring),
+        urls,
+        url_base,
+        topics,
+    });
     let endpoint = format!("http://{addr}");
     let access = api::MetricsAccess {
         bearer_token: metrics_token,

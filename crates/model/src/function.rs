@@ -213,6 +213,10 @@ pub struct FunctionRecord {
     /// Provisioned concurrency per qualifier (a version number or an alias).
     #[serde(default)]
     pub provisioned: BTreeMap<String, ProvisionedConfig>,
+    /// Function URLs per qualifier key (`""` for the unqualified function,
+    /// else an alias name).
+    #[serde(default)]
+    pub urls: BTreeMap<String, crate::url::FunctionUrlConfig>,
 }
 
 impl FunctionRecord {

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod names;
 pub mod resolve;
 pub mod time_fmt;
+pub mod url;
 pub mod vpc;
 
 pub use arn::{FunctionArn, Scope};
@@ -23,3 +24,4 @@ pub use function::{
 pub use layer::{LayerRecord, LayerVersion};
 pub use names::{AccountId, FunctionName, FunctionRef, NameError, Qualifier, Region};
 pub use resolve::{FunctionNotFound, RefError, resolve_ref};
+pub use url::{Cors, FunctionUrlConfig, InvokeMode, UrlAuthType, UrlBase};

@@ -36,6 +36,25 @@ pub fn iso_millis_z(epoch_ms: i64) -> String {
     t.format(&fmt).unwrap_or_default()
 }
 
+/// ISO-8601 with microseconds and `Z`, as function URL configurations
+/// report `CreationTime` (`2021-12-01T22:44:04.529000Z`).
+pub fn iso_micros_z(epoch_ms: i64) -> String {
+    let t = OffsetDateTime::from_unix_timestamp_nanos(epoch_ms as i128 * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let fmt =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+    t.format(&fmt).unwrap_or_default()
+}
+
+/// The common log format time of API Gateway's `requestContext.time`:
+/// `12/Mar/2020:19:03:58 +0000`.
+pub fn clf(epoch_ms: i64) -> String {
+    let t = OffsetDateTime::from_unix_timestamp_nanos(epoch_ms as i128 * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let fmt = format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
+    t.format(&fmt).unwrap_or_default()
+}
+
 /// `YYYY/MM/DD`, the date prefix of a log stream name.
 pub fn log_stream_date(epoch_ms: i64) -> String {
     let t = OffsetDateTime::from_unix_timestamp_nanos(epoch_ms as i128 * 1_000_000)

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use runtime_api::{Channel, Invocation, Reply};
+use bytes::{Bytes, BytesMut};
+use runtime_api::{Channel, Invocation, Reply, ResponseStream, StreamEnd};
 use sandbox::{ExitStatus, Process};
 
 use crate::FunctionSpec;
@@ -75,6 +75,29 @@ pub enum Outcome {
     ResponseTooLarge,
     /// The runtime asked for more work without answering.
     Abandoned,
+    /// The runtime streamed its response to a streaming caller (the chunks
+    /// went to its [`StreamSink`]); how the stream ended.
+    Streamed(StreamEnd),
+}
+
+/// What a streaming caller receives while the function runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// The runtime began its response, with the content type it declared.
+    Began { content_type: Option<String> },
+    /// A part of the response, as the runtime wrote it.
+    Chunk(Bytes),
+}
+
+/// Where a streaming caller receives the response. If the receiver goes
+/// away (the client left), the rest of the response is discarded and the
+/// invocation runs to its end.
+pub type StreamSink = tokio::sync::mpsc::Sender<Frame>;
+
+/// How the runtime's first answer came: whole, or as the start of a stream.
+enum Answered {
+    Whole(Outcome),
+    Stream(ResponseStream),
 }
 
 /// What an invocation produced, with the figures for the REPORT line.
@@ -95,7 +118,12 @@ impl Completed {
     pub fn env_survives(&self) -> bool {
         matches!(
             self.outcome,
-            Outcome::Response(_) | Outcome::FunctionError { .. } | Outcome::ResponseTooLarge
+            Outcome::Response(_)
+                | Outcome::FunctionError { .. }
+                | Outcome::ResponseTooLarge
+                | Outcome::Streamed(
+                    StreamEnd::Complete | StreamEnd::Error { .. } | StreamEnd::TooLarge
+                )
         )
     }
 }
@@ -274,7 +302,17 @@ impl Environment {
     /// handler prints can be logged ahead of it; what the runtime printed
     /// before (its init) is drained first. `Duration` runs from the hand-out
     /// to the answer, both timed by the Runtime API as they happen.
-    pub async fn run(&self, inv: Invocation, cold: bool, want_tail: bool) -> Completed {
+    ///
+    /// A streamed answer goes to `sink` as it is written (ending as
+    /// [`Outcome::Streamed`]); without a sink it is collected into a whole
+    /// response, within the buffered limit, as Lambda's `Invoke` does.
+    pub async fn run(
+        &self,
+        inv: Invocation,
+        cold: bool,
+        want_tail: bool,
+        sink: Option<&StreamSink>,
+    ) -> Completed {
         let request_id = inv.request_id.clone();
         let timeout = inv.timeout;
         self.invocations.fetch_add(1, Ordering::Relaxed);
@@ -342,7 +380,7 @@ impl Environment {
                     let mut reply = submitted.reply;
                     let mut started_done = false;
                     let deadline = tokio::time::Instant::now() + timeout;
-                    let outcome = loop {
+                    let first = loop {
                         tokio::select! {
                             biased;
                             r = &mut reply => break match r {
@@ -350,7 +388,7 @@ impl Environment {
                                     answered = Some(answer.at);
                                     reply_outcome(answer.reply)
                                 }
-                                Err(_) => Outcome::Exited(self.process.wait().await.unwrap_or(ExitStatus::Signaled(9))),
+                                Err(_) => Answered::Whole(Outcome::Exited(self.process.wait().await.unwrap_or(ExitStatus::Signaled(9)))),
                             },
                             h = &mut started, if !started_done => {
                                 started_done = true;
@@ -361,16 +399,25 @@ impl Environment {
                                     answered = Some(answer.at);
                                     break reply_outcome(answer.reply);
                                 }
-                                break Outcome::Exited(r.unwrap_or(ExitStatus::Signaled(9)));
+                                break Answered::Whole(Outcome::Exited(r.unwrap_or(ExitStatus::Signaled(9))));
                             }
                             _ = output.readable() => output.drain(log, tail.as_mut()),
-                            _ = tokio::time::sleep_until(deadline) => break Outcome::Timeout,
+                            _ = tokio::time::sleep_until(deadline) => break Answered::Whole(Outcome::Timeout),
                         }
                     };
                     if !started_done && let Ok(h) = started.try_recv() {
                         handed = Some(h.at);
                     }
-                    outcome
+                    match first {
+                        Answered::Whole(o) => o,
+                        Answered::Stream(stream) => {
+                            let (o, at) = self
+                                .stream_reply(stream, sink, deadline, &mut output, tail.as_mut())
+                                .await;
+                            answered = at;
+                            o
+                        }
+                    }
                 }
             },
         };
@@ -395,7 +442,12 @@ impl Environment {
         output.drain(log, tail.as_mut());
         if !matches!(
             outcome,
-            Outcome::Response(_) | Outcome::FunctionError { .. } | Outcome::ResponseTooLarge
+            Outcome::Response(_)
+                | Outcome::FunctionError { .. }
+                | Outcome::ResponseTooLarge
+                | Outcome::Streamed(
+                    StreamEnd::Complete | StreamEnd::Error { .. } | StreamEnd::TooLarge
+                )
         ) {
             output.flush_partial(log, tail.as_mut());
         }
@@ -465,12 +517,123 @@ fn truncation_line(request_id: Option<&str>, t: crate::output::Truncated) -> Str
     )
 }
 
-fn reply_outcome(r: Reply) -> Outcome {
-    match r {
+fn reply_outcome(r: Reply) -> Answered {
+    Answered::Whole(match r {
         Reply::Response(b) => Outcome::Response(b),
+        Reply::Stream(s) => return Answered::Stream(s),
         Reply::Error { error_type, body } => Outcome::FunctionError { error_type, body },
         Reply::ResponseTooLarge => Outcome::ResponseTooLarge,
         Reply::Abandoned => Outcome::Abandoned,
+    })
+}
+
+/// A streamed response as a buffered caller sees it: collected whole
+/// within the buffered limit.
+struct Collected {
+    body: BytesMut,
+    too_large: bool,
+}
+
+impl Collected {
+    fn push(&mut self, chunk: &[u8]) {
+        if self.too_large || self.body.len() + chunk.len() > runtime_api::MAX_RESPONSE_BYTES {
+            self.too_large = true;
+            self.body.clear();
+            return;
+        }
+        self.body.extend_from_slice(chunk);
+    }
+
+    fn outcome(self, end: StreamEnd) -> Outcome {
+        match end {
+            StreamEnd::Complete if self.too_large => Outcome::ResponseTooLarge,
+            StreamEnd::Complete => Outcome::Response(self.body.freeze()),
+            StreamEnd::Error { error_type, body } => Outcome::FunctionError {
+                error_type: Some(error_type),
+                body,
+            },
+            StreamEnd::TooLarge => Outcome::ResponseTooLarge,
+            StreamEnd::Truncated => Outcome::Streamed(StreamEnd::Truncated),
+        }
+    }
+}
+
+/// Sends a frame to a streaming caller; a caller that left is forgotten
+/// (`sink` becomes `None`), one that stops reading holds the stream only
+/// until the deadline (`false`).
+async fn forward(
+    sink: &mut Option<&StreamSink>,
+    frame: Frame,
+    deadline: tokio::time::Instant,
+) -> bool {
+    if let Some(s) = *sink {
+        match tokio::time::timeout_at(deadline, s.send(frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => *sink = None,
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+impl Environment {
+    /// Passes a streamed response on as it arrives (to `sink`, or collected
+    /// for a buffered caller) until it ends, the runtime dies or the
+    /// deadline passes; logs output meanwhile. Returns the outcome and when
+    /// the stream ended.
+    async fn stream_reply(
+        &self,
+        stream: ResponseStream,
+        sink: Option<&StreamSink>,
+        deadline: tokio::time::Instant,
+        output: &mut Output,
+        mut tail: Option<&mut Tail>,
+    ) -> (Outcome, Option<Instant>) {
+        let log = &self.log;
+        let ResponseStream {
+            content_type,
+            mut chunks,
+            mut end,
+        } = stream;
+        // A streaming caller gets the chunks (until it leaves: then they are
+        // discarded); a buffered caller gets them collected.
+        let streaming = sink.is_some();
+        let mut sink = sink;
+        let mut collected = Collected {
+            body: BytesMut::new(),
+            too_large: false,
+        };
+        if !forward(&mut sink, Frame::Began { content_type }, deadline).await {
+            return (Outcome::Timeout, None);
+        }
+        let mut open = true;
+        loop {
+            tokio::select! {
+                biased;
+                c = chunks.recv(), if open => match c {
+                    Some(chunk) if streaming => {
+                        if !forward(&mut sink, Frame::Chunk(chunk), deadline).await {
+                            return (Outcome::Timeout, None);
+                        }
+                    }
+                    Some(chunk) => collected.push(&chunk),
+                    None => open = false,
+                },
+                e = &mut end, if !open => return match e {
+                    Ok(ended) if streaming => (Outcome::Streamed(ended.end), Some(ended.at)),
+                    Ok(ended) => (collected.outcome(ended.end), Some(ended.at)),
+                    Err(_) => (
+                        Outcome::Exited(self.process.wait().await.unwrap_or(ExitStatus::Signaled(9))),
+                        None,
+                    ),
+                },
+                r = self.process.wait() => {
+                    return (Outcome::Exited(r.unwrap_or(ExitStatus::Signaled(9))), None);
+                }
+                _ = output.readable() => output.drain(log, tail.as_deref_mut()),
+                _ = tokio::time::sleep_until(deadline) => return (Outcome::Timeout, None),
+            }
+        }
     }
 }
 

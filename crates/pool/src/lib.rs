@@ -25,7 +25,9 @@ mod output;
 mod provisioned;
 
 pub use capacity::{Capacity, CapacityError};
-pub use env::{Completed, EnvEvent, EnvState, Environment, Outcome, exit_reason};
+pub use env::{
+    Completed, EnvEvent, EnvState, Environment, Frame, Outcome, StreamSink, exit_reason,
+};
 pub use lifecycle::FREEZE_AFTER;
 pub use provisioned::ProvisionStatus;
 use provisioned::{Provision, ProvisionKey};

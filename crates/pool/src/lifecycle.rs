@@ -31,9 +31,30 @@ impl Lease {
         self.cold
     }
 
-    /// Runs one invocation in the leased environment.
+    /// Runs one invocation in the leased environment; a streamed answer is
+    /// collected into a whole response.
     pub async fn invoke(&mut self, inv: runtime_api::Invocation, want_tail: bool) -> Completed {
-        let done = self.env.run(inv, self.cold, want_tail).await;
+        self.invoke_with(inv, want_tail, None).await
+    }
+
+    /// Runs one invocation whose answer, if the runtime streams it, goes to
+    /// `sink` as it is written.
+    pub async fn invoke_streaming(
+        &mut self,
+        inv: runtime_api::Invocation,
+        want_tail: bool,
+        sink: &crate::StreamSink,
+    ) -> Completed {
+        self.invoke_with(inv, want_tail, Some(sink)).await
+    }
+
+    async fn invoke_with(
+        &mut self,
+        inv: runtime_api::Invocation,
+        want_tail: bool,
+        sink: Option<&crate::StreamSink>,
+    ) -> Completed {
+        let done = self.env.run(inv, self.cold, want_tail, sink).await;
         self.healthy = done.env_survives();
         if self.cold
             && let Some(init) = done.init_duration
@@ -472,8 +493,9 @@ impl Pool {
 /// How long an environment stays idle before it is frozen.
 pub const FREEZE_AFTER: Duration = Duration::from_millis(250);
 
-/// Stops environments idle for longer than the keep-alive, and freezes those
-/// idle for a moment, so that an idle environment costs no CPU.
+/// Stops environments idle for longer than the keep-alive (provisioned ones
+/// excepted) and idle ones that died, and freezes those idle for a moment,
+/// so that an idle environment costs no CPU.
 pub(crate) fn reap(inner: &Arc<Inner>) {
     let keep = inner.settings.keep_alive;
     let mut expired = Vec::new();
@@ -486,7 +508,10 @@ pub(crate) fn reap(inner: &Arc<Inner>) {
                     .lock()
                     .map(|t| t.elapsed())
                     .unwrap_or_default();
-                if idle_for >= keep && env.provisioned_for().is_none() {
+                // An environment that died while idle (killed from outside)
+                // goes now, so that a provisioned one is replaced at once.
+                if !env.process.is_alive() || (idle_for >= keep && env.provisioned_for().is_none())
+                {
                     expired.push(env.clone());
                     false
                 } else {

@@ -203,12 +203,30 @@ mod tests {
 
     #[test]
     fn tail_keeps_the_last_bytes_on_char_boundaries() {
-        let mut t = Tail::new(10);
-        t.push("hello");
-        t.push("wörld!");
-        let s = t.finish();
-        assert!(s.len() <= 10, "{s:?}");
-        assert!(s.ends_with("wörld!\n"));
+        // "€" is three bytes: keeping 5 of "€€€\n" (10 bytes) would cut
+        // inside the second one; the tail starts after it instead.
+        let mut t = Tail::new(5);
+        t.push("€€€");
+        assert_eq!(t.finish(), "€\n");
+        // Every cut through characters of two, three and four bytes: the
+        // tail is the longest suffix of whole characters within the limit.
+        let line = "aé€𝄞bé€𝄞";
+        let full = format!("{line}\n{line}\n");
+        for limit in 1..=full.len() {
+            let mut t = Tail::new(limit);
+            t.push(line);
+            t.push(line);
+            let got = t.finish();
+            let want = (full.len() - limit..=full.len())
+                .find(|&i| full.is_char_boundary(i))
+                .map(|i| &full[i..])
+                .unwrap();
+            assert_eq!(got, want, "limit {limit}");
+            assert!(
+                got.len() <= limit && got.len() + 3 >= limit,
+                "limit {limit}: {got:?}"
+            );
+        }
         let mut t = Tail::new(4096);
         t.push("START");
         t.push("END");

@@ -131,6 +131,33 @@ fn body(c: &Completed) -> serde_json::Value {
     }
 }
 
+/// `d` scaled by `LAMBENT_TEST_TIMEOUT_SCALE` (a busy machine is slower).
+fn scaled(d: Duration) -> Duration {
+    let scale = std::env::var("LAMBENT_TEST_TIMEOUT_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(1.0);
+    d.mul_f64(scale)
+}
+
+/// Waits until the environment's init has ended and been reaped (its
+/// `/proc` entry is gone, so no zombie either), failing after `within`
+/// (scaled).
+async fn ended(env: &Environment, within: Duration) {
+    let pid = env.process.pid();
+    let limit = scaled(within);
+    let deadline = std::time::Instant::now() + limit;
+    while env.process.is_alive() || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "environment {} (pid {pid}) still there after {limit:?}",
+            env.id()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn cold_then_warm_keeps_globals_and_tmp() {
     let f = fixture(Duration::from_secs(60));
@@ -222,9 +249,12 @@ async fn timeout_kills_and_replaces_the_environment() {
             true,
         )
         .await;
-    let id = lease.env().id().to_owned();
+    let killed = lease.env().clone();
+    let id = killed.id().to_owned();
     drop(lease);
     assert_eq!(done.outcome, Outcome::Timeout);
+    // Killed, not left to the keep-alive (60 s).
+    ended(&killed, Duration::from_secs(10)).await;
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "{:?}",
@@ -292,27 +322,52 @@ async fn runtime_exit_is_reported_with_its_status() {
 }
 
 #[tokio::test]
-async fn new_revision_retires_old_environments_and_keep_alive_reaps() {
-    let f = fixture(Duration::from_millis(300));
+async fn new_revision_retires_old_environments() {
+    let f = fixture(Duration::from_secs(60));
     let mut lease = f.pool.acquire(&f.spec).await.unwrap();
     lease
         .invoke(inv("1", "{}", Duration::from_secs(3)), false)
         .await;
-    let old = lease.env().id().to_owned();
+    let old = lease.env().clone();
     drop(lease);
     let mut changed = (*f.spec).clone();
     changed.revision = "r2".into();
     let changed = Arc::new(changed);
     let lease = f.pool.acquire(&changed).await.unwrap();
     assert!(lease.is_cold());
-    assert_ne!(lease.env().id(), old);
+    assert_ne!(lease.env().id(), old.id());
+    // The old one is stopped at once, long before its keep-alive (60 s).
+    ended(&old, Duration::from_secs(10)).await;
     drop(lease);
-    // Idle past the keep-alive: stopped.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while f.pool.counts(&f.spec.scope, &f.spec.name, "$LATEST") != (0, 0) {
-        assert!(std::time::Instant::now() < deadline, "never reaped");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert_eq!(
+        f.pool.counts(&f.spec.scope, &f.spec.name, "$LATEST"),
+        (1, 0)
+    );
+    // Retiring the function stops its idle environments too.
+    let idle = f.pool.acquire(&changed).await.unwrap().env().clone();
+    f.pool.retire(&f.spec.scope, &f.spec.name);
+    ended(&idle, Duration::from_secs(10)).await;
+    assert_eq!(
+        f.pool.counts(&f.spec.scope, &f.spec.name, "$LATEST"),
+        (0, 0)
+    );
+}
+
+#[tokio::test]
+async fn keep_alive_reaps_idle_environments() {
+    let f = fixture(Duration::from_millis(300));
+    let mut lease = f.pool.acquire(&f.spec).await.unwrap();
+    lease
+        .invoke(inv("1", "{}", Duration::from_secs(3)), false)
+        .await;
+    let env = lease.env().clone();
+    drop(lease);
+    // Idle past the keep-alive: stopped, and its processes with it.
+    ended(&env, Duration::from_secs(10)).await;
+    assert_eq!(
+        f.pool.counts(&f.spec.scope, &f.spec.name, "$LATEST"),
+        (0, 0)
+    );
 }
 
 #[tokio::test]
@@ -337,7 +392,10 @@ async fn memory_limit_kills_with_out_of_memory() {
         done.max_memory_mb
     );
     assert!(done.log_tail.unwrap().contains("Runtime.OutOfMemory"));
+    let killed = lease.env().clone();
     drop(lease);
+    // Gone at once, not left to the keep-alive (60 s).
+    ended(&killed, Duration::from_secs(10)).await;
     // The platform is fine and the next invocation gets a new environment.
     let mut lease = f.pool.acquire(&f.spec).await.unwrap();
     assert!(lease.is_cold());
@@ -635,4 +693,85 @@ async fn an_invocations_log_is_cut_at_its_limit_with_a_platform_line() {
         )
         .await;
     assert!(!quiet.log_tail.unwrap().contains("Warning"));
+}
+
+/// An idle environment provisioned for `qualifier`, other than `not`,
+/// whose process runs; waits for one (at most `within`, scaled).
+async fn idle_provisioned(
+    f: &Fixture,
+    qualifier: &str,
+    not: Option<&str>,
+    within: Duration,
+) -> Arc<Environment> {
+    let limit = scaled(within);
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let found = {
+            let slots = f.pool.inner.slots.lock().unwrap();
+            slots
+                .values()
+                .flat_map(|s| s.idle.iter())
+                .find(|e| {
+                    e.provisioned_for().as_deref() == Some(qualifier)
+                        && Some(e.id()) != not
+                        && e.process.is_alive()
+                })
+                .cloned()
+        };
+        if let Some(env) = found {
+            return env;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no provisioned environment for {qualifier} within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn provisioned_environments_outlive_the_keep_alive_and_are_replaced_when_killed() {
+    let f = fixture(Duration::from_millis(300));
+    let v1 = Arc::new(FunctionSpec {
+        version: "1".into(),
+        ..(*f.spec).clone()
+    });
+    f.pool
+        .set_provisioned(&f.spec.scope, &f.spec.name, "1", v1.clone(), 1);
+    let provisioned = idle_provisioned(&f, "1", None, Duration::from_secs(20)).await;
+    // Beside it an on-demand environment: the first lease takes the
+    // provisioned one, the second starts another.
+    let a = f.pool.acquire(&v1).await.unwrap();
+    assert_eq!(a.env().id(), provisioned.id());
+    let b = f.pool.acquire(&v1).await.unwrap();
+    assert!(b.is_cold());
+    let on_demand = b.env().clone();
+    drop((a, b));
+    // Both idle from here on: the keep-alive stops the on-demand one only.
+    ended(&on_demand, Duration::from_secs(10)).await;
+    assert!(
+        provisioned.process.is_alive(),
+        "provisioned environment reaped"
+    );
+    assert_eq!(f.pool.counts(&f.spec.scope, &f.spec.name, "1"), (1, 0));
+    assert_eq!(
+        f.pool
+            .provisioned_status(&f.spec.scope, &f.spec.name, "1")
+            .available,
+        1
+    );
+    // Killed from outside (an operator, the kernel): replaced by a new
+    // provisioned environment without waiting for an invocation to find
+    // the dead one.
+    provisioned.process.kill();
+    let replacement =
+        idle_provisioned(&f, "1", Some(provisioned.id()), Duration::from_secs(20)).await;
+    ended(&provisioned, Duration::from_secs(10)).await;
+    let mut lease = f.pool.acquire(&v1).await.unwrap();
+    assert!(!lease.is_cold());
+    assert_eq!(lease.env().id(), replacement.id());
+    let done = lease
+        .invoke(inv("p", "{}", Duration::from_secs(3)), false)
+        .await;
+    assert_eq!(body(&done)["count"], 1);
 }

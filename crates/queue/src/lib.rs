@@ -173,6 +173,8 @@ struct Shared {
     index: Mutex<Index>,
     notify: Notify,
     read: Mutex<Connection>,
+    /// Transactions committed (each one fsync).
+    commits: std::sync::atomic::AtomicU64,
 }
 
 /// The queue (cheap to clone).
@@ -240,6 +242,7 @@ impl Queue {
             index: Mutex::new(index),
             notify: Notify::new(),
             read: Mutex::new(read),
+            commits: std::sync::atomic::AtomicU64::new(0),
         });
         let (tx, rx) = std::sync::mpsc::channel();
         let s = shared.clone();
@@ -443,6 +446,14 @@ impl Queue {
         self.index().meta.len()
     }
 
+    /// Transactions the writer has committed since the queue was opened:
+    /// one fsync each, however many changes each carried.
+    pub fn commits(&self) -> u64 {
+        self.shared
+            .commits
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -469,6 +480,9 @@ fn write_loop(mut conn: Connection, rx: std::sync::mpsc::Receiver<Op>, shared: &
         let applied = apply(&mut conn, &ops);
         match applied {
             Ok(results) => {
+                shared
+                    .commits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 {
                     let mut ix = shared.index.lock().unwrap_or_else(|p| p.into_inner());
                     for (op, ids) in ops.iter().zip(&results) {

@@ -8,6 +8,12 @@
 //!
 //! Each invocation carries its own reply channel, so an answer can only ever
 //! reach the caller of the invocation it names.
+//!
+//! A runtime may stream its answer (`Lambda-Runtime-Function-Response-Mode:
+//! streaming`, a chunked body): the caller then gets a [`Reply::Stream`] as
+//! soon as the response begins, whose chunks arrive as the runtime writes
+//! them, at Lambda's bandwidth once past the uncapped first bytes, and whose
+//! [`StreamEnd`] reports an error the runtime sent as trailers.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -19,6 +25,12 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::{Notify, oneshot};
+
+mod stream;
+pub use stream::{
+    MAX_STREAM_BYTES, ResponseStream, STREAM_BYTES_PER_SECOND, STREAM_UNCAPPED_BYTES, StreamEnd,
+    StreamEnded,
+};
 
 /// The largest response a function may return (6 MB plus Lambda's 100 bytes of slack).
 pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024 + 100;
@@ -42,10 +54,13 @@ pub struct Invocation {
 }
 
 /// What the runtime answered.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub enum Reply {
     /// `POST /response`: the handler's result, byte for byte.
     Response(Bytes),
+    /// `POST /response` in streaming mode: the response has begun; its
+    /// chunks and its end follow on the stream.
+    Stream(ResponseStream),
     /// `POST /error` (or `/init/error` during a cold start): an error document
     /// and the `Lambda-Runtime-Function-Error-Type` header, if any.
     Error {
@@ -88,7 +103,7 @@ pub struct HandedOut {
 /// The runtime's answer and when it arrived: where `Duration` ends. Both
 /// instants are taken by the Runtime API itself, so they do not depend on
 /// when the platform's task that waits for them gets to run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Answer {
     pub reply: Reply,
     pub at: Instant,
@@ -424,6 +439,30 @@ pub async fn handle(channel: &Channel, req: Request<Incoming>) -> Response<Body>
                 "response" => {
                     if !channel.in_flight_is(&id) {
                         return refuse(req, invalid_request_id()).await;
+                    }
+                    match req.headers().get(stream::MODE_HEADER).map(|v| v.as_bytes()) {
+                        None => {}
+                        Some(b"streaming") => return stream::receive(channel, &id, req).await,
+                        Some(_) => {
+                            let doc = Bytes::from_static(
+                                br#"{"errorMessage":"Invalid Lambda-Runtime-Function-Response-Mode header","errorType":"Runtime.InvalidResponseModeHeader"}"#,
+                            );
+                            channel.complete(
+                                &id,
+                                Reply::Error {
+                                    error_type: Some("Runtime.InvalidResponseModeHeader".into()),
+                                    body: doc,
+                                },
+                            );
+                            return refuse(
+                                req,
+                                json(
+                                    StatusCode::BAD_REQUEST,
+                                    r#"{"errorMessage":"Invalid Lambda-Runtime-Function-Response-Mode header","errorType":"Runtime.InvalidResponseModeHeader"}"#,
+                                ),
+                            )
+                            .await;
+                        }
                     }
                     match read_body(req.into_body(), MAX_RESPONSE_BYTES).await {
                         Read::Body(b) => {

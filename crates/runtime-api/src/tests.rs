@@ -388,3 +388,182 @@ async fn a_connection_the_check_refuses_is_closed_unanswered() {
     assert_eq!(h["lambda-runtime-aws-request-id"], "req-1");
     drop(sub);
 }
+
+/// Writes a chunked streaming `POST /response` by hand, so that each chunk
+/// and the trailers go out exactly when the test says.
+struct RawStream {
+    sock: tokio::net::TcpStream,
+}
+
+impl RawStream {
+    async fn begin(addr: std::net::SocketAddr, id: &str, content_type: &str) -> Self {
+        use tokio::io::AsyncWriteExt;
+        let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+        sock.set_nodelay(true).unwrap();
+        let head = format!(
+            "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Content-Type: {content_type}\r\nLambda-Runtime-Function-Response-Mode: streaming\r\n\
+             Transfer-Encoding: chunked\r\n\
+             Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n\r\n"
+        );
+        sock.write_all(head.as_bytes()).await.unwrap();
+        Self { sock }
+    }
+
+    async fn chunk(&mut self, data: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.sock
+            .write_all(format!("{:x}\r\n", data.len()).as_bytes())
+            .await
+            .unwrap();
+        self.sock.write_all(data).await.unwrap();
+        self.sock.write_all(b"\r\n").await.unwrap();
+    }
+
+    /// Ends the body (with trailers, if any) and reads the status line.
+    async fn end(mut self, trailers: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.sock
+            .write_all(format!("0\r\n{trailers}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 512];
+        let n = self.sock.read(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+async fn streaming_invocation(id: &str) -> (Arc<Channel>, std::net::SocketAddr, Submitted) {
+    let (ch, addr, task) = start().await;
+    drop(task);
+    let sub = ch.submit(invocation(id, "{}")).unwrap();
+    let mut rt = Runtime::connect(addr).await;
+    let (status, _, _) = rt.next().await;
+    assert_eq!(status, StatusCode::OK);
+    (ch, addr, sub)
+}
+
+fn stream_of(reply: Reply) -> ResponseStream {
+    match reply {
+        Reply::Stream(s) => s,
+        other => panic!("not a stream: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_streamed_response_arrives_chunk_by_chunk_as_written() {
+    let (ch, addr, sub) = streaming_invocation("s-1").await;
+    let mut post = RawStream::begin(addr, "s-1", "text/plain").await;
+    post.chunk(b"first ").await;
+    // The stream is handed over when the response begins, and the first
+    // chunk arrives while the runtime is still writing.
+    let answer = tokio::time::timeout(Duration::from_secs(10), sub.reply)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut stream = stream_of(answer.reply);
+    assert_eq!(stream.content_type.as_deref(), Some("text/plain"));
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.chunks.recv())
+        .await
+        .unwrap();
+    assert_eq!(first, Some(Bytes::from_static(b"first ")));
+    assert!(stream.end.try_recv().is_err(), "not ended yet");
+    post.chunk(b"second").await;
+    assert_eq!(
+        stream.chunks.recv().await,
+        Some(Bytes::from_static(b"second"))
+    );
+    let status = post.end("").await;
+    assert!(status.starts_with("HTTP/1.1 202"), "{status}");
+    assert_eq!(stream.chunks.recv().await, None);
+    let ended = stream.end.await.unwrap();
+    assert_eq!((ended.end, ended.bytes), (StreamEnd::Complete, 12));
+    // The environment is ready for the next invocation.
+    assert!(ch.submit(invocation("s-2", "{}")).is_ok());
+}
+
+#[tokio::test]
+async fn an_error_mid_stream_comes_from_the_trailers() {
+    let (_ch, addr, sub) = streaming_invocation("s-err").await;
+    let mut post = RawStream::begin(addr, "s-err", "application/octet-stream").await;
+    post.chunk(b"partial").await;
+    let mut stream = stream_of(sub.reply.await.unwrap().reply);
+    assert_eq!(
+        stream.chunks.recv().await,
+        Some(Bytes::from_static(b"partial"))
+    );
+    let doc = br#"{"errorType":"Error","errorMessage":"went wrong mid-stream"}"#;
+    use base64::Engine as _;
+    let trailers = format!(
+        "Lambda-Runtime-Function-Error-Type: Error\r\nLambda-Runtime-Function-Error-Body: {}\r\n",
+        base64::engine::general_purpose::STANDARD.encode(doc)
+    );
+    let status = post.end(&trailers).await;
+    assert!(status.starts_with("HTTP/1.1 202"), "{status}");
+    assert_eq!(stream.chunks.recv().await, None);
+    assert_eq!(
+        stream.end.await.unwrap().end,
+        StreamEnd::Error {
+            error_type: "Error".into(),
+            body: Bytes::from_static(doc),
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_stream_that_breaks_off_is_truncated() {
+    let (_ch, addr, sub) = streaming_invocation("s-cut").await;
+    let mut post = RawStream::begin(addr, "s-cut", "text/plain").await;
+    post.chunk(b"some").await;
+    let mut stream = stream_of(sub.reply.await.unwrap().reply);
+    assert_eq!(
+        stream.chunks.recv().await,
+        Some(Bytes::from_static(b"some"))
+    );
+    drop(post);
+    assert_eq!(stream.chunks.recv().await, None);
+    assert_eq!(stream.end.await.unwrap().end, StreamEnd::Truncated);
+}
+
+#[tokio::test]
+async fn an_unknown_response_mode_is_refused() {
+    let (_ch, addr, sub) = streaming_invocation("s-mode").await;
+    let mut rt = Runtime::connect(addr).await;
+    let (status, _, body) = rt
+        .call(
+            Method::POST,
+            "/2018-06-01/runtime/invocation/s-mode/response",
+            &[("lambda-runtime-function-response-mode", "sideways")],
+            Bytes::from_static(b"x"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&body).contains("InvalidResponseModeHeader"));
+    match sub.reply.await.unwrap().reply {
+        Reply::Error { error_type, .. } => {
+            assert_eq!(
+                error_type.as_deref(),
+                Some("Runtime.InvalidResponseModeHeader")
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_caller_that_stops_listening_lets_the_runtime_finish() {
+    let (_ch, addr, sub) = streaming_invocation("s-gone").await;
+    let mut post = RawStream::begin(addr, "s-gone", "text/plain").await;
+    post.chunk(b"one").await;
+    let stream = stream_of(sub.reply.await.unwrap().reply);
+    let ResponseStream { chunks, end, .. } = stream;
+    drop(chunks);
+    // More chunks than the channel holds: none may block the runtime.
+    for _ in 0..64 {
+        post.chunk(b"more").await;
+    }
+    let status = post.end("").await;
+    assert!(status.starts_with("HTTP/1.1 202"), "{status}");
+    let ended = end.await.unwrap();
+    assert_eq!((ended.end, ended.bytes), (StreamEnd::Complete, 3 + 64 * 4));
+}

@@ -22,6 +22,7 @@ pub mod nft;
 pub mod peer;
 pub mod plan;
 pub mod process;
+pub mod readynet;
 pub mod seccomp;
 pub mod slots;
 pub mod spawn;
@@ -181,15 +182,20 @@ pub struct NamespaceLauncher {
     /// Accounts whose groups exist with their limits.
     accounts: Mutex<std::collections::HashSet<String>>,
     seccomp: Arc<Vec<seccompiler::BpfProgram>>,
-    slots: slots::Slots,
+    slots: Arc<slots::Slots>,
     network: NetworkMode,
     egress: Option<Arc<net::Egress>>,
     /// `None` on hosts without loop devices: `/tmp` is then a tmpfs.
     tmp_disks: Option<tmpdisk::TmpDisks>,
     /// Subnet id -> the private networks it opens.
     subnets: std::collections::HashMap<String, net::Networks>,
+    /// Network namespaces made ahead of demand (not with `Host`).
+    net_reserve: Option<readynet::NetReserve>,
     thread: LauncherThread,
 }
+
+/// Network namespaces a launcher keeps ready by default.
+pub const READY_NETWORKS: usize = 4;
 
 type Job = Box<dyn FnOnce(&net::Home) + Send>;
 
@@ -364,11 +370,18 @@ impl NamespaceLauncher {
             let p = etc_dir.join(name);
             prep(&p, copy_tree(&host, &p))?;
         }
-        // The default size's template is made now, before the first launch.
-        let tmp_disks = match tmpdisk::TmpDisks::new(&state_dir.join("tmp-disks"))
-            .and_then(|d| d.template(512).map(|_| d))
+        // The default size's template is made now, before the first launch,
+        // and disks of that size are made ready.
+        let tmp_disks = match tmpdisk::TmpDisks::with_reserve(
+            &state_dir.join("tmp-disks"),
+            tmpdisk::ReserveSize::DEFAULT,
+        )
+        .and_then(|d| d.template(512).map(|_| d))
         {
-            Ok(d) => Some(d),
+            Ok(d) => {
+                d.keep_ready(512);
+                Some(d)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "/tmp cannot be a disk here: it is a tmpfs, counted in the function's memory");
                 None
@@ -376,7 +389,19 @@ impl NamespaceLauncher {
         };
         let cgroups = cgroup::Hierarchy::detect(&instance_name(state_dir))?;
         cgroups.apply_platform_limits(&limits)?;
-        Ok(Self {
+        let slots = Arc::new(
+            slots::Slots::open(slot_dir, slots::COUNT).map_err(|source| LaunchError::Prepare {
+                path: slot_dir.to_owned(),
+                source,
+            })?,
+        );
+        let egress = match network {
+            NetworkMode::Egress => Some(Arc::new(net::Egress::prepare(net::resolvers(
+                &resolv_conf,
+            ))?)),
+            _ => None,
+        };
+        let mut launcher = Self {
             mount_point,
             etc_dir,
             empty,
@@ -385,22 +410,43 @@ impl NamespaceLauncher {
             limits,
             accounts: Mutex::new(std::collections::HashSet::new()),
             seccomp: Arc::new(seccomp::filters()?),
-            slots: slots::Slots::open(slot_dir, slots::COUNT).map_err(|source| {
-                LaunchError::Prepare {
-                    path: slot_dir.to_owned(),
-                    source,
-                }
-            })?,
+            slots,
             network,
-            egress: match network {
-                NetworkMode::Egress => Some(Arc::new(net::Egress::prepare(net::resolvers(
-                    &resolv_conf,
-                ))?)),
-                _ => None,
-            },
+            egress,
             subnets: Default::default(),
+            net_reserve: None,
             thread: LauncherThread::start()?,
-        })
+        };
+        launcher.keep_networks_ready(READY_NETWORKS)?;
+        Ok(launcher)
+    }
+
+    /// Keeps `depth` network namespaces ready ahead of demand from now on
+    /// (none: each launch makes its own). Nothing to do with `Host`.
+    pub fn keep_networks_ready(&mut self, depth: usize) -> Result<(), LaunchError> {
+        self.net_reserve = None;
+        if depth > 0 && self.network != NetworkMode::Host {
+            self.net_reserve = Some(readynet::NetReserve::start(
+                readynet::Recipe {
+                    slots: self.slots.clone(),
+                    network: self.network,
+                    egress: self.egress.clone(),
+                },
+                depth,
+            )?);
+        }
+        Ok(())
+    }
+
+    /// How network namespaces were handed out (`None` when none are made
+    /// ahead).
+    pub fn network_counts(&self) -> Option<readynet::NetCounts> {
+        self.net_reserve.as_ref().map(readynet::NetReserve::counts)
+    }
+
+    /// How `/tmp` disks were handed out (`None` without disks).
+    pub fn tmp_disk_counts(&self) -> Option<tmpdisk::ReserveCounts> {
+        self.tmp_disks.as_ref().map(tmpdisk::TmpDisks::counts)
     }
 
     /// Maps VPC subnet ids to the private networks environments of functions
@@ -427,14 +473,9 @@ impl NamespaceLauncher {
     }
 
     /// Leases a host-wide identity; in egress mode, one whose link name is
-    /// free (a link outlives its environment for a moment while the kernel
-    /// tears the namespace down).
+    /// free.
     fn lease(&self) -> Result<UidLease, LaunchError> {
-        let egress = self.egress.is_some();
-        self.slots
-            .take(|slot| !egress || netlink::index_of(&slots::link_of(slot).name).is_err())
-            .map_err(LaunchError::Lease)?
-            .ok_or(LaunchError::NoIdentity)
+        readynet::lease(&self.slots, self.egress.is_some())
     }
 
     /// The limits this launcher enforces.
@@ -462,7 +503,7 @@ impl NamespaceLauncher {
     fn root_spec(
         &self,
         spec: &LaunchSpec,
-        tmp_disk: Option<&Path>,
+        tmp_disk: Option<RawFd>,
     ) -> Result<RootSpec, LaunchError> {
         let empty = self.empty.clone();
         let hidden = |host: &Path, inside: &str| -> Result<Entry, LaunchError> {
@@ -526,8 +567,8 @@ impl NamespaceLauncher {
             }),
         }
         match tmp_disk {
-            Some(device) => entries.push(Entry::Disk {
-                device: device.to_owned(),
+            Some(mount) => entries.push(Entry::Disk {
+                mount,
                 inside: "/tmp".into(),
             }),
             None => entries.push(Entry::Tmpfs {
@@ -546,14 +587,24 @@ impl Launcher for NamespaceLauncher {
     fn launch(&self, spec: &LaunchSpec) -> Result<Launched, LaunchError> {
         let t0 = std::time::Instant::now();
         let tmp_disk = match &self.tmp_disks {
-            Some(d) => Some(d.attach(spec.tmp_mb, &spec.env_id)?),
+            Some(d) => Some(d.take(spec.tmp_mb, &spec.env_id)?),
             None => None,
         };
         let t_disk = std::time::Instant::now();
-        let root = self.root_spec(spec, tmp_disk.as_ref().map(|d| d.path.as_path()))?;
+        let root = self.root_spec(spec, tmp_disk.as_ref().map(tmpdisk::TmpDisk::mount_fd))?;
         let steps = plan::plan(&root, Path::new("/var/task"))?;
         let allowed = self.allowed_networks(spec)?;
-        let lease = self.lease()?;
+        // A namespace made ahead has no private network open: only for
+        // functions without VPC subnets.
+        let ready_net = match &self.net_reserve {
+            Some(r) if allowed.is_empty() => r.take(),
+            _ => None,
+        };
+        let (lease, ready_net) = match ready_net {
+            Some(r) => (r.lease, Some((r.netns, (r.listener, r.peers)))),
+            None => (self.lease()?, None),
+        };
+        let (netns, ready_listener) = ready_net.unzip();
         let uid = lease.uid();
         let t1 = std::time::Instant::now();
         self.prepare_account(&spec.account)?;
@@ -596,6 +647,7 @@ impl Launcher for NamespaceLauncher {
             identity: spawn::Identity { uid, gid: uid },
             seccomp: self.seccomp.clone(),
             tmp_disk,
+            netns,
         };
         let (spawned, inside) = self.thread.run(move |home| job.run(home))??;
         let t3 = std::time::Instant::now();
@@ -606,7 +658,7 @@ impl Launcher for NamespaceLauncher {
             spawn_us = (t3 - t2).as_micros() as u64,
             "sandbox set up"
         );
-        let (runtime_api, peers) = match (inside, host_listener) {
+        let (runtime_api, peers) = match (inside.or(ready_listener), host_listener) {
             (Some(l), _) | (None, Some(l)) => l,
             (None, None) => {
                 return Err(LaunchError::Listener(std::io::Error::other(
@@ -718,6 +770,7 @@ impl Launcher for DirectLauncher {
                         net: false,
                         cgroup: false,
                     },
+                    netns: None,
                     output,
                     hostname: None,
                     cgroups: &[],
@@ -776,6 +829,9 @@ struct SpawnJob {
     seccomp: Arc<Vec<seccompiler::BpfProgram>>,
     /// Held until the environment has mounted it.
     tmp_disk: Option<tmpdisk::TmpDisk>,
+    /// A network namespace made ahead for this environment, which enters it
+    /// (else, when isolated, it gets a new one, set up from here).
+    netns: Option<std::os::fd::OwnedFd>,
 }
 
 impl SpawnJob {
@@ -787,6 +843,8 @@ impl SpawnJob {
         let mut listener = None;
         let mut net_error = None;
         let isolated = self.network != NetworkMode::Host;
+        // A new namespace to set up from here (none made ahead).
+        let new_net = isolated && self.netns.is_none();
         let inside = net::Inside {
             egress: self.egress.as_deref(),
             link: &self.link,
@@ -798,8 +856,9 @@ impl SpawnJob {
                 clone_us = started.elapsed().as_micros() as u64,
                 "environment cloned"
             );
-            if isolated {
-                match net::runtime_api_inside(pid, pidfd, home, &inside) {
+            if new_net {
+                match net::runtime_api_inside(net::Namespace::Process { pid, pidfd }, home, &inside)
+                {
                     Ok(l) => listener = Some(l),
                     Err(e) => {
                         let msg = e.to_string();
@@ -824,9 +883,10 @@ impl SpawnJob {
                     pid: true,
                     ipc: true,
                     uts: true,
-                    net: isolated,
+                    net: new_net,
                     cgroup: true,
                 },
+                netns: self.netns.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
                 output: self.output,
                 hostname: Some("localhost"),
                 cgroups: &self.cgroups,
@@ -838,6 +898,7 @@ impl SpawnJob {
             &mut before,
         );
         drop(self.tmp_disk);
+        drop(self.netns);
         if let Some(e @ net::NetError::Return(_)) = net_error {
             return Err(e.into());
         }

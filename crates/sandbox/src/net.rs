@@ -116,6 +116,8 @@ fn loopback_up() -> std::io::Result<()> {
 pub enum NetError {
     #[error("cannot enter the environment's network namespace: {0}")]
     Enter(std::io::Error),
+    #[error("cannot create a network namespace: {0}")]
+    Create(std::io::Error),
     #[error("cannot set up the environment's network: {0}")]
     Setup(std::io::Error),
     #[error("cannot program the firewall: {0}")]
@@ -129,9 +131,9 @@ pub enum NetError {
 /// Gives the environment of `pid` its link out: a veth pair with the host end
 /// (`link.name`) here and `eth0` inside, addressed as a /30, IPv6 off on both
 /// ends (no link-local addresses: nothing to reach the host by).
-fn link_out(link: &crate::slots::Link, pid: libc::pid_t) -> std::io::Result<()> {
+fn link_out(link: &crate::slots::Link, ns: crate::netlink::PeerNamespace) -> std::io::Result<()> {
     let mut nl = crate::netlink::Netlink::open()?;
-    nl.create_veth(&link.name, "eth0", pid)?;
+    nl.create_veth(&link.name, "eth0", ns)?;
     ipv6_off(&link.name)?;
     let index = crate::netlink::index_of(&link.name)?;
     nl.add_address(index, link.host.octets(), 30)?;
@@ -195,31 +197,72 @@ pub fn listen(
     Ok((l, crate::peer::PeerCheck::open(uid)?))
 }
 
-/// Enters the network namespace of the process behind `pidfd`, brings up its
-/// loopback (and, with egress, its link out and firewall), opens the Runtime
-/// API listener and its peer check there, and comes back.
+/// An environment's network namespace.
+#[derive(Clone, Copy)]
+pub enum Namespace<'a> {
+    /// That of a process just cloned into a new one.
+    Process {
+        pid: libc::pid_t,
+        pidfd: &'a OwnedFd,
+    },
+    /// One made ahead and held by this descriptor ([`new_namespace`]).
+    Held(&'a OwnedFd),
+}
+
+/// A new, empty network namespace, held by the returned descriptor. The
+/// calling thread goes into it for a moment and returns to `home`.
+pub fn new_namespace(home: &Home) -> Result<OwnedFd, NetError> {
+    // SAFETY: unshare of this thread's network namespace only; the thread
+    // returns to `home` below before doing anything else.
+    cvt(unsafe { libc::unshare(libc::CLONE_NEWNET) }).map_err(NetError::Create)?;
+    let held = std::fs::File::open("/proc/thread-self/ns/net").map_err(NetError::Create);
+    // SAFETY: back to the namespace this thread started in.
+    cvt(unsafe { libc::setns(home.fd.as_raw_fd(), libc::CLONE_NEWNET) })
+        .map_err(NetError::Return)?;
+    Ok(OwnedFd::from(held?))
+}
+
+/// Enters the environment's network namespace `ns`, brings up its loopback
+/// (and, with egress, its link out and firewall), opens the Runtime API
+/// listener and its peer check there, and comes back.
 pub fn runtime_api_inside(
-    pid: libc::pid_t,
-    pidfd: &OwnedFd,
+    ns: Namespace<'_>,
     home: &Home,
     inside: &Inside<'_>,
 ) -> Result<(std::net::TcpListener, crate::peer::PeerCheck), NetError> {
+    let (peer, fd) = match ns {
+        Namespace::Process { pid, pidfd } => (crate::netlink::PeerNamespace::Process(pid), pidfd),
+        Namespace::Held(fd) => (crate::netlink::PeerNamespace::Held(fd.as_raw_fd()), fd),
+    };
+    let t0 = std::time::Instant::now();
     if inside.egress.is_some() {
-        link_out(inside.link, pid).map_err(NetError::Setup)?;
+        link_out(inside.link, peer).map_err(NetError::Setup)?;
     }
-    // SAFETY: setns on a pidfd we own, for the network namespace only; this
-    // thread returns to `home` below before doing anything else.
-    cvt(unsafe { libc::setns(pidfd.as_raw_fd(), libc::CLONE_NEWNET) }).map_err(NetError::Enter)?;
+    let t1 = std::time::Instant::now();
+    // SAFETY: setns on a pidfd or namespace descriptor we own, for the
+    // network namespace only; this thread returns to `home` below before
+    // doing anything else.
+    cvt(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) }).map_err(NetError::Enter)?;
+    let mut t2 = t1;
     let result = loopback_up()
         .map_err(NetError::Setup)
         .and_then(|()| match inside.egress {
             Some(e) => configure_inside(inside.link, inside.allowed, &e.resolvers),
             None => Ok(()),
         })
-        .and_then(|()| listen(RUNTIME_API_ADDR, inside.uid).map_err(NetError::Setup));
+        .and_then(|()| {
+            t2 = std::time::Instant::now();
+            listen(RUNTIME_API_ADDR, inside.uid).map_err(NetError::Setup)
+        });
     // SAFETY: back to the namespace this thread started in.
     cvt(unsafe { libc::setns(home.fd.as_raw_fd(), libc::CLONE_NEWNET) })
         .map_err(NetError::Return)?;
+    tracing::debug!(
+        link_out_us = (t1 - t0).as_micros() as u64,
+        inside_us = (t2 - t1).as_micros() as u64,
+        listen_us = t2.elapsed().as_micros() as u64,
+        "network set up"
+    );
     result
 }
 

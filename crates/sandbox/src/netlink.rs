@@ -20,6 +20,7 @@ const RTM_NEWROUTE: u16 = 24;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_PID: u16 = 19;
+const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const VETH_INFO_PEER: u16 = 1;
@@ -31,6 +32,15 @@ const RT_TABLE_MAIN: u8 = 254;
 const RTPROT_BOOT: u8 = 3;
 const RT_SCOPE_UNIVERSE: u8 = 0;
 const RTN_UNICAST: u8 = 1;
+
+/// The network namespace the far end of a veth pair goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerNamespace {
+    /// The namespace of this process.
+    Process(libc::pid_t),
+    /// The namespace this descriptor holds (`/proc/.../ns/net`).
+    Held(std::os::fd::RawFd),
+}
 
 /// A netlink route socket in the network namespace of the calling thread.
 pub struct Netlink {
@@ -251,8 +261,13 @@ impl Netlink {
     }
 
     /// Creates a veth pair: `host` here, `peer` inside the network namespace
-    /// of process `pid`.
-    pub fn create_veth(&mut self, host: &str, peer: &str, pid: libc::pid_t) -> std::io::Result<()> {
+    /// `ns`.
+    pub fn create_veth(
+        &mut self,
+        host: &str,
+        peer: &str,
+        ns: PeerNamespace,
+    ) -> std::io::Result<()> {
         let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
         m.ifinfo(0, 0, 0);
         m.attr(IFLA_IFNAME, &name_bytes(host));
@@ -262,7 +277,14 @@ impl Netlink {
                 m.nest(VETH_INFO_PEER, |m| {
                     m.ifinfo(0, 0, 0);
                     m.attr(IFLA_IFNAME, &name_bytes(peer));
-                    m.attr(IFLA_NET_NS_PID, &(pid as u32).to_ne_bytes());
+                    match ns {
+                        PeerNamespace::Process(pid) => {
+                            m.attr(IFLA_NET_NS_PID, &(pid as u32).to_ne_bytes());
+                        }
+                        PeerNamespace::Held(fd) => {
+                            m.attr(IFLA_NET_NS_FD, &(fd as u32).to_ne_bytes());
+                        }
+                    }
                 });
             });
         });

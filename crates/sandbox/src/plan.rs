@@ -29,9 +29,12 @@ pub enum Entry {
         layers: Vec<PathBuf>,
         inside: PathBuf,
     },
-    /// An ext4 block device (the environment's own `/tmp` disk), mounted
-    /// world-writable with the sticky bit.
-    Disk { device: PathBuf, inside: PathBuf },
+    /// A filesystem already mounted nowhere (the environment's own `/tmp`
+    /// disk, a detached mount held by this descriptor), moved here.
+    Disk {
+        mount: std::os::fd::RawFd,
+        inside: PathBuf,
+    },
 }
 
 impl Entry {
@@ -106,11 +109,11 @@ pub enum Step {
         dst: CString,
         options: CString,
     },
-    /// Mount an ext4 device, make its root `1777`, drop `lost+found`.
+    /// Move the detached mount `mount` (a descriptor the child keeps) onto
+    /// `dst`.
     Disk {
-        source: CString,
+        mount: std::os::fd::RawFd,
         dst: CString,
-        lost_found: CString,
     },
     /// Make the root tmpfs itself read-only.
     SealRoot {
@@ -142,7 +145,7 @@ impl Step {
                 format!("mount a read-only overlay on {}", s(dst))
             }
             Step::OpenDir { path, .. } => format!("open {}", s(path)),
-            Step::Disk { source, dst, .. } => format!("mount {} on {}", s(source), s(dst)),
+            Step::Disk { dst, .. } => format!("move the /tmp disk onto {}", s(dst)),
             Step::SealRoot { .. } => "make the root read-only".into(),
             Step::PivotRoot { new_root } => format!("pivot_root into {}", s(new_root)),
             Step::Chdir { path } => format!("change directory to {}", s(path)),
@@ -258,13 +261,12 @@ pub fn plan(spec: &RootSpec, cwd: &Path) -> Result<Vec<Step>, PlanError> {
                     layers: layers.iter().map(|l| cstr(l)).collect::<Result<_, _>>()?,
                 });
             }
-            Entry::Disk { device, inside } => {
+            Entry::Disk { mount, inside } => {
                 let dst = under(root, inside)?;
                 mkdirs(root, &dst, &mut made, &mut steps)?;
                 made.retain(|m| !m.starts_with(&dst) || m == &dst);
                 steps.push(Step::Disk {
-                    source: cstr(device)?,
-                    lost_found: cstr(&dst.join("lost+found"))?,
+                    mount: *mount,
                     dst: cstr(&dst)?,
                 });
             }

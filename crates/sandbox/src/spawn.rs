@@ -82,6 +82,9 @@ pub struct Command<'a> {
     pub env: &'a [(String, String)],
     pub steps: &'a [Step],
     pub namespaces: Namespaces,
+    /// A network namespace (descriptor) the child enters first, instead of
+    /// a new one.
+    pub netns: Option<RawFd>,
     /// Becomes the child's stdout and stderr.
     pub output: RawFd,
     pub hostname: Option<&'a str>,
@@ -302,6 +305,12 @@ pub fn spawn(cmd: &Command<'_>, before_start: BeforeStart<'_>) -> Result<Spawned
         spec.as_raw_fd(),
         init,
     ];
+    keep.extend(cmd.netns);
+    // Detached mounts the steps move into place.
+    keep.extend(cmd.steps.iter().filter_map(|s| match s {
+        Step::Disk { mount, .. } => Some(*mount),
+        _ => None,
+    }));
     keep.sort_unstable();
     keep.dedup();
     let steps = expand_overlays(cmd.steps, &keep)?;
@@ -312,6 +321,7 @@ pub fn spawn(cmd: &Command<'_>, before_start: BeforeStart<'_>) -> Result<Spawned
         init_envp: &init_envp,
         spec: spec.as_raw_fd(),
         keep: &keep,
+        netns: cmd.netns,
         new_cgroup_ns: cmd.namespaces.cgroup,
         output: cmd.output,
         err_fd: err_write.as_raw_fd(),
@@ -468,6 +478,7 @@ const PHASE_EXEC: u32 = u32::MAX - 5;
 /// Reported by init: it could not read its spec or start the runtime.
 const PHASE_INIT: u32 = u32::MAX - 6;
 const PHASE_INIT_EXEC: u32 = u32::MAX - 7;
+const PHASE_NETNS: u32 = u32::MAX - 8;
 
 fn phase_name(code: u32) -> Option<&'static str> {
     match code {
@@ -477,6 +488,7 @@ fn phase_name(code: u32) -> Option<&'static str> {
         PHASE_SECCOMP => Some("install the seccomp filter"),
         PHASE_INIT => Some("start the runtime from the environment's init"),
         PHASE_INIT_EXEC => Some("execute the environment's init"),
+        PHASE_NETNS => Some("enter the environment's network namespace"),
         _ => None,
     }
 }
@@ -505,6 +517,7 @@ struct ChildPlan<'a> {
     init_envp: &'a [*const libc::c_char],
     spec: RawFd,
     keep: &'a [RawFd],
+    netns: Option<RawFd>,
     new_cgroup_ns: bool,
     output: RawFd,
     err_fd: RawFd,
@@ -550,6 +563,11 @@ impl ChildPlan<'_> {
             // the function's business, and with thousands of them the lowest
             // free descriptor would lie above the function's limit of 1,024.
             close_all_but(self.keep);
+            if let Some(fd) = self.netns
+                && libc::setns(fd, libc::CLONE_NEWNET) != 0
+            {
+                self.fail(PHASE_NETNS);
+            }
 
             for path in self.cgroups {
                 let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
@@ -831,27 +849,14 @@ unsafe fn run_step(step: &Step) -> libc::c_int {
                 libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
                 options.as_ptr().cast(),
             ),
-            Step::Disk {
-                source,
-                dst,
-                lost_found,
-            } => {
-                // noinit_itable: the template's inode tables are holes that
-                // read as zeros; zeroing them again would only cost writes.
-                if libc::mount(
-                    source.as_ptr(),
-                    dst.as_ptr(),
-                    c"ext4".as_ptr(),
-                    libc::MS_NOSUID | libc::MS_NODEV,
-                    c"noinit_itable".as_ptr().cast(),
-                ) != 0
-                    || libc::chmod(dst.as_ptr(), 0o1777) != 0
-                {
-                    return -1;
-                }
-                libc::rmdir(lost_found.as_ptr());
-                0
-            }
+            Step::Disk { mount, dst } => libc::syscall(
+                libc::SYS_move_mount,
+                *mount,
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                dst.as_ptr(),
+                libc::MOVE_MOUNT_F_EMPTY_PATH,
+            ) as libc::c_int,
             Step::Proc { dst } => libc::mount(
                 c"proc".as_ptr(),
                 dst.as_ptr(),

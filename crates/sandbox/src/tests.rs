@@ -9,6 +9,21 @@ fn unique(prefix: &str) -> String {
     format!("test-{prefix}-{}-{n}", std::process::id())
 }
 
+/// Waits for `f` to hold, up to `secs` seconds scaled by
+/// `LAMBENT_TEST_TIMEOUT_SCALE`.
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let scale = std::env::var("LAMBENT_TEST_TIMEOUT_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(1.0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs).mul_f64(scale);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 struct Env {
     _state: tempfile::TempDir,
     code: tempfile::TempDir,
@@ -336,6 +351,81 @@ async fn runtime_api_is_reachable_inside_only() {
     }
 }
 
+#[tokio::test]
+async fn namespaces_made_ahead_are_entered_once_each_and_refilled() {
+    // Two environments started from the reserve at once: each has its own
+    // namespace, uid and Runtime API, and the reserve fills up again.
+    let mut e = env();
+    e.launcher.keep_networks_ready(3).unwrap();
+    wait_until("three namespaces ready", 60, || {
+        e.launcher.network_counts().is_some_and(|c| c.ready == 3)
+    });
+    let mut started = Vec::new();
+    for i in 0..2 {
+        let (r, w) = pipe();
+        let spec = LaunchSpec {
+            env_id: unique("ahead"),
+            account: "111111111111".into(),
+            init_cpu_burst: true,
+            program: "/usr/bin/python3.11".into(),
+            argv: vec![
+                "python3".into(),
+                "-c".into(),
+                "import os, socket, sys, time\n\
+                 s = socket.create_connection(os.environ['AWS_LAMBDA_RUNTIME_API'].split(':'))\n\
+                 print(os.readlink('/proc/self/ns/net'), os.getuid(), 'connected', flush=True)\n\
+                 time.sleep(120)\n"
+                    .into(),
+            ],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            code_dir: e.code.path().to_owned(),
+            opt_dir: None,
+            runtime_dir: None,
+            lang_dir: None,
+            tmp_mb: 8,
+            memory_mb: 128,
+            vpc_subnets: Vec::new(),
+            output: w.as_raw_fd(),
+        };
+        let launched = e.launcher.launch(&spec).unwrap();
+        drop(w);
+        assert_eq!(
+            launched.runtime_api.local_addr().unwrap().to_string(),
+            "127.0.0.1:9001"
+        );
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(std::fs::File::from(r)),
+            &mut line,
+        )
+        .unwrap();
+        assert!(line.ends_with(" connected\n"), "environment {i}: {line}");
+        // The listener is the one the environment reached.
+        assert!(
+            launched.runtime_api.accept().is_ok(),
+            "environment {i}: its connection waits on the listener handed out with it"
+        );
+        started.push((line, launched));
+    }
+    let counts = e.launcher.network_counts().unwrap();
+    assert_eq!(counts.from_reserve, 2, "{counts:?}");
+    assert_eq!(counts.on_demand, 0, "{counts:?}");
+    let (a, b) = (&started[0].0, &started[1].0);
+    let words = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    let (a, b) = (words(a), words(b));
+    assert_ne!(a[0], b[0], "one namespace each: {a:?} {b:?}");
+    assert_ne!(a[1], b[1], "one uid each: {a:?} {b:?}");
+    // Neither is the host's namespace.
+    let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_ne!(a[0], host.to_string_lossy());
+    wait_until("the reserve refilled", 60, || {
+        e.launcher.network_counts().is_some_and(|c| c.ready == 3)
+    });
+    for (_, launched) in &started {
+        launched.process.kill();
+    }
+}
+
 /// A stand-in for another host: a network namespace behind its own veth,
 /// addressed `{net}.1` (host side) and `{net}.2` (inside), running a one-shot
 /// TCP echo server.
@@ -405,21 +495,31 @@ async fn egress_reaches_out_but_not_the_host() {
     let state = tempfile::tempdir().unwrap();
     let code = tempfile::tempdir().unwrap();
     let launcher = NamespaceLauncher::new(state.path(), NetworkMode::Egress).unwrap();
-    let e = Env {
+    let mut e = Env {
         _state: state,
         code,
         launcher,
     };
     // A public address (the internet) and a private one (the operator's LAN).
     let peer = Peer::start("egress", "100.128.7", 7);
-    let mut server = peer.serve_once("hello-from-outside");
     let lan = Peer::start("lan", "10.98.8", 8);
-    let mut lan_server = lan.serve_once("hello-from-the-lan");
-    // A host service the environment must not reach.
-    let host_service = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
-    let host_port = host_service.local_addr().unwrap().port();
-    let script = format!(
-        "import socket, time\n\
+    // First a namespace made at launch, then one made ahead of demand.
+    for ahead in [false, true] {
+        if ahead {
+            e.launcher.keep_networks_ready(2).unwrap();
+            wait_until("network namespaces ready", 60, || {
+                e.launcher.network_counts().is_some_and(|c| c.ready == 2)
+            });
+        } else {
+            e.launcher.keep_networks_ready(0).unwrap();
+        }
+        let mut server = peer.serve_once("hello-from-outside");
+        let mut lan_server = lan.serve_once("hello-from-the-lan");
+        // A host service the environment must not reach.
+        let host_service = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let host_port = host_service.local_addr().unwrap().port();
+        let script = format!(
+            "import socket, time\n\
          for _ in range(50):\n\
          \x20   try:\n\
          \x20       s = socket.create_connection(('100.128.7.2', 8080), timeout=2); break\n\
@@ -434,47 +534,55 @@ async fn egress_reaches_out_but_not_the_host() {
          \x20   socket.create_connection(('10.98.8.2', 8080), timeout=1); print('LAN-REACHED')\n\
          except OSError as e: print('lan blocked', type(e).__name__)\n\
          print('ipv6', open('/proc/net/if_inet6').read().split())\n"
-    );
-    let (r, w) = pipe();
-    let spec = LaunchSpec {
-        env_id: unique("egress"),
-        account: "111111111111".into(),
-        init_cpu_burst: true,
-        program: "/usr/bin/python3.11".into(),
-        argv: vec!["python3".into(), "-c".into(), script],
-        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
-        code_dir: e.code.path().to_owned(),
-        opt_dir: None,
-        runtime_dir: None,
-        lang_dir: None,
-        tmp_mb: 8,
-        memory_mb: 128,
-        vpc_subnets: Vec::new(),
-        output: w.as_raw_fd(),
-    };
-    let launched = e.launcher.launch(&spec).unwrap();
-    drop(w);
-    let status = launched.process.wait().await.unwrap();
-    let mut out = String::new();
-    std::fs::File::from(r).read_to_string(&mut out).unwrap();
-    if !out.starts_with("hello") {
-        let _ = server.kill();
+        );
+        let (r, w) = pipe();
+        let spec = LaunchSpec {
+            env_id: unique("egress"),
+            account: "111111111111".into(),
+            init_cpu_burst: true,
+            program: "/usr/bin/python3.11".into(),
+            argv: vec!["python3".into(), "-c".into(), script],
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+            code_dir: e.code.path().to_owned(),
+            opt_dir: None,
+            runtime_dir: None,
+            lang_dir: None,
+            tmp_mb: 8,
+            memory_mb: 128,
+            vpc_subnets: Vec::new(),
+            output: w.as_raw_fd(),
+        };
+        let launched = e.launcher.launch(&spec).unwrap();
+        drop(w);
+        let status = launched.process.wait().await.unwrap();
+        let mut out = String::new();
+        std::fs::File::from(r).read_to_string(&mut out).unwrap();
+        if !out.starts_with("hello") {
+            let _ = server.kill();
+        }
+        let _ = server.wait();
+        let _ = lan_server.kill();
+        let _ = lan_server.wait();
+        assert!(status.success(), "{status}: {out}");
+        assert!(
+            out.starts_with("hello-from-outside 100.128.7.1\n"),
+            "reached the outside through NAT: {out}"
+        );
+        assert!(out.contains("host blocked"), "{out}");
+        assert!(!out.contains("HOST-REACHED"), "{out}");
+        // Refused at once by the environment's own firewall, not timed out.
+        assert!(out.contains("lan blocked OSError"), "{out}");
+        // IPv6 only on loopback (::1): no link-local address to reach the host by.
+        let v6 = out.lines().find(|l| l.starts_with("ipv6")).unwrap();
+        assert!(!v6.contains("eth0"), "{out}");
+        if ahead {
+            assert_eq!(
+                e.launcher.network_counts().map(|c| c.from_reserve),
+                Some(1),
+                "the namespace made ahead was used"
+            );
+        }
     }
-    let _ = server.wait();
-    let _ = lan_server.kill();
-    let _ = lan_server.wait();
-    assert!(status.success(), "{status}: {out}");
-    assert!(
-        out.starts_with("hello-from-outside 100.128.7.1\n"),
-        "reached the outside through NAT: {out}"
-    );
-    assert!(out.contains("host blocked"), "{out}");
-    assert!(!out.contains("HOST-REACHED"), "{out}");
-    // Refused at once by the environment's own firewall, not timed out.
-    assert!(out.contains("lan blocked OSError"), "{out}");
-    // IPv6 only on loopback (::1): no link-local address to reach the host by.
-    let v6 = out.lines().find(|l| l.starts_with("ipv6")).unwrap();
-    assert!(!v6.contains("eth0"), "{out}");
 }
 
 #[tokio::test]

@@ -3,15 +3,25 @@
 //! An ext4 filesystem of exactly `EphemeralStorage` usable megabytes on a
 //! loop device, backed by a sparse file. Per size, one template is formatted
 //! once (`mke2fs`, from e2fsprogs, which Debian ranks "required") and kept
-//! under the state directory; an environment gets a sparse copy of it (only
-//! the template's few hundred kilobytes of metadata are copied), attached to a
+//! under the state directory; a disk is a sparse copy of it (only the
+//! template's few hundred kilobytes of metadata are copied), attached to a
 //! free loop device with auto-clear and direct I/O, after which the copy is
-//! unlinked at once. The environment mounts the device inside its own mount
-//! namespace only. So the kernel frees everything when the environment ends,
-//! whatever happens to the platform: the last unmount (the namespace going
-//! away) releases the device, auto-clear detaches it, and the unlinked file
-//! goes with its last reference. A `kill -9` of the platform leaves at most a
-//! copy being made, removed at the next start.
+//! unlinked at once. The filesystem is then mounted nowhere (`fsmount`: a
+//! detached mount, held by a descriptor), and the environment moves it onto
+//! its `/tmp` inside its own mount namespace (`move_mount`). So the kernel
+//! frees everything when the environment ends, whatever happens to the
+//! platform: the last unmount (the namespace going away) releases the
+//! device, auto-clear detaches it, and the unlinked file goes with its last
+//! reference. A disk not yet handed out goes the same way when its
+//! descriptor closes, at the latest when the platform's process ends (even
+//! by `kill -9`). What can be left is a copy being made, removed at the
+//! next start.
+//!
+//! Copying, attaching and mounting take milliseconds, so they are kept off
+//! the cold path: [`TmpDisks`] keeps a few disks of each recently used size
+//! ready ([`ReserveSize`]) and a thread of its own refills them. A disk is
+//! handed out once: taking it moves it out of the reserve. When the reserve
+//! of a size is empty (a burst of cold starts), disks are made on demand.
 //!
 //! Page cache for the disk is charged to the environment's memory cgroup but
 //! is reclaimable (written back to the device under pressure), so a 128 MB
@@ -21,10 +31,11 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Filesystem block size of the disks.
 const BLOCK: u64 = 4096;
@@ -44,6 +55,11 @@ pub enum TmpDiskError {
     },
     #[error("cannot attach a loop device for /tmp: {0}")]
     Loop(std::io::Error),
+    #[error("cannot mount the /tmp disk {device}: {source}")]
+    Mount {
+        device: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TmpDiskError + '_ {
@@ -53,20 +69,123 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TmpDiskError + '_ {
     }
 }
 
-/// Makes `/tmp` disks for environments.
+/// How many disks are kept ready ahead of demand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReserveSize {
+    /// Disks kept ready per size.
+    pub per_size: usize,
+    /// Sizes kept ready at once: the most recently asked for. A size that
+    /// falls out gives its disks back.
+    pub sizes: usize,
+}
+
+impl ReserveSize {
+    /// Four disks for each of the three sizes asked for last: at most
+    /// twelve loop devices held ahead of demand.
+    pub const DEFAULT: Self = Self {
+        per_size: 4,
+        sizes: 3,
+    };
+    /// Nothing ahead of demand: every disk is made when asked for.
+    pub const NONE: Self = Self {
+        per_size: 0,
+        sizes: 0,
+    };
+}
+
+/// How disks were handed out, since the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReserveCounts {
+    /// Handed out ready-made.
+    pub from_reserve: u64,
+    /// Made on demand (the reserve of that size was empty).
+    pub on_demand: u64,
+    /// Ready now, all sizes.
+    pub ready: usize,
+}
+
+/// Makes `/tmp` disks for environments, keeping a few of each recently used
+/// size ready (copied, attached and mounted nowhere yet) and refilling them
+/// on a thread of its own.
 pub struct TmpDisks {
+    shared: Arc<Shared>,
+    refill: Option<std::thread::JoinHandle<()>>,
+}
+
+struct Shared {
+    maker: Maker,
+    config: ReserveSize,
+    reserve: Mutex<Reserve>,
+    /// Wakes the refill thread: a disk was taken, a size was asked for, or
+    /// the owner is going away.
+    wake: Condvar,
+    from_reserve: AtomicU64,
+    on_demand: AtomicU64,
+}
+
+#[derive(Default)]
+struct Reserve {
+    /// Sizes kept ready, least recently asked for first.
+    sizes: Vec<u32>,
+    ready: HashMap<u32, Vec<TmpDisk>>,
+    /// Disks of sizes no longer kept, for the refill thread to release
+    /// (unmounting is not free; takers should not pay for it).
+    discard: Vec<TmpDisk>,
+    stopping: bool,
+}
+
+impl Reserve {
+    /// Marks `mb` as most recently asked for; a size beyond the bound
+    /// gives its disks back.
+    fn asked(&mut self, mb: u32, bound: usize) {
+        if bound == 0 {
+            return;
+        }
+        self.sizes.retain(|s| *s != mb);
+        self.sizes.push(mb);
+        while self.sizes.len() > bound {
+            let old = self.sizes.remove(0);
+            if let Some(disks) = self.ready.remove(&old) {
+                self.discard.extend(disks);
+            }
+        }
+    }
+
+    /// The most recently asked size whose reserve is short.
+    fn short(&self, per_size: usize) -> Option<u32> {
+        self.sizes
+            .iter()
+            .rev()
+            .find(|mb| self.ready.get(mb).map_or(0, Vec::len) < per_size)
+            .copied()
+    }
+}
+
+/// Templates and the making of one disk.
+struct Maker {
     templates_dir: PathBuf,
     work_dir: PathBuf,
     templates: Mutex<HashMap<u32, Arc<File>>>,
 }
 
-/// One environment's `/tmp` device, attached and auto-clearing. Hold it until
-/// the environment has mounted it (closing the last descriptor of an
-/// unmounted auto-clear device detaches it).
+/// One environment's `/tmp`: an ext4 filesystem on an attached,
+/// auto-clearing loop device, mounted nowhere yet (a detached mount,
+/// `fsmount`): the environment moves it onto its `/tmp`. Dropping it before
+/// then releases the mount and the device.
 pub struct TmpDisk {
+    /// The detached mount. Once moved into an environment's mount
+    /// namespace, closing it changes nothing.
+    mount: OwnedFd,
     _device: File,
     /// `/dev/loopN`.
     pub path: PathBuf,
+}
+
+impl TmpDisk {
+    /// The detached mount, for `move_mount` inside the environment.
+    pub fn mount_fd(&self) -> RawFd {
+        self.mount.as_raw_fd()
+    }
 }
 
 /// The ext4 superblock fields the sizing needs: (blocks, free blocks).
@@ -102,8 +221,15 @@ fn mke2fs() -> PathBuf {
 impl TmpDisks {
     /// Uses `dir` for templates and copies; removes copies an earlier run
     /// left (killed between copying and attaching). Fails when this host
-    /// has no loop devices.
+    /// has no loop devices. Keeps nothing ready ahead of demand.
     pub fn new(dir: &Path) -> Result<Self, TmpDiskError> {
+        Self::with_reserve(dir, ReserveSize::NONE)
+    }
+
+    /// Like [`TmpDisks::new`], keeping `reserve` disks ready and refilling
+    /// them on a thread of its own (which stops, and gives every ready disk
+    /// back, when this is dropped).
+    pub fn with_reserve(dir: &Path, reserve: ReserveSize) -> Result<Self, TmpDiskError> {
         let templates_dir = dir.join("templates");
         let work_dir = dir.join("work");
         for d in [&templates_dir, &work_dir] {
@@ -115,13 +241,194 @@ impl TmpDisks {
             }
         }
         File::open("/dev/loop-control").map_err(TmpDiskError::Loop)?;
-        Ok(Self {
-            templates_dir,
-            work_dir,
-            templates: Mutex::new(HashMap::new()),
-        })
+        let shared = Arc::new(Shared {
+            maker: Maker {
+                templates_dir,
+                work_dir,
+                templates: Mutex::new(HashMap::new()),
+            },
+            config: reserve,
+            reserve: Mutex::new(Reserve::default()),
+            wake: Condvar::new(),
+            from_reserve: AtomicU64::new(0),
+            on_demand: AtomicU64::new(0),
+        });
+        let refill = if reserve.per_size > 0 && reserve.sizes > 0 {
+            let s = shared.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("tmp-disk-refill".into())
+                    .spawn(move || refill(&s))
+                    .map_err(|e| TmpDiskError::Io {
+                        path: dir.to_owned(),
+                        source: e,
+                    })?,
+            )
+        } else {
+            None
+        };
+        Ok(Self { shared, refill })
     }
 
+    /// The formatted template for `mb` usable megabytes (made once, kept).
+    pub fn template(&self, mb: u32) -> Result<Arc<File>, TmpDiskError> {
+        self.shared.maker.template(mb)
+    }
+
+    /// Keeps disks of `mb` MiB ready from now on (as if one had been asked
+    /// for), without taking one.
+    pub fn keep_ready(&self, mb: u32) {
+        self.shared.lock().asked(mb, self.shared.config.sizes);
+        self.shared.wake.notify_all();
+    }
+
+    /// A fresh `/tmp` disk of `mb` usable MiB for the environment `id`: a
+    /// ready one when there is one (never handed out twice: taking it
+    /// removes it from the reserve), else one made now.
+    pub fn take(&self, mb: u32, id: &str) -> Result<TmpDisk, TmpDiskError> {
+        let ready = {
+            let mut r = self.shared.lock();
+            r.asked(mb, self.shared.config.sizes);
+            r.ready.get_mut(&mb).and_then(Vec::pop)
+        };
+        self.shared.wake.notify_all();
+        match ready {
+            Some(disk) => {
+                self.shared.from_reserve.fetch_add(1, Ordering::Relaxed);
+                Ok(disk)
+            }
+            None => {
+                self.shared.on_demand.fetch_add(1, Ordering::Relaxed);
+                self.shared.maker.make(mb, id)
+            }
+        }
+    }
+
+    /// How disks were handed out so far, and how many are ready.
+    pub fn counts(&self) -> ReserveCounts {
+        let ready = self.shared.lock().ready.values().map(Vec::len).sum();
+        ReserveCounts {
+            from_reserve: self.shared.from_reserve.load(Ordering::Relaxed),
+            on_demand: self.shared.on_demand.load(Ordering::Relaxed),
+            ready,
+        }
+    }
+
+    /// Disks of `mb` MiB ready now.
+    pub fn ready(&self, mb: u32) -> usize {
+        self.shared.lock().ready.get(&mb).map_or(0, Vec::len)
+    }
+}
+
+impl Drop for TmpDisks {
+    fn drop(&mut self) {
+        let ready: Vec<TmpDisk> = {
+            let mut r = self.shared.lock();
+            r.stopping = true;
+            let mut all: Vec<TmpDisk> = r.ready.drain().flat_map(|(_, d)| d).collect();
+            all.append(&mut r.discard);
+            all
+        };
+        self.shared.wake.notify_all();
+        if let Some(t) = self.refill.take() {
+            let _ = t.join();
+        }
+        drop(ready);
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Reserve> {
+        self.reserve.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The refill thread: makes disks for the most recently asked size that is
+/// short, one at a time, until told to stop. After a failure (no loop
+/// device free, disk full) it waits a growing pause before trying again;
+/// takers then get disks made on demand, which report the error themselves.
+fn refill(shared: &Shared) {
+    let mut made: u64 = 0;
+    let mut pause = std::time::Duration::ZERO;
+    loop {
+        let mb = {
+            let mut r = shared.lock();
+            if !pause.is_zero() && !r.stopping {
+                r = shared
+                    .wake
+                    .wait_timeout(r, pause)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+            loop {
+                if r.stopping {
+                    return;
+                }
+                if !r.discard.is_empty() {
+                    let old = std::mem::take(&mut r.discard);
+                    drop(r);
+                    drop(old);
+                    r = shared.lock();
+                    continue;
+                }
+                if let Some(mb) = r.short(shared.config.per_size) {
+                    break mb;
+                }
+                r = shared.wake.wait(r).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        made += 1;
+        let started = std::time::Instant::now();
+        let cpu_before = thread_cpu();
+        match shared
+            .maker
+            .make(mb, &format!("ready-{}-{made}", std::process::id()))
+        {
+            Ok(disk) => {
+                tracing::debug!(
+                    size_mb = mb,
+                    took_us = started.elapsed().as_micros() as u64,
+                    cpu_us = thread_cpu().saturating_sub(cpu_before).as_micros() as u64,
+                    "a /tmp disk made ready"
+                );
+                pause = std::time::Duration::ZERO;
+                let mut r = shared.lock();
+                if r.stopping {
+                    drop(r);
+                    drop(disk);
+                    return;
+                }
+                if r.sizes.contains(&mb) {
+                    r.ready.entry(mb).or_default().push(disk);
+                } else {
+                    r.discard.push(disk);
+                }
+            }
+            Err(e) => {
+                if pause.is_zero() {
+                    tracing::warn!(error = %e, size_mb = mb, "cannot make a /tmp disk ahead of demand; retrying later");
+                }
+                pause = (pause * 2).clamp(
+                    std::time::Duration::from_millis(250),
+                    std::time::Duration::from_secs(30),
+                );
+            }
+        }
+    }
+}
+
+/// CPU time the calling thread has used.
+fn thread_cpu() -> std::time::Duration {
+    // SAFETY: clock_gettime writes the timespec we own.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+impl Maker {
     /// The formatted template for `mb` usable megabytes (made once, kept).
     pub fn template(&self, mb: u32) -> Result<Arc<File>, TmpDiskError> {
         let mut cache = self.templates.lock().unwrap_or_else(|p| p.into_inner());
@@ -202,8 +509,10 @@ impl TmpDisks {
         })
     }
 
-    /// A fresh `/tmp` disk of `mb` usable MiB for the environment `id`.
-    pub fn attach(&self, mb: u32, id: &str) -> Result<TmpDisk, TmpDiskError> {
+    /// A fresh `/tmp` disk of `mb` usable MiB, named `id` while it is
+    /// being copied: a sparse copy of the template, attached to a loop
+    /// device and mounted nowhere.
+    fn make(&self, mb: u32, id: &str) -> Result<TmpDisk, TmpDiskError> {
         let template = self.template(mb)?;
         let copy = self.work_dir.join(format!("{id}.ext4"));
         let backing = std::fs::OpenOptions::new()
@@ -212,11 +521,19 @@ impl TmpDisks {
             .create_new(true)
             .open(&copy)
             .map_err(io(&copy))?;
-        let made = sparse_copy(&template, &backing)
-            .and_then(|()| attach_loop(&backing).map_err(|e| std::io::Error::other(e.to_string())));
+        let attached = sparse_copy(&template, &backing).and_then(|()| attach_loop(&backing));
         // Whatever happened, the name goes: the loop device holds the file.
         let _ = std::fs::remove_file(&copy);
-        made.map_err(|e| TmpDiskError::Loop(std::io::Error::other(e.to_string())))
+        let (device, path) = attached.map_err(TmpDiskError::Loop)?;
+        let mount = mount_detached(&path).map_err(|e| TmpDiskError::Mount {
+            device: path.clone(),
+            source: e,
+        })?;
+        Ok(TmpDisk {
+            mount,
+            _device: device,
+            path,
+        })
     }
 }
 
@@ -306,7 +623,7 @@ struct LoopConfig {
 /// Binds `backing` to a free loop device (auto-clear, direct I/O, 4 KiB
 /// blocks). Another process may take the device between the look-up and the
 /// bind; then the next free one is tried.
-fn attach_loop(backing: &File) -> std::io::Result<TmpDisk> {
+fn attach_loop(backing: &File) -> std::io::Result<(File, PathBuf)> {
     // `LOOP_CTL_GET_FREE` hands every concurrent caller the same free
     // device and all but one lose it to EBUSY: take turns within this
     // process, and retry (with a growing pause) against other processes.
@@ -341,10 +658,7 @@ fn attach_loop(backing: &File) -> std::io::Result<TmpDisk> {
         // SAFETY: LOOP_CONFIGURE reads the config we own.
         let r = unsafe { libc::ioctl(device.as_raw_fd(), LOOP_CONFIGURE, &config) };
         if r == 0 {
-            return Ok(TmpDisk {
-                _device: device,
-                path,
-            });
+            return Ok((device, path));
         }
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() != Some(libc::EBUSY) {
@@ -355,9 +669,306 @@ fn attach_loop(backing: &File) -> std::io::Result<TmpDisk> {
     Err(last.unwrap_or_else(|| std::io::Error::other("no free loop device")))
 }
 
+/// Mounts the ext4 filesystem on `device` without attaching it anywhere
+/// (`fsopen`/`fsmount`), with the options an environment's `/tmp` has, and
+/// makes it ready for use: its root world-writable with the sticky bit,
+/// without `lost+found`. The mount lives as long as the returned descriptor
+/// unless it is moved into a mount namespace first.
+fn mount_detached(device: &Path) -> std::io::Result<OwnedFd> {
+    let source =
+        CString::new(device.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
+    let check = |r: libc::c_long| -> std::io::Result<libc::c_long> {
+        if r < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
+    };
+    // SAFETY: fsopen with a NUL-terminated filesystem name; the result is
+    // a new descriptor nothing else owns.
+    let context = unsafe {
+        OwnedFd::from_raw_fd(check(libc::syscall(
+            libc::SYS_fsopen,
+            c"ext4".as_ptr(),
+            libc::FSOPEN_CLOEXEC,
+        ))? as RawFd)
+    };
+    // SAFETY: fsconfig on our context with NUL-terminated keys and values.
+    // noinit_itable: the template's inode tables are holes that read as
+    // zeros; zeroing them again would only cost writes.
+    unsafe {
+        check(libc::syscall(
+            libc::SYS_fsconfig,
+            context.as_raw_fd(),
+            libc::FSCONFIG_SET_STRING,
+            c"source".as_ptr(),
+            source.as_ptr(),
+            0,
+        ))?;
+        check(libc::syscall(
+            libc::SYS_fsconfig,
+            context.as_raw_fd(),
+            libc::FSCONFIG_SET_FLAG,
+            c"noinit_itable".as_ptr(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        ))?;
+        check(libc::syscall(
+            libc::SYS_fsconfig,
+            context.as_raw_fd(),
+            libc::FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        ))?;
+    }
+    // SAFETY: fsmount of our configured context; the result is a new
+    // descriptor nothing else owns.
+    let mount = unsafe {
+        OwnedFd::from_raw_fd(check(libc::syscall(
+            libc::SYS_fsmount,
+            context.as_raw_fd(),
+            libc::FSMOUNT_CLOEXEC,
+            libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV,
+        ))? as RawFd)
+    };
+    // SAFETY: openat relative to the mount's root with a NUL-terminated
+    // path; the result is a new descriptor nothing else owns.
+    let root = unsafe {
+        let fd = libc::openat(
+            mount.as_raw_fd(),
+            c".".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        OwnedFd::from_raw_fd(fd)
+    };
+    // SAFETY: fchmod and unlinkat on the descriptor just opened.
+    unsafe {
+        if libc::fchmod(root.as_raw_fd(), 0o1777) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::unlinkat(root.as_raw_fd(), c"lost+found".as_ptr(), libc::AT_REMOVEDIR) != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                return Err(e);
+            }
+        }
+    }
+    Ok(mount)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Waits for `f` to hold, up to `secs` seconds scaled by
+    /// `LAMBENT_TEST_TIMEOUT_SCALE`.
+    fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+        let scale = std::env::var("LAMBENT_TEST_TIMEOUT_SCALE")
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .unwrap_or(1.0);
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_secs(secs).mul_f64(scale);
+        while !f() {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The names in the disk's root, and its root's mode.
+    fn contents(disk: &TmpDisk) -> (Vec<String>, u32) {
+        // SAFETY: openat/fstat on the disk's mount descriptor; the new
+        // descriptor is owned by the File.
+        let dir = unsafe {
+            let fd = libc::openat(
+                disk.mount_fd(),
+                c".".as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            );
+            assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+            File::from(OwnedFd::from_raw_fd(fd))
+        };
+        let mode = std::os::unix::fs::PermissionsExt::mode(&dir.metadata().unwrap().permissions());
+        let names = std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        (names, mode & 0o7777)
+    }
+
+    /// Leaves a file on the disk, as an environment would.
+    fn scribble(disk: &TmpDisk, name: &str) {
+        let c = CString::new(name).unwrap();
+        // SAFETY: openat relative to the disk's mount with a NUL-terminated
+        // name; the descriptor is closed by the File.
+        let f = unsafe {
+            let fd = libc::openat(
+                disk.mount_fd(),
+                c.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o600,
+            );
+            assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+            File::from(OwnedFd::from_raw_fd(fd))
+        };
+        f.write_all_at(b"used", 0).unwrap();
+    }
+
+    /// Loop devices whose backing file lives under `dir`.
+    fn devices_under(dir: &Path) -> Vec<String> {
+        let mut found = Vec::new();
+        for d in std::fs::read_dir("/sys/block").unwrap().flatten() {
+            let Ok(backing) = std::fs::read_to_string(d.path().join("loop/backing_file")) else {
+                continue;
+            };
+            if backing.starts_with(&*dir.to_string_lossy()) {
+                found.push(format!(
+                    "{}: {}",
+                    d.file_name().to_string_lossy(),
+                    backing.trim()
+                ));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_reserve_hands_out_ready_disks_once_and_refills() {
+        let dir = tempfile::tempdir().unwrap();
+        let disks = TmpDisks::with_reserve(
+            dir.path(),
+            ReserveSize {
+                per_size: 3,
+                sizes: 2,
+            },
+        )
+        .unwrap();
+        disks.keep_ready(16);
+        wait_until("three disks ready", 60, || disks.ready(16) == 3);
+        // Each ready disk is a fresh filesystem: empty, sticky and
+        // world-writable, on a device of its own.
+        let mut held: Vec<TmpDisk> = (0..3)
+            .map(|i| disks.take(16, &format!("a{i}")).unwrap())
+            .collect();
+        assert_eq!(
+            disks.counts().from_reserve,
+            3,
+            "the ready disks were used: {:?}",
+            disks.counts()
+        );
+        assert_eq!(disks.counts().on_demand, 0);
+        for d in &held {
+            assert_eq!(contents(d), (vec![], 0o1777), "{}", d.path.display());
+            scribble(d, "used");
+        }
+        let mut paths: Vec<_> = held.iter().map(|d| d.path.clone()).collect();
+        paths.sort();
+        paths.dedup();
+        assert_eq!(paths.len(), 3);
+        // Refilled in the background.
+        wait_until("the reserve refilled", 60, || disks.ready(16) == 3);
+        // A reserve emptied faster than it refills makes disks on demand.
+        let more: Vec<TmpDisk> = (0..5)
+            .map(|i| disks.take(16, &format!("b{i}")).unwrap())
+            .collect();
+        let counts = disks.counts();
+        assert_eq!(counts.from_reserve + counts.on_demand, 8, "{counts:?}");
+        assert!(counts.from_reserve >= 6, "{counts:?}");
+        for d in &more {
+            assert_eq!(contents(d), (vec![], 0o1777), "{}", d.path.display());
+        }
+        held.extend(more);
+        let mut paths: Vec<_> = held.iter().map(|d| d.path.clone()).collect();
+        paths.sort();
+        paths.dedup();
+        assert_eq!(paths.len(), 8, "every disk held has a device of its own");
+    }
+
+    #[test]
+    fn concurrent_takers_never_share_a_disk() {
+        // Many cold starts at once take from the same reserve while it
+        // refills: each must get a fresh disk nobody else holds. A disk
+        // handed out twice would show the first taker's file.
+        let dir = tempfile::tempdir().unwrap();
+        let disks = std::sync::Arc::new(
+            TmpDisks::with_reserve(
+                dir.path(),
+                ReserveSize {
+                    per_size: 4,
+                    sizes: 1,
+                },
+            )
+            .unwrap(),
+        );
+        disks.keep_ready(16);
+        wait_until("four disks ready", 60, || disks.ready(16) == 4);
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let disks = disks.clone();
+                std::thread::spawn(move || {
+                    (0..4)
+                        .map(|i| {
+                            let d = disks.take(16, &format!("t{t}-{i}")).unwrap();
+                            let seen = contents(&d);
+                            scribble(&d, &format!("t{t}-{i}"));
+                            (d, seen)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in threads {
+            all.extend(t.join().unwrap());
+        }
+        for (d, seen) in &all {
+            assert_eq!(
+                seen,
+                &(vec![], 0o1777),
+                "{} was not fresh",
+                d.path.display()
+            );
+        }
+        let mut paths: Vec<_> = all.iter().map(|(d, _)| d.path.clone()).collect();
+        paths.sort();
+        paths.dedup();
+        assert_eq!(paths.len(), 32);
+        assert!(disks.counts().from_reserve >= 4, "{:?}", disks.counts());
+    }
+
+    #[test]
+    fn a_size_no_longer_asked_for_and_the_owner_going_give_disks_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let disks = TmpDisks::with_reserve(
+            dir.path(),
+            ReserveSize {
+                per_size: 2,
+                sizes: 1,
+            },
+        )
+        .unwrap();
+        disks.keep_ready(16);
+        wait_until("two 16 MiB disks ready", 60, || disks.ready(16) == 2);
+        let held = disks.take(24, "other").unwrap();
+        assert_eq!(disks.ready(16), 0, "only the last size asked for is kept");
+        wait_until("two 24 MiB disks ready", 60, || disks.ready(24) == 2);
+        // The 16 MiB disks were released: three devices remain (the one
+        // held, two ready).
+        wait_until("the 16 MiB disks released", 30, || {
+            devices_under(dir.path()).len() == 3
+        });
+        drop(held);
+        drop(disks);
+        // Shutting down leaves no device behind.
+        wait_until("every device released", 30, || {
+            devices_under(dir.path()).is_empty()
+        });
+    }
 
     #[test]
     fn templates_have_the_asked_space_and_little_more() {
@@ -401,7 +1012,7 @@ mod tests {
         let threads: Vec<_> = (0..48)
             .map(|i| {
                 let disks = disks.clone();
-                std::thread::spawn(move || disks.attach(16, &format!("c{i}")))
+                std::thread::spawn(move || disks.take(16, &format!("c{i}")))
             })
             .collect();
         let attached: Vec<TmpDisk> = threads
@@ -418,7 +1029,7 @@ mod tests {
     fn an_attached_disk_leaves_no_file_and_detaches_itself() {
         let dir = tempfile::tempdir().unwrap();
         let disks = TmpDisks::new(dir.path()).unwrap();
-        let disk = disks.attach(16, "t1").unwrap();
+        let disk = disks.take(16, "t1").unwrap();
         assert!(
             std::fs::read_dir(dir.path().join("work"))
                 .unwrap()

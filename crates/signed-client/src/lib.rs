@@ -75,6 +75,29 @@ impl Conn {
         extra: &[(&str, &str)],
         body: Bytes,
     ) -> Result<Reply, ClientError> {
+        let resp = self
+            .send_streaming(method, path_and_query, service, extra, body)
+            .await?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Reply {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// Like [`Conn::send`], but answers as soon as the headers arrive: the
+    /// body is read as it comes. It must be read to its end before the
+    /// connection's next request.
+    pub async fn send_streaming(
+        &mut self,
+        method: &str,
+        path_and_query: &str,
+        service: &str,
+        extra: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<http::Response<hyper::body::Incoming>, ClientError> {
         let (path, query) = path_and_query
             .split_once('?')
             .unwrap_or((path_and_query, ""));
@@ -117,14 +140,7 @@ impl Conn {
         }
         let req = req.body(Full::new(body))?;
         self.sender.ready().await?;
-        let resp = self.sender.send_request(req).await?;
-        let (parts, body) = resp.into_parts();
-        let body = body.collect().await?.to_bytes();
-        Ok(Reply {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body,
-        })
+        Ok(self.sender.send_request(req).await?)
     }
 }
 

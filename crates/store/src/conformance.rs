@@ -64,6 +64,7 @@ pub fn sample_record(name: &str, digest: &str) -> FunctionRecord {
         aliases: Default::default(),
         policies: Default::default(),
         provisioned: Default::default(),
+        urls: Default::default(),
     }
 }
 

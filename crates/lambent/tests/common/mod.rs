@@ -17,29 +17,50 @@ pub struct Server {
     pub dir: tempfile::TempDir,
 }
 
-/// `LAMBENT_TEST_TIMEOUT_SCALE` (default 1): multiplies every wait on a
-/// condition, for machines busy with other work (scripts/test sets it from
-/// the machine's load).
+/// The factor for every wait on a condition: `LAMBENT_TEST_TIMEOUT_SCALE`
+/// (default 1), or the machine's load now if that is higher (one unit per
+/// CPU's worth of load, 1 to 8, as scripts/test computes it when it starts).
+/// The load is read when asked, so a wait that begins after the machine got
+/// busier (the suite's own tests in parallel, other builds) scales too: a
+/// server start that took over 30 s under a load that arrived after
+/// scripts/test set the factor failed `errors_in_aws_shapes`.
 pub fn timeout_scale() -> f64 {
-    std::env::var("LAMBENT_TEST_TIMEOUT_SCALE")
+    let set = std::env::var("LAMBENT_TEST_TIMEOUT_SCALE")
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
-        .unwrap_or(1.0)
+        .unwrap_or(1.0);
+    set.max(load_scale())
+}
+
+/// One unit per CPU's worth of the 1-minute load average, from 1 to 8.
+fn load_scale() -> f64 {
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    (load / cpus).ceil().clamp(1.0, 8.0)
 }
 
 /// Polls `f` until it yields a value or `deadline` (scaled by
-/// [`timeout_scale`]) passes.
+/// [`timeout_scale`], re-read while waiting) passes.
 pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = deadline.mul_f64(timeout_scale());
     let start = Instant::now();
+    let mut scale = timeout_scale();
+    let mut checked = Instant::now();
     loop {
         if let Some(v) = f() {
             return v;
         }
+        if checked.elapsed() >= Duration::from_secs(1) {
+            scale = scale.max(timeout_scale());
+            checked = Instant::now();
+        }
+        let limit = deadline.mul_f64(scale);
         assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(10));
     }

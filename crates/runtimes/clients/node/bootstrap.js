@@ -3,7 +3,11 @@
 // Runs a `file.function` handler against the Lambda Runtime API the way AWS's
 // Node.js runtime does: async handlers and callbacks, the context object with
 // getRemainingTimeInMillis(), console output with the request id, and AWS's
-// error documents (Runtime.ImportModuleError, Runtime.HandlerNotFound, ...).
+// error documents (Runtime.ImportModuleError, Runtime.HandlerNotFound, ...),
+// and response streaming: handlers wrapped in awslambda.streamifyResponse get
+// a writable response stream whose chunks reach the caller as they are
+// written; awslambda.HttpResponseStream.from adds a function URL's status
+// and headers ahead of the body.
 "use strict";
 
 const http = require("http");
@@ -11,6 +15,7 @@ const path = require("path");
 const fs = require("fs");
 const util = require("util");
 const { pathToFileURL } = require("url");
+const { Writable } = require("stream");
 
 const [HOST, PORT] = (() => {
   const api = process.env.AWS_LAMBDA_RUNTIME_API || "127.0.0.1:9001";
@@ -58,6 +63,123 @@ const client = {
       "Lambda-Runtime-Function-Error-Type": doc.errorType,
     }),
 };
+
+// ---- response streaming ----
+const STREAMING = Symbol.for("aws.lambda.runtime.handler.streaming");
+const HIGH_WATER_MARK = Symbol.for("aws.lambda.runtime.handler.streaming.highWaterMark");
+const HTTP_INTEGRATION_CT = "application/vnd.awslambda.http-integration-response";
+
+function streamifyResponse(handler, options) {
+  handler[STREAMING] = "response";
+  if (options && Number.isInteger(options.highWaterMark)) handler[HIGH_WATER_MARK] = options.highWaterMark;
+  return handler;
+}
+
+class HttpResponseStream {
+  // Status, headers and cookies as JSON, then eight NUL bytes, then the body.
+  static from(underlyingStream, prelude) {
+    underlyingStream.setContentType(HTTP_INTEGRATION_CT);
+    const metadata = JSON.stringify(prelude || {});
+    underlyingStream._onBeforeFirstWrite = (write) => {
+      write(metadata);
+      write(Buffer.alloc(8));
+    };
+    return underlyingStream;
+  }
+}
+
+globalThis.awslambda = Object.assign(globalThis.awslambda || {}, { streamifyResponse, HttpResponseStream });
+
+// The response stream of one invocation: a chunked POST to /response in
+// streaming mode, started by the first write (or the end), so that the
+// content type can be set until then. An error after that goes as trailers.
+function responseStream(id, highWaterMark) {
+  let contentType = "application/octet-stream";
+  let req;
+  let resolveDone;
+  let rejectDone;
+  const done = new Promise((resolve, reject) => {
+    resolveDone = resolve;
+    rejectDone = reject;
+  });
+  const begin = () => {
+    if (req) return;
+    req = http.request(
+      {
+        host: HOST,
+        port: PORT,
+        method: "POST",
+        path: `/2018-06-01/runtime/invocation/${id}/response`,
+        agent,
+        headers: {
+          "Content-Type": contentType,
+          "Lambda-Runtime-Function-Response-Mode": "streaming",
+          "Transfer-Encoding": "chunked",
+          Trailer: "Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body",
+        },
+      },
+      (res) => {
+        res.resume();
+        res.on("end", () => resolveDone(res.statusCode));
+        res.on("error", rejectDone);
+      },
+    );
+    req.on("error", rejectDone);
+    req.setNoDelay(true);
+    if (typeof stream._onBeforeFirstWrite === "function") {
+      stream._onBeforeFirstWrite((c) => req.write(c));
+    }
+  };
+  const stream = new Writable({
+    highWaterMark: highWaterMark || undefined,
+    write(chunk, encoding, cb) {
+      begin();
+      req.write(chunk, encoding, () => cb());
+    },
+    final(cb) {
+      begin();
+      req.end(() => cb());
+    },
+  });
+  stream.setContentType = (ct) => {
+    if (req) throw new Error("The content type can only be set before the first write");
+    contentType = String(ct);
+  };
+  // Ends the response with the error as trailers (the body so far stands).
+  stream.fail = (doc) => {
+    begin();
+    if (req.writableEnded) return;
+    req.addTrailers({
+      "Lambda-Runtime-Function-Error-Type": doc.errorType,
+      "Lambda-Runtime-Function-Error-Body": Buffer.from(JSON.stringify(doc)).toString("base64"),
+    });
+    req.end();
+  };
+  return { stream, done };
+}
+
+async function invokeStreaming(id, event, ctx) {
+  const { stream, done } = responseStream(id, handler[HIGH_WATER_MARK]);
+  let failure;
+  try {
+    const ret = handler(event, stream, ctx);
+    if (ret && typeof ret.then === "function") await ret;
+  } catch (e) {
+    failure = e === undefined ? new Error("undefined") : e;
+  }
+  if (failure !== undefined) {
+    const doc = toErrorDoc(failure);
+    logError(doc, id);
+    stream.fail(doc);
+  } else if (!stream.writableEnded) {
+    stream.end();
+  }
+  try {
+    await done;
+  } catch (e) {
+    process.stderr.write(`streaming the response failed: ${e && e.message}\n`);
+  }
+}
 
 // ---- logging: console.* lines carry the timestamp, request id and level ----
 let currentRequestId;
@@ -233,6 +355,10 @@ async function invokeOnce() {
     event = res.body.length ? JSON.parse(res.body.toString("utf8")) : {};
   } catch (e) {
     return settle({ errorType: "Runtime.UnmarshalError", message: e.message });
+  }
+  if (handler[STREAMING] === "response") {
+    inFlight.settled = true;
+    return invokeStreaming(id, event, makeContext(h, () => {}));
   }
   let finishedByCallback;
   const done = new Promise((resolve) => {
