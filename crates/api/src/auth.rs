@@ -163,8 +163,11 @@ impl Keyring {
             now_s,
             max_skew_s: sigv4::DEFAULT_SKEW_S,
         };
-        // The Lambda API, and the CloudWatch Logs subset and SNS served beside it.
-        if auth.service != "lambda" && auth.service != "logs" && auth.service != "sns" {
+        // The Lambda API, and the services served beside it.
+        if !matches!(
+            auth.service.as_str(),
+            "lambda" | "logs" | "sns" | "scheduler"
+        ) {
             return Err(sigv4::SigError::BadScope(format!(
                 "Credential should be scoped to correct service: '{}'. ",
                 expect.service

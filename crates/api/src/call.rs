@@ -22,6 +22,7 @@ pub struct Call {
     pub state: Arc<AppState>,
     pub req: Authed,
     query: HashMap<String, String>,
+    raw_query: String,
 }
 
 impl Call {
@@ -37,6 +38,11 @@ impl Call {
     /// A query-string parameter.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.query.get(name).map(String::as_str)
+    }
+
+    /// The query string as sent (for repeated parameters).
+    pub fn raw_query(&self) -> &str {
+        &self.raw_query
     }
 
     /// `?Qualifier=`: a version or alias.
@@ -85,6 +91,7 @@ impl FromRequestParts<Arc<AppState>> for Call {
             state: state.clone(),
             req,
             query,
+            raw_query: parts.uri.query().unwrap_or("").to_owned(),
         })
     }
 }

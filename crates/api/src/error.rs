@@ -46,12 +46,13 @@ pub enum Service {
     Lambda,
     Logs,
     Sns,
+    Scheduler,
 }
 
 impl Service {
     pub const fn protocol(self) -> Protocol {
         match self {
-            Self::Lambda => Protocol::RestJson,
+            Self::Lambda | Self::Scheduler => Protocol::RestJson,
             Self::Logs => Protocol::AwsJson1_1,
             Self::Sns => Protocol::Query,
         }
@@ -67,6 +68,10 @@ impl Service {
                 "The service cannot complete the request.",
             ),
             Self::Sns => ("InternalError", "Internal Error"),
+            Self::Scheduler => (
+                "InternalServerException",
+                "Unexpected error encountered while processing the request.",
+            ),
         }
     }
 
@@ -76,6 +81,7 @@ impl Service {
             Self::Lambda => "InvalidRequestContentException",
             Self::Logs => "SerializationException",
             Self::Sns => "MalformedQueryString",
+            Self::Scheduler => "ValidationException",
         }
     }
 }
@@ -196,6 +202,12 @@ impl ApiError {
         };
         let protocol = service.protocol();
         let body = match protocol {
+            // The Scheduler's errors carry only `Message` (its model's shape).
+            Protocol::RestJson if service == Service::Scheduler => {
+                serde_json::json!({ "Message": message })
+                    .to_string()
+                    .into_bytes()
+            }
             Protocol::RestJson => api_types::ErrorBody {
                 code,
                 message: &message,
@@ -296,6 +308,19 @@ impl From<sns::SnsError> for ApiError {
     }
 }
 
+impl From<scheduler::SchedulerError> for ApiError {
+    fn from(e: scheduler::SchedulerError) -> Self {
+        use scheduler::SchedulerError as E;
+        let (status, code) = match &e {
+            E::Validation(_) => (StatusCode::BAD_REQUEST, "ValidationException"),
+            E::NotFound(_) => (StatusCode::NOT_FOUND, "ResourceNotFoundException"),
+            E::Conflict(_) => (StatusCode::CONFLICT, "ConflictException"),
+            E::Store(_) => return Self::internal(&e),
+        };
+        Self::new(status, code, e.to_string())
+    }
+}
+
 impl From<sigv4::SigError> for ApiError {
     fn from(e: sigv4::SigError) -> Self {
         Self::new(StatusCode::FORBIDDEN, e.code(), e.to_string())
@@ -328,6 +353,22 @@ impl From<LogError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.response(Service::Lambda)
+    }
+}
+
+impl From<esm::EsmError> for ApiError {
+    fn from(e: esm::EsmError) -> Self {
+        use esm::EsmError as E;
+        let (status, code) = match &e {
+            E::Validation(_) => (StatusCode::BAD_REQUEST, "ValidationException"),
+            E::InvalidParameter(_) => (StatusCode::BAD_REQUEST, "InvalidParameterValueException"),
+            E::NotFound => (StatusCode::NOT_FOUND, "ResourceNotFoundException"),
+            E::Conflict(_) => (StatusCode::CONFLICT, "ResourceConflictException"),
+            E::InUse(_) => (StatusCode::BAD_REQUEST, "ResourceInUseException"),
+            E::Function(r) => return ControlError::from(r.clone()).into(),
+            E::Store(_) | E::Lookup(_) => return Self::internal(&e),
+        };
+        Self::new(status, code, e.to_string())
     }
 }
 

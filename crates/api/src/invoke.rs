@@ -134,6 +134,7 @@ async fn owning_scope(
     let request = control::access::AccessRequest {
         action: control::access::Action::InvokeFunction,
         caller: Some(&own.account),
+        service: None,
         source_account: None,
         source_arn: None,
         url_auth_type: None,

@@ -29,6 +29,7 @@ mod call;
 mod concurrency;
 pub mod error;
 mod event_config;
+mod event_source_mappings;
 mod eventstream;
 pub mod function_urls;
 mod functions;
@@ -38,6 +39,7 @@ mod logs;
 mod platform;
 mod policies;
 mod query;
+pub mod schedules;
 mod sns;
 mod tags;
 mod url_config;
@@ -54,14 +56,18 @@ pub struct AppState {
     pub control: Arc<Control>,
     pub invoker: Arc<::invoke::Invoker>,
     pub dispatcher: Arc<dispatch::Dispatcher>,
+    /// Event source mappings and their pollers.
+    pub esm: ::esm::Esm,
     pub logs: ::logs::LogStore,
     pub keyring: Arc<Keyring>,
-    /// SNS topics and subscriptions.
-    pub topics: Arc<::sns::Topics>,
     /// Every function URL by id, for serving them.
     pub urls: Arc<function_urls::UrlIndex>,
     /// Where function URLs are served (the `FunctionUrl` the API reports).
     pub url_base: model::UrlBase,
+    /// SNS topics and subscriptions.
+    pub topics: Arc<::sns::Topics>,
+    /// EventBridge Scheduler's schedules and groups.
+    pub scheduler: Arc<::scheduler::Scheduler>,
 }
 
 /// The full API router. The Prometheus metrics are not on it: see
@@ -186,11 +192,46 @@ fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
                 .delete(url_config::delete),
         )
         .route("/2021-10-31/functions/{name}/urls", get(url_config::list))
+        .route(
+            "/2015-03-31/event-source-mappings",
+            get(event_source_mappings::list).post(event_source_mappings::create),
+        )
+        .route(
+            "/2015-03-31/event-source-mappings/",
+            get(event_source_mappings::list).post(event_source_mappings::create),
+        )
+        .route(
+            "/2015-03-31/event-source-mappings/{uuid}",
+            get(event_source_mappings::get)
+                .put(event_source_mappings::update)
+                .delete(event_source_mappings::delete),
+        )
         .route("/", axum::routing::post(post_root))
         .route("/lambent/status", get(platform::status))
         .route(
             "/2017-03-31/tags/{arn}",
             get(tags::list).post(tags::tag).delete(tags::untag),
+        )
+        .route("/schedules", get(schedules::list_schedules))
+        .route(
+            "/schedules/{name}",
+            get(schedules::get_schedule)
+                .post(schedules::create_schedule)
+                .put(schedules::update_schedule)
+                .delete(schedules::delete_schedule),
+        )
+        .route("/schedule-groups", get(schedules::list_groups))
+        .route(
+            "/schedule-groups/{name}",
+            get(schedules::get_group)
+                .post(schedules::create_group)
+                .delete(schedules::delete_group),
+        )
+        .route(
+            "/tags/{arn}",
+            get(schedules::list_tags)
+                .post(schedules::tag)
+                .delete(schedules::untag),
         )
         .route("/2016-08-19/account-settings", get(account::settings))
         .route("/2016-08-19/account-settings/", get(account::settings))

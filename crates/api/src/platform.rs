@@ -71,12 +71,36 @@ pub async fn status(c: Call) -> Response {
         })
         .collect();
     let deliveries = st.deliveries;
+    let mappings: Vec<serde_json::Value> = s
+        .esm
+        .stats()
+        .into_iter()
+        .filter(|m| m.scope == *scope)
+        .map(|m| {
+            serde_json::json!({
+                "UUID": m.uuid,
+                "FunctionArn": m.function_arn,
+                "Source": m.source,
+                "State": m.state,
+                "Backlog": m.backlog,
+                "IteratorAgeMilliseconds": m.iterator_age_ms,
+                "PolledEventCount": m.polled,
+                "FilteredOutEventCount": m.filtered_out,
+                "InvokedEventCount": m.invoked,
+                "FailedInvokeEventCount": m.failed_invoke,
+                "DroppedEventCount": m.dropped,
+                "OnFailureDestinationDeliveredEventCount": m.on_failure_delivered,
+                "ThrottledInvocations": m.throttled,
+            })
+        })
+        .collect();
     json_response(
         StatusCode::OK,
         &serde_json::json!({
             "Functions": functions,
             "AsyncQueue": queue,
             "PendingDeliveries": deliveries,
+            "EventSourceMappings": mappings,
         }),
     )
 }
@@ -183,32 +207,6 @@ pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
         out.family(name, "counter", help);
         out.sample::<&str>(name, &[], v.load(Ordering::Relaxed));
     }
-    let sm = s.topics.metrics();
-    for (name, help, v) in [
-        (
-            "lambent_sns_messages_published_total",
-            "Messages published to SNS topics (NumberOfMessagesPublished).",
-            &sm.messages_published,
-        ),
-        (
-            "lambent_sns_notifications_delivered_total",
-            "Notifications handed to a function or an HTTP endpoint's queue (NumberOfNotificationsDelivered).",
-            &sm.notifications_delivered,
-        ),
-        (
-            "lambent_sns_notifications_failed_total",
-            "Notifications not delivered: no such function, or its policy does not let SNS invoke it (NumberOfNotificationsFailed).",
-            &sm.notifications_failed,
-        ),
-        (
-            "lambent_sns_notifications_filtered_out_total",
-            "Notifications a subscription's filter policy rejected (NumberOfNotificationsFilteredOut).",
-            &sm.notifications_filtered_out,
-        ),
-    ] {
-        out.family(name, "counter", help);
-        out.sample::<&str>(name, &[], v.load(Ordering::Relaxed));
-    }
     let urls = s.urls.counter_rows();
     for (name, help, pick) in [
         (
@@ -243,12 +241,137 @@ pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
             out.sample(name, &labels, v.load(Ordering::Relaxed));
         }
     }
+    let sm = s.topics.metrics();
+    for (name, help, v) in [
+        (
+            "lambent_sns_messages_published_total",
+            "Messages published to SNS topics (NumberOfMessagesPublished).",
+            &sm.messages_published,
+        ),
+        (
+            "lambent_sns_notifications_delivered_total",
+            "Notifications handed to a function or an HTTP endpoint's queue (NumberOfNotificationsDelivered).",
+            &sm.notifications_delivered,
+        ),
+        (
+            "lambent_sns_notifications_failed_total",
+            "Notifications not delivered: no such function, or its policy does not let SNS invoke it (NumberOfNotificationsFailed).",
+            &sm.notifications_failed,
+        ),
+        (
+            "lambent_sns_notifications_filtered_out_total",
+            "Notifications a subscription's filter policy rejected (NumberOfNotificationsFilteredOut).",
+            &sm.notifications_filtered_out,
+        ),
+    ] {
+        out.family(name, "counter", help);
+        out.sample::<&str>(name, &[], v.load(Ordering::Relaxed));
+    }
+    esm_metrics(&mut out, &s.esm.stats());
     let mut resp = out.0.into_response();
     resp.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     resp
+}
+
+/// Lambda's event source mapping metrics, one sample per mapping.
+fn esm_metrics(out: &mut Exposition, stats: &[esm::MappingStats]) {
+    let labels = |m: &esm::MappingStats| {
+        [
+            ("account", m.scope.account.to_string()),
+            ("region", m.scope.region.to_string()),
+            ("uuid", m.uuid.clone()),
+            ("function", m.function_arn.clone()),
+            ("source", m.source.clone()),
+        ]
+    };
+    type Pick = fn(&esm::MappingStats) -> u64;
+    let counters: [(&str, &str, Pick); 8] = [
+        (
+            "lambent_esm_polled_events_total",
+            "PolledEventCount: records read from the source.",
+            |m| m.polled,
+        ),
+        (
+            "lambent_esm_filtered_out_events_total",
+            "FilteredOutEventCount: records no filter matched.",
+            |m| m.filtered_out,
+        ),
+        (
+            "lambent_esm_invoked_events_total",
+            "InvokedEventCount: records handed to the function.",
+            |m| m.invoked,
+        ),
+        (
+            "lambent_esm_failed_invoke_events_total",
+            "FailedInvokeEventCount: records of batches the function failed.",
+            |m| m.failed_invoke,
+        ),
+        (
+            "lambent_esm_dropped_events_total",
+            "DroppedEventCount: records given up on.",
+            |m| m.dropped,
+        ),
+        (
+            "lambent_esm_on_failure_destination_delivered_events_total",
+            "OnFailureDestinationDeliveredEventCount.",
+            |m| m.on_failure_delivered,
+        ),
+        (
+            "lambent_esm_succeeded_events_total",
+            "Records deleted, acknowledged or checkpointed after success.",
+            |m| m.succeeded,
+        ),
+        (
+            "lambent_esm_throttled_invocations_total",
+            "Invocations refused for concurrency and retried.",
+            |m| m.throttled,
+        ),
+    ];
+    for (name, help, pick) in counters {
+        out.family(name, "counter", help);
+        for m in stats {
+            out.sample(name, &labels(m), pick(m));
+        }
+    }
+    out.family(
+        "lambent_esm_backlog",
+        "gauge",
+        "Records waiting in the source (the mapping's lag).",
+    );
+    for m in stats.iter().filter(|m| m.backlog.is_some()) {
+        out.sample(
+            "lambent_esm_backlog",
+            &labels(m),
+            m.backlog.unwrap_or_default(),
+        );
+    }
+    out.family(
+        "lambent_esm_iterator_age_milliseconds",
+        "gauge",
+        "IteratorAge: age of the newest record a stream poller read.",
+    );
+    for m in stats.iter().filter(|m| m.iterator_age_ms.is_some()) {
+        out.sample(
+            "lambent_esm_iterator_age_milliseconds",
+            &labels(m),
+            m.iterator_age_ms.unwrap_or_default(),
+        );
+    }
+    out.family(
+        "lambent_esm_enabled",
+        "gauge",
+        "1 for a mapping whose poller runs.",
+    );
+    for m in stats {
+        out.sample(
+            "lambent_esm_enabled",
+            &labels(m),
+            u8::from(m.state == "Enabled"),
+        );
+    }
 }
 
 #[cfg(test)]

@@ -76,15 +76,24 @@ fn fixture() -> Fixture {
         queue,
         dispatch::DispatchSettings::default(),
     );
+    let scheduler = ::scheduler::Scheduler::open(
+        &dir.path().join("scheduler.db"),
+        Arc::new(crate::schedules::QueueDelivery(dispatcher.clone())),
+        ::scheduler::SchedulerSettings::default(),
+    )
+    .unwrap();
+    let esm = ::esm::Esm::open(dir.path(), invoker.clone()).unwrap();
     let state = Arc::new(AppState {
         control: Arc::new(control),
         invoker,
         dispatcher,
+        esm,
         logs,
         keyring: Arc::new(keyring),
-        topics: Arc::new(::sns::Topics::in_memory().unwrap()),
         urls,
         url_base: model::UrlBase::Local { port: 9000 },
+        topics: Arc::new(::sns::Topics::in_memory().unwrap()),
+        scheduler,
     });
     Fixture {
         dir,

@@ -5,7 +5,9 @@
 //! The owning account may always invoke its own functions. Anyone else is
 //! allowed only by an `Allow` statement whose action, principal and every
 //! condition match the request, as IAM evaluates them: a condition on a key
-//! the request does not carry does not match.
+//! the request does not carry does not match. A trigger of this server (an
+//! SNS topic, an EventBridge rule) asks as its service principal, with the
+//! source it acts for.
 
 use model::{AccountId, FunctionRecord, Policy, Qualifier};
 use serde_json::Value;
@@ -34,6 +36,9 @@ pub struct AccessRequest<'a> {
     pub action: Action,
     /// The signing account; `None` for an unsigned (anonymous) request.
     pub caller: Option<&'a AccountId>,
+    /// The AWS service acting (`sns.amazonaws.com`), when a trigger of this
+    /// server invokes; it never comes from a caller's keys.
+    pub service: Option<&'a str>,
     /// `AWS:SourceAccount`, when a service acts on behalf of a resource.
     pub source_account: Option<&'a str>,
     /// `AWS:SourceArn`, when a service acts on behalf of a resource.
@@ -71,10 +76,11 @@ pub fn policy_allows(policy: &Policy, req: &AccessRequest<'_>) -> bool {
         .any(|s| statement_allows(&s, req))
 }
 
-fn statement_allows(s: &Value, req: &AccessRequest<'_>) -> bool {
+/// Whether one policy statement (its JSON document) allows `req`.
+pub fn statement_allows(s: &Value, req: &AccessRequest<'_>) -> bool {
     s.get("Effect").and_then(Value::as_str) == Some("Allow")
         && action_matches(s.get("Action"), req.action)
-        && principal_matches(s.get("Principal"), req.caller)
+        && principal_matches(s.get("Principal"), req)
         && conditions_match(s.get("Condition"), req)
 }
 
@@ -95,19 +101,24 @@ fn action_matches(v: Option<&Value>, action: Action) -> bool {
 /// `*` is everyone, signed or not; an account (its root ARN or its id) is
 /// any caller signing with that account's keys. Service principals act
 /// only through the services themselves, never through a caller's keys.
-fn principal_matches(v: Option<&Value>, caller: Option<&AccountId>) -> bool {
+fn principal_matches(v: Option<&Value>, req: &AccessRequest<'_>) -> bool {
+    let caller = req.caller;
     match v {
         Some(Value::String(s)) => s == "*",
-        Some(Value::Object(m)) => strings(m.get("AWS")).iter().any(|p| {
-            *p == "*"
-                || caller.is_some_and(|c| {
-                    *p == c.as_str()
-                        || p.strip_prefix("arn:")
-                            .and_then(|rest| rest.split(':').nth(3))
-                            .is_some_and(|acct| acct == c.as_str())
-                            && p.ends_with(":root")
+        Some(Value::Object(m)) => {
+            req.service
+                .is_some_and(|svc| strings(m.get("Service")).contains(&svc))
+                || strings(m.get("AWS")).iter().any(|p| {
+                    *p == "*"
+                        || caller.is_some_and(|c| {
+                            *p == c.as_str()
+                                || p.strip_prefix("arn:")
+                                    .and_then(|rest| rest.split(':').nth(3))
+                                    .is_some_and(|acct| acct == c.as_str())
+                                    && p.ends_with(":root")
+                        })
                 })
-        }),
+        }
         _ => false,
     }
 }
@@ -201,6 +212,7 @@ mod tests {
         AccessRequest {
             action,
             caller,
+            service: None,
             source_account: None,
             source_arn: None,
             url_auth_type: None,

@@ -31,7 +31,6 @@ mod view;
 
 pub use account::TOTAL_CODE_SIZE_LIMIT;
 pub use code_url::CodeUrlSigner;
-pub use policy::statement_allows_service;
 pub use urls::url_id;
 
 /// Why a control-plane call failed. Each variant is one AWS error code; the

@@ -417,91 +417,6 @@ impl Control {
     }
 }
 
-/// Whether `pattern` (an IAM `ArnLike` value: `*` any run, `?` one
-/// character) matches `value`.
-fn arn_like(pattern: &str, value: &str) -> bool {
-    let (p, v): (Vec<char>, Vec<char>) = (pattern.chars().collect(), value.chars().collect());
-    let (mut pi, mut vi) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while vi < v.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == v[vi]) {
-            pi += 1;
-            vi += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, vi));
-            pi += 1;
-        } else if let Some((sp, sv)) = star {
-            pi = sp + 1;
-            vi = sv + 1;
-            star = Some((sp, sv + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
-}
-
-fn one_or_many(v: &Value) -> Vec<&str> {
-    match v {
-        Value::String(s) => vec![s.as_str()],
-        Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Whether one statement of a function policy lets the AWS service
-/// `principal` invoke the function on behalf of `source_arn`, owned by
-/// `source_account`. A condition this server cannot evaluate denies.
-pub fn statement_allows_service(
-    statement: &Value,
-    principal: &str,
-    source_arn: &str,
-    source_account: &str,
-) -> bool {
-    if statement.get("Effect").and_then(Value::as_str) != Some("Allow") {
-        return false;
-    }
-    let principal_ok = match statement.get("Principal") {
-        Some(Value::String(s)) => s == "*",
-        Some(Value::Object(m)) => m
-            .get("Service")
-            .is_some_and(|s| one_or_many(s).contains(&principal)),
-        _ => false,
-    };
-    let action_ok = statement.get("Action").is_some_and(|a| {
-        one_or_many(a)
-            .iter()
-            .any(|a| matches!(*a, "lambda:InvokeFunction" | "lambda:*" | "*"))
-    });
-    if !principal_ok || !action_ok {
-        return false;
-    }
-    let Some(condition) = statement.get("Condition") else {
-        return true;
-    };
-    let Some(operators) = condition.as_object() else {
-        return false;
-    };
-    operators.iter().all(|(op, keys)| {
-        let Some(keys) = keys.as_object() else {
-            return false;
-        };
-        keys.iter().all(|(key, wanted)| {
-            let actual = match key.to_ascii_lowercase().as_str() {
-                "aws:sourcearn" => source_arn,
-                "aws:sourceaccount" => source_account,
-                _ => return false,
-            };
-            let wanted = one_or_many(wanted);
-            match op.as_str() {
-                "ArnLike" | "StringLike" => wanted.iter().any(|w| arn_like(w, actual)),
-                "ArnEquals" | "StringEquals" => wanted.contains(&actual),
-                _ => false,
-            }
-        })
-    })
-}
-
 impl Control {
     /// Whether the resource policy of the function `function_arn` names
     /// (the policy of its qualifier when it has one) lets the AWS service
@@ -528,16 +443,41 @@ impl Control {
         let Some(policy) = rec.policies.get(&key(arn.qualifier.as_ref())) else {
             return Ok(false);
         };
-        Ok(policy.statements.iter().any(|st| {
-            serde_json::from_str::<Value>(&st.json)
-                .is_ok_and(|v| statement_allows_service(&v, principal, source_arn, source_account))
-        }))
+        Ok(crate::access::policy_allows(
+            policy,
+            &service_request(principal, source_arn, source_account),
+        ))
+    }
+}
+
+/// What a trigger of this server asks when it invokes a function.
+fn service_request<'a>(
+    principal: &'a str,
+    source_arn: &'a str,
+    source_account: &'a str,
+) -> crate::access::AccessRequest<'a> {
+    crate::access::AccessRequest {
+        action: crate::access::Action::InvokeFunction,
+        caller: None,
+        service: Some(principal),
+        source_account: Some(source_account),
+        source_arn: Some(source_arn),
+        url_auth_type: None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn statement_allows_service(
+        st: &Value,
+        principal: &str,
+        source_arn: &str,
+        source_account: &str,
+    ) -> bool {
+        crate::access::statement_allows(st, &service_request(principal, source_arn, source_account))
+    }
 
     fn req(principal: &str) -> wire::AddPermissionRequest {
         wire::AddPermissionRequest {
@@ -677,6 +617,5 @@ mod tests {
             topic,
             "111111111111"
         ));
-        assert!(arn_like("a*b*c", "aXXbYc") && !arn_like("a*b", "ac") && arn_like("*", ""));
     }
 }

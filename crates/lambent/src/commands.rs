@@ -353,3 +353,57 @@ pub fn queue(args: QueueArgs) -> Result<(), CommandError> {
     }
     Ok(())
 }
+
+/// `lambent mappings`: each event source mapping's state, backlog and
+/// counts.
+pub fn mappings(args: QueueArgs) -> Result<(), CommandError> {
+    let client = args.server.client()?;
+    let reply = runtime()?.block_on(client.send(
+        "GET",
+        "/lambent/status",
+        "",
+        "lambda",
+        &[],
+        Vec::new(),
+    ))?;
+    if reply.status >= 300 {
+        return Err(api_error(&reply));
+    }
+    let status: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+    let rows = status
+        .get("EventSourceMappings")
+        .and_then(|q| q.as_array())
+        .cloned()
+        .unwrap_or_default();
+    println!(
+        "{:<36} {:<9} {:>8} {:>9} {:>8} {:>8}  {:<30} SOURCE",
+        "UUID", "STATE", "LAG", "INVOKED", "FAILED", "FILTERED", "FUNCTION"
+    );
+    let text = |r: &serde_json::Value, k: &str| {
+        r.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_owned()
+    };
+    let num = |r: &serde_json::Value, k: &str| r.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    for r in &rows {
+        let lag = r
+            .get("Backlog")
+            .and_then(|v| v.as_u64())
+            .map_or_else(|| "-".to_owned(), |n| n.to_string());
+        let function = text(r, "FunctionArn");
+        let function = function.split(":function:").nth(1).unwrap_or(&function);
+        println!(
+            "{:<36} {:<9} {:>8} {:>9} {:>8} {:>8}  {:<30} {}",
+            text(r, "UUID"),
+            text(r, "State"),
+            lag,
+            num(r, "InvokedEventCount"),
+            num(r, "FailedInvokeEventCount"),
+            num(r, "FilteredOutEventCount"),
+            function,
+            text(r, "Source"),
+        );
+    }
+    if rows.is_empty() {
+        println!("(no event source mappings)");
+    }
+    Ok(())
+}

@@ -36,6 +36,8 @@ enum Command {
     Logs(commands::LogsArgs),
     /// Show asynchronous events waiting per function (depth, oldest age).
     Queue(commands::QueueArgs),
+    /// Event source mappings: each one's state, lag and counts.
+    Mappings(commands::QueueArgs),
 }
 
 /// `$LAMBENT_DATA_DIR`, else `$XDG_DATA_HOME/lambent`, else `~/.local/share/lambent`.
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::Invoke(args) => commands::invoke(args).map_err(Into::into),
         Command::Logs(args) => commands::logs(args).map_err(Into::into),
         Command::Queue(args) => commands::queue(args).map_err(Into::into),
+        Command::Mappings(args) => commands::mappings(args).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

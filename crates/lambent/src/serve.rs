@@ -70,6 +70,13 @@ pub struct ServeArgs {
     #[arg(long, env = "LAMBENT_ASYNC_DELAY_SCALE", default_value_t = 1.0)]
     pub async_delay_scale: f64,
 
+    /// Real time per unit of schedule time for EventBridge Scheduler: 1 runs
+    /// schedules on the clock; tests use e.g. 0.01 (a minute of schedule time
+    /// passes in 0.6 s, `rate(1 minute)` fires every 0.6 s, `at()` two
+    /// minutes ahead fires in 1.2 s). Retry backoff and event ages scale too.
+    #[arg(long, env = "LAMBENT_SCHEDULE_TIME_SCALE", default_value_t = 1.0)]
+    pub schedule_time_scale: f64,
+
     /// Asynchronous events that may run at once (default: 32 per CPU, at
     /// most the account concurrency). Events beyond it wait in the queue;
     /// 0 pauses asynchronous dispatch (events are accepted and kept).
@@ -214,6 +221,10 @@ pub enum ServeError {
     Queue(#[from] queue::QueueError),
     #[error("cannot open the SNS topic store: {0}")]
     Topics(#[from] sns::SnsError),
+    #[error("cannot open the schedule store: {0}")]
+    Scheduler(#[from] scheduler::SchedulerError),
+    #[error("cannot open the event source mappings: {0}")]
+    EventSourceMappings(#[from] esm::DbError),
     #[error(transparent)]
     DataDirInUse(#[from] crate::datadir::LockError),
     #[error("cannot read the metrics token file {path}: {reason}")]
@@ -490,6 +501,14 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
     );
     dispatcher.spawn();
     let urls = Arc::new(api::function_urls::UrlIndex::default());
+    let scheduler = scheduler::Scheduler::open(
+        &data_dir.join("scheduler.db"),
+        Arc::new(api::schedules::QueueDelivery(dispatcher.clone())),
+        scheduler::SchedulerSettings {
+            time_scale: args.schedule_time_scale,
+        },
+    )?;
+    scheduler.spawn();
     let control = Arc::new(control::Control::new(
         store,
         blobs,
@@ -506,6 +525,9 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         }),
     })?;
     let topics = Arc::new(sns::Topics::open(&data_dir.join("sns.db"))?);
+    let esm = esm::Esm::open(&data_dir, invoker.clone())?;
+    esm.resume().await;
+    let pollers = esm.clone();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -531,6 +553,8 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         urls,
         url_base,
         topics,
+        scheduler,
+        esm,
     });
     let endpoint = format!("http://{addr}");
     let access = api::MetricsAccess {
@@ -620,6 +644,8 @@ async fn serve(args: ServeArgs, data_dir: PathBuf) -> Result<(), ServeError> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let served = api::run(listener, router, stop).await;
+    // Pollers finish their in-flight batches before the server goes.
+    pollers.shutdown().await;
     if let Some(task) = metrics_task {
         let _ = task.await;
     }

@@ -330,6 +330,7 @@ fn authorize(
     let req = AccessRequest {
         action: Action::InvokeFunctionUrl,
         caller: identity.as_ref().map(|i| &i.account),
+        service: None,
         source_account: None,
         source_arn: None,
         url_auth_type: Some(auth.as_str()),
