@@ -85,6 +85,16 @@ impl Client {
         })
     }
 
+    /// The server's `host:port`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The key that signs, and the region.
+    pub fn credentials(&self) -> &signed_client::Credentials {
+        &self.creds
+    }
+
     /// Sends one signed request and reads the whole answer.
     pub async fn send(
         &self,

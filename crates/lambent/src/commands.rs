@@ -23,7 +23,7 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
-    fn client(&self) -> Result<Client, ClientError> {
+    pub(crate) fn client(&self) -> Result<Client, ClientError> {
         self.client_in(None)
     }
 
@@ -135,7 +135,7 @@ fn api_error(reply: &crate::client::Reply) -> CommandError {
     CommandError::Api(format!("{code} ({}): {msg}", reply.status))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -299,8 +299,18 @@ mod tests {
 
 #[derive(Args, Debug)]
 pub struct QueueArgs {
+    /// `table` for people, `json` for scripts.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
     #[command(flatten)]
     pub server: ServerArgs,
+}
+
+/// How listing commands print.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
 }
 
 /// `lambent queue`: asynchronous events waiting per function.
@@ -323,6 +333,14 @@ pub fn queue(args: QueueArgs) -> Result<(), CommandError> {
         .and_then(|q| q.as_array())
         .cloned()
         .unwrap_or_default();
+    if args.output == Output::Json {
+        let out = serde_json::json!({
+            "AsyncQueue": rows,
+            "PendingDeliveries": status.get("PendingDeliveries").cloned().unwrap_or_default(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(());
+    }
     println!(
         "{:<40} {:>8} {:>18}",
         "FUNCTION", "DEPTH", "OLDEST EVENT AGE"
@@ -375,6 +393,11 @@ pub fn mappings(args: QueueArgs) -> Result<(), CommandError> {
         .and_then(|q| q.as_array())
         .cloned()
         .unwrap_or_default();
+    if args.output == Output::Json {
+        let out = serde_json::json!({ "EventSourceMappings": rows });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(());
+    }
     println!(
         "{:<36} {:<9} {:>8} {:>9} {:>8} {:>8}  {:<30} SOURCE",
         "UUID", "STATE", "LAG", "INVOKED", "FAILED", "FILTERED", "FUNCTION"

@@ -4,13 +4,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod client;
 mod commands;
 mod credentials;
 mod datadir;
 mod serve;
+mod stack;
 
 /// The default API port: unclaimed by common developer tools.
 pub const DEFAULT_PORT: u16 = 9765;
@@ -38,6 +39,17 @@ enum Command {
     Queue(commands::QueueArgs),
     /// Event source mappings: each one's state, lag and counts.
     Mappings(commands::QueueArgs),
+    /// Deploy a SAM template: build, upload and update only what changed.
+    Deploy(stack::DeployArgs),
+    /// Remove a stack's functions.
+    Delete(stack::DeleteArgs),
+    /// List functions in a table (or --output json).
+    Functions(stack::FunctionsArgs),
+    /// Print a shell completion script: `lambent completions bash > ~/.local/share/bash-completion/completions/lambent`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// `$LAMBENT_DATA_DIR`, else `$XDG_DATA_HOME/lambent`, else `~/.local/share/lambent`.
@@ -62,6 +74,18 @@ fn main() -> ExitCode {
         Command::Logs(args) => commands::logs(args).map_err(Into::into),
         Command::Queue(args) => commands::queue(args).map_err(Into::into),
         Command::Mappings(args) => commands::mappings(args).map_err(Into::into),
+        Command::Deploy(args) => stack::deploy(args).map_err(Into::into),
+        Command::Delete(args) => stack::delete(args).map_err(Into::into),
+        Command::Functions(args) => stack::functions(args).map_err(Into::into),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "lambent",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -58,6 +58,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("signed-client", &["sigv4"]),
     ("bench", &["signed-client"]),
+    ("deploy", &["signed-client"]),
     ("fixture-rust-function", &[]),
 ];
 

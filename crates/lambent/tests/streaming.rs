@@ -116,7 +116,7 @@ async fn lambda_runtime_crate_streams_each_chunk_as_it_is_written() {
         .map(|(t, _)| *t)
         .expect("chunk 0");
     assert!(
-        end.saturating_sub(first) >= Duration::from_millis(800),
+        end.saturating_sub(first) >= Duration::from_millis(600),
         "first chunk at {first:?}, completion at {end:?}"
     );
 }

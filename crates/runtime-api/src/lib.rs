@@ -29,7 +29,7 @@ use tokio::sync::{Notify, oneshot};
 mod stream;
 pub use stream::{
     MAX_STREAM_BYTES, ResponseStream, STREAM_BYTES_PER_SECOND, STREAM_UNCAPPED_BYTES, StreamEnd,
-    StreamEnded,
+    StreamEnded, StreamLimits,
 };
 
 /// The largest response a function may return (6 MB plus Lambda's 100 bytes of slack).
@@ -149,6 +149,8 @@ pub struct Channel {
     work: Notify,
     /// Wakes whoever waits for the end of init (first `/next` or init error).
     init: Notify,
+    /// What a streamed response is held to.
+    stream_limits: StreamLimits,
 }
 
 impl Default for Channel {
@@ -176,6 +178,16 @@ impl Channel {
             }),
             work: Notify::new(),
             init: Notify::new(),
+            stream_limits: StreamLimits::LAMBDA,
+        }
+    }
+
+    /// A channel whose streamed responses are held to `limits` instead of
+    /// Lambda's.
+    pub fn with_stream_limits(limits: StreamLimits) -> Self {
+        Self {
+            stream_limits: limits,
+            ..Self::new()
         }
     }
 

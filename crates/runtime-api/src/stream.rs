@@ -32,6 +32,26 @@ pub const STREAM_UNCAPPED_BYTES: u64 = 6 * 1024 * 1024;
 /// The bandwidth of a streamed response past its uncapped bytes (2 MiB/s).
 pub const STREAM_BYTES_PER_SECOND: u64 = 2 * 1024 * 1024;
 
+/// The limits a streamed response is held to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// The largest response, in bytes.
+    pub max_bytes: u64,
+    /// Bytes passed on without a bandwidth cap.
+    pub uncapped_bytes: u64,
+    /// The bandwidth past them, in bytes per second.
+    pub bytes_per_second: u64,
+}
+
+impl StreamLimits {
+    /// Lambda's: 200 MiB, the first 6 MiB uncapped, then 2 MiB/s.
+    pub const LAMBDA: Self = Self {
+        max_bytes: MAX_STREAM_BYTES,
+        uncapped_bytes: STREAM_UNCAPPED_BYTES,
+        bytes_per_second: STREAM_BYTES_PER_SECOND,
+    };
+}
+
 /// How many chunks may wait for the platform before the runtime's writes
 /// wait too (a slow reader slows the writer, as on Lambda).
 const CHUNKS_IN_FLIGHT: usize = 16;
@@ -69,7 +89,8 @@ pub enum StreamEnd {
     Complete,
     /// The runtime reported an error in the trailers.
     Error { error_type: String, body: Bytes },
-    /// The body went over [`MAX_STREAM_BYTES`]; the rest was not read.
+    /// The body went over the limit ([`MAX_STREAM_BYTES`]); the rest was
+    /// not read.
     TooLarge,
     /// The body broke off before its end (the runtime's connection failed).
     Truncated,
@@ -156,7 +177,8 @@ pub(crate) async fn receive(channel: &Channel, id: &str, req: Request<Incoming>)
         return crate::refuse(req, invalid_request_id()).await;
     }
     let mut body = req.into_body();
-    let mut pacer = Pacer::new(STREAM_UNCAPPED_BYTES, STREAM_BYTES_PER_SECOND);
+    let limits = channel.stream_limits;
+    let mut pacer = Pacer::new(limits.uncapped_bytes, limits.bytes_per_second);
     let mut listening = true;
     let mut bytes = 0u64;
     let (end, answer) = loop {
@@ -179,14 +201,18 @@ pub(crate) async fn receive(channel: &Channel, id: &str, req: Request<Incoming>)
                             continue;
                         }
                         bytes += data.len() as u64;
-                        if bytes > MAX_STREAM_BYTES {
-                            break (
-                                StreamEnd::TooLarge,
-                                json(
-                                    StatusCode::PAYLOAD_TOO_LARGE,
-                                    r#"{"errorMessage":"Exceeded maximum allowed payload size (209715200 bytes).","errorType":"RequestEntityTooLarge"}"#,
-                                ),
+                        if bytes > limits.max_bytes {
+                            let doc = serde_json::json!({
+                                "errorMessage": format!("Exceeded maximum allowed payload size ({} bytes).", limits.max_bytes),
+                                "errorType": "RequestEntityTooLarge",
+                            });
+                            let mut answer = Response::new(Body::new(Bytes::from(doc.to_string())));
+                            *answer.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+                            answer.headers_mut().insert(
+                                hyper::header::CONTENT_TYPE,
+                                hyper::header::HeaderValue::from_static("application/json"),
                             );
+                            break (StreamEnd::TooLarge, answer);
                         }
                         if listening {
                             let at = pacer.release_at(Instant::now(), data.len() as u64);

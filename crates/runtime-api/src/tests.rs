@@ -434,8 +434,17 @@ impl RawStream {
 }
 
 async fn streaming_invocation(id: &str) -> (Arc<Channel>, std::net::SocketAddr, Submitted) {
-    let (ch, addr, task) = start().await;
-    drop(task);
+    streaming_invocation_within(id, StreamLimits::LAMBDA).await
+}
+
+async fn streaming_invocation_within(
+    id: &str,
+    limits: StreamLimits,
+) -> (Arc<Channel>, std::net::SocketAddr, Submitted) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ch = Arc::new(Channel::with_stream_limits(limits));
+    drop(tokio::spawn(serve(listener, ch.clone(), |_, _| true)));
     let sub = ch.submit(invocation(id, "{}")).unwrap();
     let mut rt = Runtime::connect(addr).await;
     let (status, _, _) = rt.next().await;
@@ -566,4 +575,56 @@ async fn a_caller_that_stops_listening_lets_the_runtime_finish() {
     assert!(status.starts_with("HTTP/1.1 202"), "{status}");
     let ended = end.await.unwrap();
     assert_eq!((ended.end, ended.bytes), (StreamEnd::Complete, 3 + 64 * 4));
+}
+
+#[tokio::test]
+async fn a_stream_over_the_limit_ends_too_large() {
+    let limits = StreamLimits {
+        max_bytes: 10,
+        ..StreamLimits::LAMBDA
+    };
+    let (_ch, addr, sub) = streaming_invocation_within("s-big", limits).await;
+    let mut post = RawStream::begin(addr, "s-big", "text/plain").await;
+    post.chunk(b"0123456789").await;
+    let mut stream = stream_of(sub.reply.await.unwrap().reply);
+    assert_eq!(
+        stream.chunks.recv().await,
+        Some(Bytes::from_static(b"0123456789"))
+    );
+    post.chunk(b"x").await;
+    assert_eq!(stream.chunks.recv().await, None, "nothing past the limit");
+    let ended = stream.end.await.unwrap();
+    assert_eq!(ended.end, StreamEnd::TooLarge);
+    let status = post.end("").await;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+    assert!(
+        status.contains("Exceeded maximum allowed payload size (10 bytes)."),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn past_the_uncapped_bytes_chunks_flow_at_the_capped_rate() {
+    let limits = StreamLimits {
+        max_bytes: 1 << 20,
+        uncapped_bytes: 10,
+        bytes_per_second: 100,
+    };
+    let (_ch, addr, sub) = streaming_invocation_within("s-slow", limits).await;
+    let mut post = RawStream::begin(addr, "s-slow", "text/plain").await;
+    post.chunk(b"0123456789").await;
+    let mut stream = stream_of(sub.reply.await.unwrap().reply);
+    let t0 = std::time::Instant::now();
+    assert_eq!(stream.chunks.recv().await.map(|b| b.len()), Some(10));
+    // 50 capped bytes at 100 bytes/s hold the next chunk back half a second.
+    post.chunk(&[b'a'; 50]).await;
+    post.chunk(b"b").await;
+    assert_eq!(stream.chunks.recv().await.map(|b| b.len()), Some(50));
+    assert_eq!(stream.chunks.recv().await.map(|b| b.len()), Some(1));
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(450),
+        "the chunk after 50 capped bytes waited only {waited:?}"
+    );
+    post.end("").await;
 }

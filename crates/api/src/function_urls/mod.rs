@@ -6,7 +6,8 @@
 //! invoking) -> authorization (SigV4 for `AWS_IAM`, then the function's
 //! resource policy through `control::access`) -> the payload format 2.0
 //! event ([`event`]) -> [`respond`], the one place the URL's invoke mode is
-//! chosen -> the function's result as an HTTP response ([`reply`]).
+//! chosen -> the function's result as an HTTP response ([`reply`]), or for
+//! `RESPONSE_STREAM` its chunks as the function writes them ([`stream`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ use crate::{AppState, RequestId};
 pub mod cors;
 pub mod event;
 pub mod reply;
+mod stream;
 
 pub use reply::UrlError;
 
@@ -352,25 +354,32 @@ async fn respond(
     request_id: String,
     trace_header: String,
 ) -> Result<Response, UrlError> {
+    let call = invoke::Call {
+        request_id,
+        payload: event,
+        client_context: None,
+        trace_header: Some(trace_header),
+        tail: false,
+    };
     match route.config.invoke_mode {
-        // RESPONSE_STREAM URLs are answered buffered until the invoker
-        // can stream a response as the function writes it.
-        InvokeMode::Buffered | InvokeMode::ResponseStream => {
+        InvokeMode::Buffered => {
             let out = state
                 .invoker
-                .execute(
-                    target,
-                    invoke::Call {
-                        request_id,
-                        payload: event,
-                        client_context: None,
-                        trace_header: Some(trace_header),
-                        tail: false,
-                    },
-                )
+                .execute(target, call)
                 .await
                 .map_err(UrlError::Invoke)?;
             reply::buffered(out)
+        }
+        // Chunks go to the client as the function writes them.
+        InvokeMode::ResponseStream => {
+            let streaming = state
+                .invoker
+                .execute_stream(target, call)
+                .await
+                .map_err(UrlError::Invoke)?;
+            stream::respond(streaming)
+                .await
+                .map_err(|_| UrlError::FunctionFailed)
         }
     }
 }

@@ -1,0 +1,5 @@
+import built
+
+
+def handler(event, context):
+    return {"from": "make", "stamp": built.STAMP}

@@ -1,0 +1,2 @@
+def describe(message):
+    return "order " + message
