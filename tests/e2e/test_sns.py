@@ -125,7 +125,9 @@ def test_fan_out_to_three_functions_and_an_http_subscriber(server, hooks):
     doc = json.loads(note["body"])
     assert doc["Message"] == "order 42" and doc["Subject"] == "New order"
     assert doc["MessageAttributes"]["price"] == {"Type": "Number", "Value": "210.75"}
-    assert "UnsubscribeURL" in doc and "SigningCertURL" in doc
+    assert "UnsubscribeURL" in doc
+    with urllib.request.urlopen(doc["SigningCertURL"], timeout=10) as r:
+        assert b"HMAC-SHA256" in r.read()
 
     # MessageStructure json: each protocol gets its own text.
     sns.publish(TopicArn=topic, MessageStructure="json",
@@ -303,3 +305,17 @@ def test_topics_and_subscriptions_survive_a_restart(hooks):
         assert topic not in [t["TopicArn"] for t in s.client(service="sns").list_topics()["Topics"]]
     finally:
         s.stop()
+
+
+def test_topic_tags(server):
+    sns = server.client(service="sns")
+    topic = sns.create_topic(Name="tagged", Tags=[{"Key": "team", "Value": "orders"}])["TopicArn"]
+    sns.tag_resource(ResourceArn=topic, Tags=[{"Key": "env", "Value": "test"}])
+    tags = sns.list_tags_for_resource(ResourceArn=topic)["Tags"]
+    assert sorted((t["Key"], t["Value"]) for t in tags) == [("env", "test"), ("team", "orders")]
+    sns.untag_resource(ResourceArn=topic, TagKeys=["team"])
+    assert sns.list_tags_for_resource(ResourceArn=topic)["Tags"] == [{"Key": "env", "Value": "test"}]
+    assert error(lambda: sns.list_tags_for_resource(ResourceArn=topic + "-missing")) == (
+        404, "ResourceNotFound", "Resource does not exist")
+    too_many = [{"Key": f"k{i}", "Value": "v"} for i in range(50)]
+    assert error(lambda: sns.tag_resource(ResourceArn=topic, Tags=too_many))[1] == "TagLimitExceeded"

@@ -584,6 +584,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sns_errors_are_query_xml_with_the_request_id() {
+        let r = ApiError::from(sns::SnsError::topic_not_found())
+            .response_for(Service::Sns, Some("req-1"));
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!(r.headers()["content-type"], "text/xml");
+        assert_eq!(r.headers()["x-amzn-errortype"], "NotFound");
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            r#"<ErrorResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><Error><Type>Sender</Type><Code>NotFound</Code><Message>Topic does not exist</Message></Error><RequestId>req-1</RequestId></ErrorResponse>"#
+        );
+        let r = ApiError::internal("secret detail").response_for(Service::Sns, None);
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        let text = std::str::from_utf8(&body).unwrap();
+        assert!(
+            text.contains("<Type>Receiver</Type><Code>InternalError</Code>"),
+            "{text}"
+        );
+        assert!(!text.contains("secret"));
+    }
+
+    #[tokio::test]
     async fn unreadable_bodies_use_the_services_code() {
         let (_, _, code, _) = written(ApiError::bad_json("eof"), Service::Lambda).await;
         assert_eq!(code, "InvalidRequestContentException");

@@ -242,6 +242,7 @@ fn build(state: Arc<AppState>, metrics: Option<MetricsAccess>) -> Router {
         .merge(lambda)
         .route("/lambent/code/{file}", get(platform::download_code))
         .route("/", get(sns::unsigned))
+        .route("/lambent/sns/signing-key", get(sns::signing_key_note))
         .route("/lambent/health", get(|| async { "ok" }));
     if let Some(access) = metrics {
         app = app.merge(metrics_routes(access, &["/lambent/metrics"]));

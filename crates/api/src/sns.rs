@@ -101,18 +101,13 @@ async fn run(
     let mut x = Xml::default();
     match action {
         "CreateTopic" => {
-            let tags: Vec<(String, String)> = p
-                .members("Tags")
-                .iter()
-                .filter_map(|m| {
-                    Some((
-                        p.get(&format!("{m}.Key"))?.to_owned(),
-                        p.get(&format!("{m}.Value")).unwrap_or("").to_owned(),
-                    ))
-                })
-                .collect();
             let arn = topics
-                .create_topic(scope, p.get("Name"), &p.string_map("Attributes"), &tags)
+                .create_topic(
+                    scope,
+                    p.get("Name"),
+                    &p.string_map("Attributes"),
+                    &tag_list(p),
+                )
                 .await?;
             x.text("TopicArn", &arn);
         }
@@ -273,6 +268,30 @@ async fn run(
             }
             x.close("Failed");
         }
+        "ListTagsForResource" => {
+            let tags = topics.list_tags(scope, p.get("ResourceArn"))?;
+            x.open("Tags");
+            for (k, v) in &tags {
+                x.open("member")
+                    .text("Key", k)
+                    .text("Value", v)
+                    .close("member");
+            }
+            x.close("Tags");
+        }
+        "TagResource" => {
+            topics
+                .tag(scope, p.get("ResourceArn"), &tag_list(p))
+                .await?;
+        }
+        "UntagResource" => {
+            let keys: Vec<String> = p
+                .members("TagKeys")
+                .iter()
+                .filter_map(|m| p.get(m).map(str::to_owned))
+                .collect();
+            topics.untag(scope, p.get("ResourceArn"), &keys).await?;
+        }
         "" => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -289,6 +308,19 @@ async fn run(
         }
     }
     Ok(Some(x.finish()))
+}
+
+/// `Tags.member.N.Key` / `.Value`.
+fn tag_list(p: &Params) -> Vec<(String, String)> {
+    p.members("Tags")
+        .iter()
+        .filter_map(|m| {
+            Some((
+                p.get(&format!("{m}.Key"))?.to_owned(),
+                p.get(&format!("{m}.Value")).unwrap_or("").to_owned(),
+            ))
+        })
+        .collect()
 }
 
 /// `Name.entry.N.Name`, `.Value.DataType`, `.Value.StringValue`,
@@ -470,4 +502,21 @@ pub(crate) async fn unsigned(
         Ok(r) => answer(&action, r, &id.0),
         Err(e) => ApiError::from(e).response_for(Service::Sns, Some(&id.0)),
     }
+}
+
+/// What `SigningCertURL` points at: how this server signs messages. There is
+/// no certificate: signatures are HMAC-SHA256 with a key the server keeps.
+pub(crate) async fn signing_key_note() -> Response {
+    let mut r = (
+        StatusCode::OK,
+        "Messages from this server are signed with HMAC-SHA256 over SNS's canonical \
+         string of the message's fields, with a key the server keeps. There is no \
+         certificate: AWS's certificate-based signature validators cannot verify them.\n",
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
 }

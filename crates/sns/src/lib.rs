@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use event_pattern::sns::{Attribute, FilterPolicy, Scope as FilterScope};
 use model::Scope;
-use serde_json::{Value, json};
 use sha2::Digest as _;
 
 mod db;
@@ -489,6 +488,62 @@ impl Topics {
         Ok(())
     }
 
+    fn tagged_topic(&self, scope: &Scope, arn: Option<&str>) -> Result<Topic, SnsError> {
+        let arn = required(arn, "resourceArn")?;
+        match self.topic(scope, arn, "ResourceArn") {
+            Ok(t) => Ok(t),
+            Err(SnsError::Store(e)) => Err(SnsError::Store(e)),
+            Err(_) => Err(SnsError::ResourceNotFound),
+        }
+    }
+
+    /// `ListTagsForResource`.
+    pub fn list_tags(
+        &self,
+        scope: &Scope,
+        arn: Option<&str>,
+    ) -> Result<Vec<(String, String)>, SnsError> {
+        Ok(self.tagged_topic(scope, arn)?.tags.into_iter().collect())
+    }
+
+    /// `TagResource`: adds or replaces tags, at most 50 per topic.
+    pub async fn tag(
+        &self,
+        scope: &Scope,
+        arn: Option<&str>,
+        tags: &[(String, String)],
+    ) -> Result<(), SnsError> {
+        validate::tags(tags)?;
+        let _w = self.write.lock().await;
+        let mut topic = self.tagged_topic(scope, arn)?;
+        topic.tags.extend(tags.iter().cloned());
+        if topic.tags.len() > validate::MAX_TAGS {
+            return Err(SnsError::TagLimitExceeded);
+        }
+        let stored = topic.clone();
+        self.persist(move |db| db.put_topic(&stored)).await?;
+        self.write_state()?.topics.insert(topic.arn.clone(), topic);
+        Ok(())
+    }
+
+    /// `UntagResource`.
+    pub async fn untag(
+        &self,
+        scope: &Scope,
+        arn: Option<&str>,
+        keys: &[String],
+    ) -> Result<(), SnsError> {
+        let _w = self.write.lock().await;
+        let mut topic = self.tagged_topic(scope, arn)?;
+        for k in keys {
+            topic.tags.remove(k);
+        }
+        let stored = topic.clone();
+        self.persist(move |db| db.put_topic(&stored)).await?;
+        self.write_state()?.topics.insert(topic.arn.clone(), topic);
+        Ok(())
+    }
+
     // ---- subscriptions --------------------------------------------------
 
     /// `Subscribe`. `base_url` is this server as the caller reached it.
@@ -563,9 +618,10 @@ impl Topics {
                 } else {
                     "pending confirmation".to_owned()
                 };
+                // A pending HTTP endpoint is sent its confirmation again.
                 return Ok(Subscribed {
                     subscription_arn: arn,
-                    confirmation: None,
+                    confirmation: (!l.sub.confirmed).then(|| self.confirmation(&topic, &l.sub)),
                 });
             }
         }
@@ -1117,19 +1173,6 @@ impl Topics {
             message_id,
             sequence_number,
             deliveries,
-        })
-    }
-
-    /// A summary for `/lambent/status`: topics and subscriptions per state.
-    pub fn summary(&self) -> Value {
-        let Ok(state) = self.read() else {
-            return Value::Null;
-        };
-        let confirmed = state.subs.values().filter(|l| l.sub.confirmed).count();
-        json!({
-            "topics": state.topics.len(),
-            "subscriptions_confirmed": confirmed,
-            "subscriptions_pending": state.subs.len() - confirmed,
         })
     }
 }

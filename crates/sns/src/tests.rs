@@ -233,6 +233,28 @@ async fn http_subscriptions_confirm_by_token() {
             .unwrap()
             .starts_with(&format!("{BASE}/?Action=ConfirmSubscription&TopicArn="))
     );
+    // Subscribing the pending endpoint again sends the same token again.
+    let again = t
+        .subscribe(
+            &s,
+            Some(&topic),
+            Some("http"),
+            Some("http://127.0.0.1:1/hook"),
+            &attrs(&[]),
+            false,
+            BASE,
+        )
+        .await
+        .unwrap();
+    let Some(Delivery::Http {
+        body: again_body, ..
+    }) = again.confirmation
+    else {
+        panic!("a second confirmation");
+    };
+    let again_doc: Value = serde_json::from_slice(&again_body).unwrap();
+    assert_eq!(again_doc["Token"], doc["Token"]);
+    assert_eq!(t.list_subscriptions(&s, None, None).unwrap().items.len(), 1);
     // Pending subscriptions get nothing.
     let msg = PublishInput {
         topic_arn: Some(topic.clone()),

@@ -20,6 +20,11 @@ pub enum SnsError {
     /// `NotFound`.
     #[error("{0}")]
     NotFound(String),
+    /// `ResourceNotFound` (the tagging calls).
+    #[error("Resource does not exist")]
+    ResourceNotFound,
+    #[error("Could not complete request: tag quota of per resource exceeded")]
+    TagLimitExceeded,
     #[error("The batch request doesn't contain any entries.")]
     EmptyBatchRequest,
     #[error("The batch request contains more entries than permissible.")]
@@ -57,6 +62,8 @@ impl SnsError {
             SnsError::InvalidParameterValue(_) => "ParameterValueInvalid",
             SnsError::Validation(_) => "ValidationError",
             SnsError::NotFound(_) => "NotFound",
+            SnsError::ResourceNotFound => "ResourceNotFound",
+            SnsError::TagLimitExceeded => "TagLimitExceeded",
             SnsError::EmptyBatchRequest => "EmptyBatchRequest",
             SnsError::TooManyEntriesInBatchRequest => "TooManyEntriesInBatchRequest",
             SnsError::BatchEntryIdsNotDistinct => "BatchEntryIdsNotDistinct",
@@ -69,7 +76,7 @@ impl SnsError {
     /// The HTTP status SNS answers with.
     pub fn status(&self) -> u16 {
         match self {
-            SnsError::NotFound(_) => 404,
+            SnsError::NotFound(_) | SnsError::ResourceNotFound => 404,
             SnsError::Store(_) => 500,
             _ => 400,
         }

@@ -9,7 +9,7 @@ pub(crate) const DEFAULT_EFFECTIVE_DELIVERY_POLICY: &str = r#"{"http":{"defaultH
 
 /// Most message attributes on one message.
 const MAX_ATTRIBUTES: usize = 10;
-const MAX_TAGS: usize = 50;
+pub(crate) const MAX_TAGS: usize = 50;
 
 fn name_chars_ok(s: &str) -> bool {
     !s.is_empty()
@@ -151,9 +151,7 @@ pub(crate) fn topic_attribute(
 
 pub(crate) fn tags(tags: &[(String, String)]) -> Result<(), SnsError> {
     if tags.len() > MAX_TAGS {
-        return Err(SnsError::invalid(
-            "Tags Reason: Could not complete request: tag quota of per resource exceeded",
-        ));
+        return Err(SnsError::TagLimitExceeded);
     }
     for (k, v) in tags {
         if k.is_empty() || k.len() > 128 || v.len() > 256 {
