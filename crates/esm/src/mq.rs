@@ -24,7 +24,7 @@ use serde_json::{Map, Value, json};
 
 use crate::Counters;
 use crate::mapping::{FUNCTION_FAILED, PROCESSED_OK};
-use crate::poller::{Ctx, Outcome};
+use crate::poller::Ctx;
 
 /// Lambda's synchronous payload limit, less room for the event's framing.
 const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024 - 64 * 1024;
@@ -205,23 +205,7 @@ async fn process(ctx: &mut Ctx, key: &str, all: Vec<Delivery>) {
     // The broker holds unacknowledged messages as long as the connection
     // lives: throttles are retried until the function answers or a stop.
     let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
-    let outcome = ctx.invoke_retrying_throttles(payload, far).await;
-    let ok = match outcome {
-        Some(Outcome::Success(_)) => {
-            Counters::add(&ctx.counters.invoked, n);
-            true
-        }
-        Some(Outcome::FunctionError) => {
-            Counters::add(&ctx.counters.invoked, n);
-            false
-        }
-        Some(Outcome::Unavailable(why)) => {
-            tracing::warn!(uuid = %ctx.mapping.uuid, error = %why, "cannot invoke the mapped function");
-            let _ = ctx.pause(Duration::from_secs(1)).await;
-            false
-        }
-        Some(Outcome::Throttled) | None => false,
-    };
+    let ok = ctx.invoke_batch(payload, n, far).await;
     if ok {
         ctx.processing_result(PROCESSED_OK);
         // One acknowledgement for the batch: every tag up to the last.

@@ -27,7 +27,7 @@ use serde_json::{Map, Value, json};
 
 use crate::Counters;
 use crate::mapping::{FUNCTION_FAILED, Mapping, PROCESSED_OK};
-use crate::poller::{Ctx, Outcome};
+use crate::poller::Ctx;
 
 const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024 - 64 * 1024;
 /// How long one pull for the first message of a batch waits.
@@ -261,23 +261,7 @@ async fn process(ctx: &mut Ctx, t: &Target, all: Vec<jetstream::Message>) {
     let n = kept.len();
     // Within the consumer's ack wait the messages stay ours.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15 * 60);
-    let outcome = ctx.invoke_retrying_throttles(payload, deadline).await;
-    let ok = match outcome {
-        Some(Outcome::Success(_)) => {
-            Counters::add(&ctx.counters.invoked, n);
-            true
-        }
-        Some(Outcome::FunctionError) => {
-            Counters::add(&ctx.counters.invoked, n);
-            false
-        }
-        Some(Outcome::Unavailable(why)) => {
-            tracing::warn!(uuid = %ctx.mapping.uuid, error = %why, "cannot invoke the mapped function");
-            let _ = ctx.pause(Duration::from_secs(1)).await;
-            false
-        }
-        Some(Outcome::Throttled) | None => false,
-    };
+    let ok = ctx.invoke_batch(payload, n, deadline).await;
     if ok {
         ctx.processing_result(PROCESSED_OK);
         // Double acks wait for the server's confirmation; the batch's go

@@ -119,6 +119,34 @@ impl Ctx {
         }
     }
 
+    /// Invokes with a batch of `n` records as a broker source does (the whole
+    /// batch succeeds or fails together): counts the records invoked, pauses
+    /// a second when the function cannot run, and says whether the batch may
+    /// be acknowledged. Throttles are retried until `deadline`.
+    pub async fn invoke_batch(
+        &mut self,
+        payload: Bytes,
+        n: usize,
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        match self.invoke_retrying_throttles(payload, deadline).await {
+            Some(Outcome::Success(_)) => {
+                Counters::add(&self.counters.invoked, n);
+                true
+            }
+            Some(Outcome::FunctionError) => {
+                Counters::add(&self.counters.invoked, n);
+                false
+            }
+            Some(Outcome::Unavailable(why)) => {
+                tracing::warn!(uuid = %self.mapping.uuid, error = %why, "cannot invoke the mapped function");
+                let _ = self.pause(Duration::from_secs(1)).await;
+                false
+            }
+            Some(Outcome::Throttled) | None => false,
+        }
+    }
+
     pub fn processing_result(&self, result: &str) {
         self.inner.processing_result(&self.mapping.uuid, result);
     }
