@@ -6,43 +6,13 @@
 //! the chunk's arrival: the platform's time to first byte. No dependencies
 //! beyond std.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-fn read_response(
-    r: &mut BufReader<TcpStream>,
-    body: &mut Vec<u8>,
-) -> std::io::Result<(u16, Option<String>)> {
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let mut len = 0usize;
-    let mut request_id = None;
-    loop {
-        line.clear();
-        r.read_line(&mut line)?;
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            let v = v.trim();
-            if k.eq_ignore_ascii_case("content-length") {
-                len = v.parse().unwrap_or(0);
-            } else if k.eq_ignore_ascii_case("lambda-runtime-aws-request-id") {
-                request_id = Some(v.to_owned());
-            }
-        }
-    }
-    body.resize(len, 0);
-    r.read_exact(body)?;
-    Ok((status, request_id))
-}
+#[path = "../runtime_wire.rs"]
+mod runtime_wire;
+use runtime_wire::read_response;
 
 fn main() -> std::io::Result<()> {
     let api = std::env::var("AWS_LAMBDA_RUNTIME_API").unwrap_or_else(|_| "127.0.0.1:9001".into());
