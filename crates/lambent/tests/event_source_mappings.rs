@@ -6,47 +6,16 @@
 
 mod common;
 
-use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{
-    EventSourcePosition, FunctionCode, FunctionResponseType, Runtime, ScalingConfig,
-};
+use aws_sdk_lambda::types::{EventSourcePosition, FunctionResponseType, ScalingConfig};
 use common::*;
 
-const ROLE: &str = "arn:aws:iam::111111111111:role/lambda-role";
 const QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:jobs";
-
-async fn function(client: &aws_sdk_lambda::Client, name: &str) -> String {
-    client
-        .create_function()
-        .function_name(name)
-        .runtime(Runtime::Providedal2023)
-        .role(ROLE)
-        .handler("bootstrap")
-        .code(
-            FunctionCode::builder()
-                .zip_file(Blob::new(zip_of(&[("bootstrap", b"#!/bin/sh\n", 0o755)])))
-                .build(),
-        )
-        .send()
-        .await
-        .expect("create_function")
-        .function_arn()
-        .unwrap()
-        .to_owned()
-}
-
-fn code_of<E: aws_sdk_lambda::error::ProvideErrorMetadata>(e: &E) -> (String, String) {
-    (
-        e.code().unwrap_or("").to_owned(),
-        e.message().unwrap_or("").to_owned(),
-    )
-}
 
 #[tokio::test]
 async fn mapping_lifecycle_through_the_rust_sdk() {
     let server = Server::start();
     let a = server.client(KEY_A).await;
-    let arn = function(&a, "consumer").await;
+    let arn = create_noop_function(&a, "consumer").await;
 
     let created = a
         .create_event_source_mapping()
@@ -183,7 +152,7 @@ async fn mapping_lifecycle_through_the_rust_sdk() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(code_of(&e).0, "ResourceNotFoundException");
+    assert_eq!(code_and_message(&e).0, "ResourceNotFoundException");
     assert!(
         b.list_event_source_mappings()
             .send()
@@ -203,7 +172,7 @@ async fn mapping_lifecycle_through_the_rust_sdk() {
     let gone = async {
         for _ in 0..(200.0 * timeout_scale()) as u32 {
             match a.get_event_source_mapping().uuid(&uuid).send().await {
-                Err(e) if code_of(&e).0 == "ResourceNotFoundException" => return true,
+                Err(e) if code_and_message(&e).0 == "ResourceNotFoundException" => return true,
                 _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
             }
         }
@@ -217,7 +186,7 @@ async fn mapping_lifecycle_through_the_rust_sdk() {
         .await
         .unwrap_err();
     assert_eq!(
-        code_of(&e),
+        code_and_message(&e),
         (
             "ResourceNotFoundException".into(),
             "The resource you requested does not exist.".into()
@@ -229,12 +198,12 @@ async fn mapping_lifecycle_through_the_rust_sdk() {
 async fn each_validation_error_is_lambdas_and_changes_nothing() {
     let server = Server::start();
     let a = server.client(KEY_A).await;
-    function(&a, "f").await;
+    create_noop_function(&a, "f").await;
 
     macro_rules! refused {
         ($req:expr, $code:expr, $msg:expr) => {{
             let e = $req.send().await.expect_err("refused");
-            assert_eq!(code_of(&e), ($code.to_string(), $msg.to_string()));
+            assert_eq!(code_and_message(&e), ($code.to_string(), $msg.to_string()));
         }};
     }
     let create = || {
@@ -343,7 +312,7 @@ async fn each_validation_error_is_lambdas_and_changes_nothing() {
     let uuid = m.uuid().unwrap();
     let e = create().send().await.expect_err("a duplicate");
     assert_eq!(
-        code_of(&e),
+        code_and_message(&e),
         (
             "ResourceConflictException".into(),
             format!(
@@ -360,7 +329,7 @@ async fn each_validation_error_is_lambdas_and_changes_nothing() {
         .await
         .unwrap_err();
     assert_eq!(
-        code_of(&e).1,
+        code_and_message(&e).1,
         "Maximum batch window in seconds must be greater than 0 if maximum batch size is greater than 10"
     );
     let e = a
@@ -370,7 +339,7 @@ async fn each_validation_error_is_lambdas_and_changes_nothing() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(code_of(&e).0, "InvalidParameterValueException");
+    assert_eq!(code_and_message(&e).0, "InvalidParameterValueException");
     let got = a
         .get_event_source_mapping()
         .uuid(uuid)
@@ -385,21 +354,21 @@ async fn each_validation_error_is_lambdas_and_changes_nothing() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(code_of(&e).0, "ResourceNotFoundException");
+    assert_eq!(code_and_message(&e).0, "ResourceNotFoundException");
     let e = a
         .list_event_source_mappings()
         .max_items(0)
         .send()
         .await
         .unwrap_err();
-    assert_eq!(code_of(&e).0, "ValidationException");
+    assert_eq!(code_and_message(&e).0, "ValidationException");
 }
 
 #[tokio::test]
 async fn mappings_survive_a_restart() {
     let mut server = Server::start();
     let a = server.client(KEY_A).await;
-    function(&a, "kept").await;
+    create_noop_function(&a, "kept").await;
     let m = a
         .create_event_source_mapping()
         .function_name("kept")

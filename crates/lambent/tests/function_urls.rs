@@ -4,35 +4,8 @@
 
 mod common;
 
-use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{Cors, FunctionCode, FunctionUrlAuthType, InvokeMode, Runtime};
+use aws_sdk_lambda::types::{Cors, FunctionUrlAuthType, InvokeMode};
 use common::*;
-
-const ROLE: &str = "arn:aws:iam::111111111111:role/lambda-role";
-
-async fn create(client: &aws_sdk_lambda::Client, name: &str) {
-    client
-        .create_function()
-        .function_name(name)
-        .runtime(Runtime::Providedal2023)
-        .role(ROLE)
-        .handler("bootstrap")
-        .code(
-            FunctionCode::builder()
-                .zip_file(Blob::new(zip_of(&[("bootstrap", b"#!/bin/sh\n", 0o755)])))
-                .build(),
-        )
-        .send()
-        .await
-        .expect("create_function");
-}
-
-fn code_of<E: aws_sdk_lambda::error::ProvideErrorMetadata>(e: &E) -> (String, String) {
-    (
-        e.code().unwrap_or("").to_owned(),
-        e.message().unwrap_or("").to_owned(),
-    )
-}
 
 fn port_of(endpoint: &str) -> String {
     endpoint.rsplit(':').next().unwrap().to_owned()
@@ -42,7 +15,7 @@ fn port_of(endpoint: &str) -> String {
 async fn url_config_lifecycle_through_the_rust_sdk() {
     let server = Server::start();
     let a = server.client(KEY_A).await;
-    create(&a, "web").await;
+    create_noop_function(&a, "web").await;
     let port = port_of(&server.endpoint);
 
     let created = a
@@ -87,7 +60,7 @@ async fn url_config_lifecycle_through_the_rust_sdk() {
         .send()
         .await
         .unwrap_err();
-    let (code, msg) = code_of(dup.as_service_error().unwrap());
+    let (code, msg) = code_and_message(dup.as_service_error().unwrap());
     assert_eq!(code, "ResourceConflictException");
     assert_eq!(
         msg,
@@ -193,7 +166,7 @@ async fn url_config_lifecycle_through_the_rust_sdk() {
         .await
         .unwrap_err();
     assert_eq!(
-        code_of(gone.as_service_error().unwrap()),
+        code_and_message(gone.as_service_error().unwrap()),
         (
             "ResourceNotFoundException".to_owned(),
             "The resource you requested does not exist.".to_owned()
@@ -244,7 +217,7 @@ async fn url_config_lifecycle_through_the_rust_sdk() {
         .await
         .unwrap_err();
     assert_eq!(
-        code_of(err.as_service_error().unwrap()),
+        code_and_message(err.as_service_error().unwrap()),
         (
             "ResourceNotFoundException".to_owned(),
             "Function does not exist".to_owned()
@@ -256,7 +229,7 @@ async fn url_config_lifecycle_through_the_rust_sdk() {
 async fn url_config_errors_in_aws_shapes() {
     let server = Server::start();
     let a = server.client(KEY_A).await;
-    create(&a, "f").await;
+    create_noop_function(&a, "f").await;
     a.publish_version().function_name("f").send().await.unwrap();
 
     let qualifier_error = |q: &str| {
@@ -274,7 +247,7 @@ async fn url_config_errors_in_aws_shapes() {
             .await
             .unwrap_err();
         assert_eq!(
-            code_of(e.as_service_error().unwrap()),
+            code_and_message(e.as_service_error().unwrap()),
             ("ValidationException".to_owned(), qualifier_error(q))
         );
         let e = a
@@ -285,7 +258,7 @@ async fn url_config_errors_in_aws_shapes() {
             .await
             .unwrap_err();
         assert_eq!(
-            code_of(e.as_service_error().unwrap()).0,
+            code_and_message(e.as_service_error().unwrap()).0,
             "ValidationException"
         );
     }
@@ -297,7 +270,7 @@ async fn url_config_errors_in_aws_shapes() {
         .await
         .unwrap_err();
     assert_eq!(
-        code_of(e.as_service_error().unwrap()),
+        code_and_message(e.as_service_error().unwrap()),
         (
             "ResourceNotFoundException".to_owned(),
             "Function does not exist".to_owned()
@@ -312,7 +285,7 @@ async fn url_config_errors_in_aws_shapes() {
         .await
         .unwrap_err();
     assert_eq!(
-        code_of(e.as_service_error().unwrap()),
+        code_and_message(e.as_service_error().unwrap()),
         (
             "ResourceNotFoundException".to_owned(),
             "Function does not exist".to_owned()
@@ -327,7 +300,7 @@ async fn url_config_errors_in_aws_shapes() {
         .await
         .unwrap_err();
     assert_eq!(
-        code_of(e.as_service_error().unwrap()),
+        code_and_message(e.as_service_error().unwrap()),
         (
             "InvalidParameterValueException".to_owned(),
             "The derived qualifier from the function name does not match the specified qualifier."
@@ -342,7 +315,7 @@ async fn url_config_errors_in_aws_shapes() {
         .await
         .unwrap_err();
     assert_eq!(
-        code_of(e.as_service_error().unwrap()),
+        code_and_message(e.as_service_error().unwrap()),
         (
             "ValidationException".to_owned(),
             "1 validation error detected: Value 'PUBLIC' at 'authType' failed to satisfy constraint: Member must satisfy enum value set: [AWS_IAM, NONE]".to_owned()
@@ -357,7 +330,7 @@ async fn url_config_errors_in_aws_shapes() {
         .await
         .unwrap_err();
     assert_eq!(
-        code_of(e.as_service_error().unwrap()),
+        code_and_message(e.as_service_error().unwrap()),
         (
             "ValidationException".to_owned(),
             "1 validation error detected: Value 'UNKNOWN' at 'invokeMode' failed to satisfy constraint: Member must satisfy enum value set: [RESPONSE_STREAM, BUFFERED]".to_owned()
@@ -375,7 +348,7 @@ async fn url_config_errors_in_aws_shapes() {
         .send()
         .await
         .unwrap_err();
-    let (code, msg) = code_of(e.as_service_error().unwrap());
+    let (code, msg) = code_and_message(e.as_service_error().unwrap());
     assert_eq!(code, "ValidationException");
     assert!(msg.starts_with("2 validation errors detected: "), "{msg}");
     assert!(msg.contains("'cors.allowMethods'"), "{msg}");
@@ -433,7 +406,7 @@ async fn url_config_errors_in_aws_shapes() {
         .await
         .unwrap_err();
     assert_eq!(
-        code_of(e.as_service_error().unwrap()).0,
+        code_and_message(e.as_service_error().unwrap()).0,
         "ResourceNotFoundException"
     );
 }
@@ -442,7 +415,7 @@ async fn url_config_errors_in_aws_shapes() {
 async fn a_public_domain_names_the_urls() {
     let server = Server::start_with(&["--url-domain", "fn.example.com"]);
     let a = server.client(KEY_A).await;
-    create(&a, "pub").await;
+    create_noop_function(&a, "pub").await;
     let created = a
         .create_function_url_config()
         .function_name("pub")

@@ -255,3 +255,38 @@ pub fn zip_of(files: &[(&str, &[u8], u32)]) -> Vec<u8> {
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// The execution role the tests' functions name (Lambent takes it as given).
+pub const ROLE: &str = "arn:aws:iam::111111111111:role/lambda-role";
+
+/// Creates a `provided.al2023` function whose bootstrap does nothing, for
+/// tests of the control plane around it; answers its ARN.
+pub async fn create_noop_function(client: &aws_sdk_lambda::Client, name: &str) -> String {
+    use aws_sdk_lambda::primitives::Blob;
+    use aws_sdk_lambda::types::{FunctionCode, Runtime};
+    client
+        .create_function()
+        .function_name(name)
+        .runtime(Runtime::Providedal2023)
+        .role(ROLE)
+        .handler("bootstrap")
+        .code(
+            FunctionCode::builder()
+                .zip_file(Blob::new(zip_of(&[("bootstrap", b"#!/bin/sh\n", 0o755)])))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create_function")
+        .function_arn()
+        .expect("FunctionArn")
+        .to_owned()
+}
+
+/// An SDK error's AWS code and message.
+pub fn code_and_message<E: aws_sdk_lambda::error::ProvideErrorMetadata>(e: &E) -> (String, String) {
+    (
+        e.code().unwrap_or("").to_owned(),
+        e.message().unwrap_or("").to_owned(),
+    )
+}
